@@ -1,0 +1,2 @@
+//! The `hoist` binary (skeleton).
+fn main() {}

@@ -1,0 +1,1 @@
+//! hoist-core (skeleton).
