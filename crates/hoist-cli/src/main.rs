@@ -1,2 +1,47 @@
-//! The `hoist` binary (skeleton).
-fn main() {}
+//! The `hoist` binary: parse arguments, set up logging, run one subcommand, map its outcome to an
+//! exit code. No upload logic lives here; see `hoist-core`.
+//!
+//! # Layout
+//! - `args`: the clap command tree (doc comments are the `--help`).
+//! - `cmd`: one module per subcommand (`put`, `resume`, `uploads`, `store`, `serve`).
+//! - `render`: progress bars or `--json` lines fed by the engine's events.
+//! - `exit`: the error type, exit codes and one-line hints.
+
+mod args;
+mod cmd;
+mod exit;
+mod render;
+
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = args::Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hoist: cannot start the async runtime: {e}");
+            return exit::Exit::Failure.into();
+        }
+    };
+    match runtime.block_on(cmd::run(cli.command)) {
+        Ok(()) => exit::Exit::Ok.into(),
+        Err(err) => err.report(),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `-v`.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,aws=warn",
+        2 => "debug,aws=info,hyper=info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,34 @@
+//! The command tree. Each subcommand's flags live beside its code in `cmd/<name>.rs`; this file
+//! only lists them, so `hoist --help` reads like a table of contents.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Fast, resumable S3 multipart uploads.
+///
+/// Credentials come from the standard AWS chain (env vars, ~/.aws/config and credentials,
+/// `--profile`); `--endpoint-url` points at any S3-compatible store (MinIO, Garage, Ceph, or
+/// `hoist store`).
+#[derive(Debug, Parser)]
+#[command(name = "hoist", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// More log output on stderr (-v info, -vv debug); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Upload a file or stdin to s3://BUCKET/KEY (resumes an interrupted upload of the same file).
+    Put(cmd::put::PutArgs),
+    /// Run the embedded S3-compatible store on local disk.
+    Store(cmd::store::StoreArgs),
+    /// Run the upload service: pre-signed multipart uploads for browsers and apps.
+    Serve(cmd::serve::ServeArgs),
+}

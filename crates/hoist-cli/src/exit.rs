@@ -1,0 +1,75 @@
+//! Exit codes and the one error type of the CLI. Every failure ends as one line on stderr,
+//! `hoist: <what went wrong>` and, when there is one, `hint: <what to do>`, and a documented exit
+//! code that scripts can branch on.
+
+use std::process::ExitCode;
+
+/// Exit codes of `hoist` (stable; documented in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Success.
+    Ok = 0,
+    /// A failure that fits no narrower code.
+    Failure = 1,
+    /// Bad command line or input (bad URL, missing file, size out of range).
+    Usage = 2,
+    /// The bucket, key or upload does not exist.
+    NotFound = 3,
+    /// Credentials missing or refused.
+    Auth = 4,
+    /// The endpoint could not be reached or kept failing after retries.
+    Network = 5,
+    /// Data did not verify (checksum, ETag or size mismatch).
+    Integrity = 6,
+    /// Resume refused: the source changed or the saved state does not fit.
+    Conflict = 7,
+    /// Interrupted (Ctrl-C); uploaded parts were kept and can be resumed. 130 = 128 + SIGINT.
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        // Every variant fits in a u8 by construction.
+        ExitCode::from(e as u8)
+    }
+}
+
+/// A failed command: a message naming the problem, an optional hint naming the fix, an exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct CliError {
+    /// What went wrong, one line.
+    pub(crate) message: String,
+    /// What to do about it, one line.
+    pub(crate) hint: Option<String>,
+    /// The exit code.
+    pub(crate) code: Exit,
+}
+
+impl CliError {
+    /// A failure with the given exit code.
+    pub(crate) fn new(code: Exit, message: impl Into<String>) -> Self {
+        Self { message: message.into(), hint: None, code }
+    }
+
+    /// Bad input from the user.
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self::new(Exit::Usage, message)
+    }
+
+    /// Adds the line that tells the user what to do.
+    #[must_use]
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Prints the error (and hint) to stderr and returns the exit code.
+    pub(crate) fn report(&self) -> ExitCode {
+        eprintln!("hoist: {}", self.message);
+        if let Some(hint) = &self.hint {
+            eprintln!("hint: {hint}");
+        }
+        self.code.into()
+    }
+}

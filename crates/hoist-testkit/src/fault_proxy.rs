@@ -1,0 +1,1 @@
+//! Seeded fault-injecting HTTP proxy (owned by the engine work; placeholder).

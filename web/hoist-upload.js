@@ -1,0 +1,1 @@
+// Placeholder: the browser uploader module (issue 6).
