@@ -6,10 +6,12 @@
 //! - `cmd`: one module per subcommand (`put`, `resume`, `uploads`, `store`, `serve`).
 //! - `render`: progress bars or `--json` lines fed by the engine's events.
 //! - `exit`: the error type, exit codes and one-line hints.
+//! - `parse`: value parsers for `s3://` URLs, sizes, durations and metadata.
 
 mod args;
 mod cmd;
 mod exit;
+mod parse;
 mod render;
 
 use clap::Parser as _;

@@ -1,0 +1,174 @@
+//! Parsers for command-line values: `s3://bucket/key` URLs, sizes (`64MiB`), durations (`7d`) and
+//! `k=v` metadata. Each error names what was wrong and what a good value looks like, because clap
+//! prints it as is.
+
+use std::fmt;
+use std::time::Duration;
+
+/// An `s3://BUCKET[/KEY]` location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct S3Url {
+    /// The bucket name.
+    pub(crate) bucket: String,
+    /// The key or prefix; empty when the URL names only the bucket.
+    pub(crate) key: String,
+}
+
+impl S3Url {
+    /// Parses `s3://bucket/key` (key may be empty or a prefix).
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let rest = s.strip_prefix("s3://").ok_or_else(|| {
+            format!("{s:?} is not an S3 URL: write it as s3://BUCKET/KEY")
+        })?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{s:?} has no bucket: write it as s3://BUCKET/KEY"));
+        }
+        if !valid_bucket_name(bucket) {
+            return Err(format!(
+                "{bucket:?} is not a valid bucket name: 3-63 characters, lowercase letters, digits, '.' and '-'"
+            ));
+        }
+        Ok(Self { bucket: bucket.to_owned(), key: key.to_owned() })
+    }
+
+    /// Parses a URL that must name an object (non-empty key not ending in `/`).
+    pub(crate) fn parse_object(s: &str) -> Result<Self, String> {
+        let url = Self::parse(s)?;
+        if url.key.is_empty() {
+            return Err(format!("{s:?} names no object key: write it as s3://BUCKET/KEY"));
+        }
+        if url.key.ends_with('/') {
+            return Err(format!(
+                "{s:?} ends with '/', which names a folder: add the object name after it"
+            ));
+        }
+        Ok(url)
+    }
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// S3's bucket naming rules (general purpose buckets), the part a client can check offline.
+fn valid_bucket_name(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Parses a byte size: a number with an optional unit, `B`, `KiB`, `MiB`, `GiB`, `TiB` (powers of
+/// 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000); `K`/`M`/`G`/`T` alone mean the binary unit.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: write a number with a unit, e.g. 64MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
+            ));
+        }
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses a duration: a number and a unit `s`, `m`, `h`, `d` or `w` (e.g. `7d`, `36h`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write a number and a unit, e.g. 7d or 12h"))?;
+    let secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("{s:?} needs a unit: s, m, h, d or w (e.g. 7d)")),
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Parses one `key=value` metadata pair (key: letters, digits, `-` and `_`).
+pub(crate) fn parse_metadata(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not key=value: write metadata as --metadata name=value"))?;
+    if k.is_empty() || !k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+        return Err(format!(
+            "metadata name {k:?} is not allowed: use letters, digits, '-' and '_'"
+        ));
+    }
+    Ok((k.to_ascii_lowercase(), v.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls() {
+        assert_eq!(
+            S3Url::parse_object("s3://my-bucket/a/b.bin").unwrap(),
+            S3Url { bucket: "my-bucket".into(), key: "a/b.bin".into() }
+        );
+        assert_eq!(S3Url::parse("s3://my-bucket").unwrap().key, "");
+        assert_eq!(S3Url::parse("s3://my-bucket/logs/").unwrap().key, "logs/");
+        for bad in ["s3:/x", "x/y", "s3://", "s3:///key", "https://b/k"] {
+            let e = S3Url::parse_object(bad).unwrap_err();
+            assert!(e.contains("s3://BUCKET/KEY"), "{bad}: {e}");
+        }
+        assert!(S3Url::parse_object("s3://bucket").unwrap_err().contains("no object key"));
+        assert!(S3Url::parse_object("s3://bucket/dir/").unwrap_err().contains("folder"));
+        assert!(S3Url::parse("s3://Bad_Bucket/k").unwrap_err().contains("valid bucket name"));
+        assert!(S3Url::parse("s3://ab/k").unwrap_err().contains("valid bucket name"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("5GiB"), Ok(5 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("MiB").unwrap_err().contains("e.g. 64MiB"));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("7").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("d").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn metadata() {
+        assert_eq!(parse_metadata("Owner=ana=b"), Ok(("owner".into(), "ana=b".into())));
+        assert!(parse_metadata("novalue").unwrap_err().contains("key=value"));
+        assert!(parse_metadata("bad key=v").unwrap_err().contains("not allowed"));
+    }
+}
