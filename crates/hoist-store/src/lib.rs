@@ -1,1 +1,255 @@
-//! hoist-store (skeleton).
+//! Hoist's embedded S3-compatible store on local disk: the `s3s` crate speaks the protocol
+//! (routing, XML, SigV4 including pre-signed URLs), Hoist's own backend keeps the data.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), hoist_store::Error> {
+//! let store = hoist_store::Store::builder("/tmp/hoist-data")
+//!     .credentials(hoist_store::Credentials::new("access", "secret-key-of-some-length"))
+//!     .build()?;
+//! let handle = store.start("127.0.0.1:0").await?;
+//! println!("listening on {}", handle.endpoint_url());
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`error`]: the one error enum and its mapping to S3 error codes.
+//! - `fs`: on-disk layout, atomic durable writes, start-up cleanup.
+//! - `backend`: in-memory state mirrored on disk; buckets.
+//! - `ingest`: request bodies streamed to disk with MD5 and checksums computed on the way.
+//! - `objects`: put, get (ranges across segments), head, delete, list.
+//! - `multipart`: the upload state machine and S3's rules for Complete.
+//! - `s3`: the `s3s::S3` trait implementation (DTOs only).
+//! - `cors`: preflight and CORS headers.
+
+pub mod error;
+
+mod backend;
+mod cors;
+mod fs;
+mod ingest;
+mod multipart;
+mod objects;
+mod s3;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::RngCore as _;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use error::{Error, Result};
+
+/// An access key pair the store accepts (SigV4).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("access_key", &self.access_key).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// A key pair.
+    pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Self { access_key: access_key.into(), secret_key: secret_key.into() }
+    }
+
+    /// A random key pair (20-character access key, 40-character secret, as AWS issues them).
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut a = [0u8; 10];
+        let mut s = [0u8; 20];
+        rand::rng().fill_bytes(&mut a);
+        rand::rng().fill_bytes(&mut s);
+        Self::new(format!("HOIST{}", &hex::encode_upper(a)[..15]), hex::encode(s))
+    }
+
+    /// The pair stored in `data_dir/credentials.json`, or a new one written there. The flag says
+    /// whether it was generated now.
+    pub fn load_or_generate(data_dir: &Path) -> Result<(Self, bool)> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("credentials.json");
+        if let Some(c) = fs::read_json::<Self>(&path)? {
+            return Ok((c, false));
+        }
+        let layout = fs::Layout::open(data_dir)?;
+        let c = Self::generate();
+        fs::write_json(&layout, &path, &c)?;
+        Ok((c, true))
+    }
+}
+
+/// Builds a [`Store`].
+#[derive(Debug)]
+pub struct StoreBuilder {
+    data_dir: PathBuf,
+    credentials: Option<Credentials>,
+    cors_origins: Vec<String>,
+}
+
+impl StoreBuilder {
+    /// The key pair clients must sign with (default: [`Credentials::load_or_generate`]).
+    #[must_use]
+    pub fn credentials(mut self, c: Credentials) -> Self {
+        self.credentials = Some(c);
+        self
+    }
+
+    /// Origins allowed to call the store from a browser (`*` for any), for every bucket.
+    #[must_use]
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
+        self
+    }
+
+    /// Opens the data dir (creating it, loading what a previous run stored, removing temp files).
+    pub fn build(self) -> Result<Store> {
+        let credentials = match self.credentials {
+            Some(c) => c,
+            None => Credentials::load_or_generate(&self.data_dir)?.0,
+        };
+        let backend = Arc::new(backend::Backend::open(&self.data_dir)?);
+        let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend });
+        b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+        Ok(Store { service: b.build(), cors: cors::Cors::new(self.cors_origins), credentials })
+    }
+}
+
+/// The store, ready to serve.
+#[derive(Clone)]
+pub struct Store {
+    service: S3Service,
+    cors: cors::Cors,
+    credentials: Credentials,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("credentials", &self.credentials).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Starts building a store on `data_dir`.
+    pub fn builder(data_dir: impl Into<PathBuf>) -> StoreBuilder {
+        StoreBuilder { data_dir: data_dir.into(), credentials: None, cors_origins: Vec::new() }
+    }
+
+    /// The key pair clients sign with.
+    #[must_use]
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = listener.accept() => {
+                    let (socket, _) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = socket.set_nodelay(true);
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| this.clone().handle(req));
+                        if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(socket), svc)
+                            .await
+                        {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> std::result::Result<http::Response<s3s::Body>, s3s::HttpError> {
+        if cors::Cors::is_preflight(req.method(), req.headers()) {
+            return Ok(self.cors.preflight(req.headers()));
+        }
+        let headers = req.headers().clone();
+        let mut resp = hyper::service::Service::call(&self.service, req).await?;
+        self.cors.decorate(&headers, &mut resp);
+        Ok(resp)
+    }
+
+    /// Binds `addr` (`127.0.0.1:0` for an ephemeral port) and serves in the background.
+    pub async fn start(self, addr: &str) -> Result<StoreHandle> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let credentials = self.credentials.clone();
+        let task = tokio::spawn(self.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(StoreHandle { addr: local, credentials, stop: Some(tx), task })
+    }
+}
+
+/// A running store; [`shutdown`](Self::shutdown) stops it (dropping the handle stops it too).
+#[derive(Debug)]
+pub struct StoreHandle {
+    addr: SocketAddr,
+    credentials: Credentials,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl StoreHandle {
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for `--endpoint-url`.
+    #[must_use]
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The key pair clients sign with.
+    #[must_use]
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for StoreHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

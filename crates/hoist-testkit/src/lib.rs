@@ -12,4 +12,4 @@ pub mod failing;
 pub mod fault_proxy;
 pub mod store;
 
-// pub use store::TestStore; (enabled when store.rs defines it)
+pub use store::TestStore;

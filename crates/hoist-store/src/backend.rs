@@ -1,0 +1,256 @@
+//! The store's state: buckets, objects and multipart uploads, held in memory for fast listing and
+//! mirrored record by record on disk (see `fs`) so a restart sees every acknowledged write.
+//! Buckets live here; object and multipart operations are in `objects` and `multipart`.
+//!
+//! Decision: one mutex over the whole state. Record writes under it are small (JSON + fsync);
+//! body bytes are received and hashed outside it (see `ingest`), so uploads of many parts still
+//! proceed in parallel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use hoist_core::checksum::ChecksumAlgorithm;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fs::{Layout, read_json, remove_durable, write_json};
+
+/// Longest key S3 accepts, in bytes.
+pub(crate) const MAX_KEY_LEN: usize = 1024;
+
+/// How an object's checksum was formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ChecksumKind {
+    /// Checksum of checksums, `value-N` (multipart).
+    Composite,
+    /// Checksum of the whole object.
+    FullObject,
+}
+
+/// A checksum kept with an object or part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredChecksum {
+    pub(crate) algorithm: ChecksumAlgorithm,
+    /// Base64 value (composite values carry `-N`).
+    pub(crate) value: String,
+    pub(crate) kind: ChecksumKind,
+}
+
+/// A piece of an object's data: a file under the data dir and its length.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Segment {
+    /// Path relative to the data dir, always one the store generated.
+    pub(crate) path: String,
+    pub(crate) len: u64,
+}
+
+/// An object's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ObjectRecord {
+    pub(crate) key: String,
+    pub(crate) size: u64,
+    /// `ETag` without quotes.
+    pub(crate) etag: String,
+    /// Unix seconds.
+    pub(crate) last_modified: i64,
+    pub(crate) content_type: Option<String>,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) checksum: Option<StoredChecksum>,
+    pub(crate) segments: Vec<Segment>,
+    /// For a multipart object, the directory holding its parts (removed with it).
+    pub(crate) parts_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BucketRecord {
+    name: String,
+    created: i64,
+}
+
+/// A bucket in memory.
+#[derive(Debug)]
+pub(crate) struct BucketState {
+    pub(crate) created: i64,
+    pub(crate) objects: BTreeMap<String, ObjectRecord>,
+}
+
+/// A multipart upload's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UploadRecord {
+    pub(crate) id: String,
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) initiated: i64,
+    pub(crate) content_type: Option<String>,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+/// A stored part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PartRecord {
+    pub(crate) number: u32,
+    pub(crate) size: u64,
+    /// Hex MD5 (the part's `ETag` without quotes).
+    pub(crate) md5: String,
+    pub(crate) checksum: Option<StoredChecksum>,
+    pub(crate) last_modified: i64,
+    /// Data file name inside the upload's directory.
+    pub(crate) file: String,
+}
+
+/// A multipart upload in memory.
+#[derive(Debug)]
+pub(crate) struct UploadState {
+    pub(crate) record: UploadRecord,
+    pub(crate) parts: BTreeMap<u32, PartRecord>,
+}
+
+/// What a completed upload produced, kept so that a repeated Complete returns the same answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CompletedRecord {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) etag: String,
+    pub(crate) checksum: Option<StoredChecksum>,
+    /// (part number, `ETag`) as given to the Complete that succeeded.
+    pub(crate) parts: Vec<(i32, String)>,
+}
+
+/// Everything in memory.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) buckets: BTreeMap<String, BucketState>,
+    pub(crate) uploads: HashMap<String, UploadState>,
+    pub(crate) completed: HashMap<String, CompletedRecord>,
+}
+
+/// The store's backend: layout + state.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) layout: Layout,
+    state: Mutex<State>,
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// S3's bucket naming rules for general purpose buckets.
+pub(crate) fn check_bucket_name(name: &str) -> Result<()> {
+    let ok = (3..=63).contains(&name.len())
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !name.contains("..");
+    if ok { Ok(()) } else { Err(Error::InvalidBucketName(name.to_owned())) }
+}
+
+/// Keys are opaque but at most 1,024 bytes and not empty.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidArgument("the key must not be empty".into()));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::KeyTooLong(key.len()));
+    }
+    Ok(())
+}
+
+impl Backend {
+    /// Opens (or creates) a data dir and loads its state.
+    pub(crate) fn open(root: &Path) -> Result<Self> {
+        let layout = Layout::open(root)?;
+        let state = load(&layout)?;
+        Ok(Self { layout, state: Mutex::new(state) })
+    }
+
+    /// Locks the state (a poisoned lock is recovered: every mutation is written to disk first).
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// CreateBucket.
+    pub(crate) fn create_bucket(&self, name: &str) -> Result<()> {
+        check_bucket_name(name)?;
+        let mut st = self.state();
+        if st.buckets.contains_key(name) {
+            return Err(Error::BucketAlreadyOwnedByYou(name.to_owned()));
+        }
+        fs::create_dir_all(self.layout.objects_dir(name))?;
+        let created = now();
+        write_json(&self.layout, &self.layout.bucket_record(name), &BucketRecord { name: name.to_owned(), created })?;
+        st.buckets.insert(name.to_owned(), BucketState { created, objects: BTreeMap::new() });
+        Ok(())
+    }
+
+    /// HeadBucket.
+    pub(crate) fn head_bucket(&self, name: &str) -> Result<()> {
+        if self.state().buckets.contains_key(name) { Ok(()) } else { Err(Error::NoSuchBucket(name.to_owned())) }
+    }
+
+    /// ListBuckets: (name, created).
+    pub(crate) fn list_buckets(&self) -> Vec<(String, i64)> {
+        self.state().buckets.iter().map(|(n, b)| (n.clone(), b.created)).collect()
+    }
+
+    /// DeleteBucket: only when it holds no objects and no uploads.
+    pub(crate) fn delete_bucket(&self, name: &str) -> Result<()> {
+        let mut st = self.state();
+        let bucket = st.buckets.get(name).ok_or_else(|| Error::NoSuchBucket(name.to_owned()))?;
+        if !bucket.objects.is_empty() || st.uploads.values().any(|u| u.record.bucket == name) {
+            return Err(Error::BucketNotEmpty(name.to_owned()));
+        }
+        remove_durable(&self.layout.bucket_record(name))?;
+        fs::remove_dir_all(self.layout.bucket_dir(name))?;
+        st.buckets.remove(name);
+        Ok(())
+    }
+}
+
+/// Reads every record of a data dir into memory; finishes a Complete interrupted by a crash.
+fn load(layout: &Layout) -> Result<State> {
+    let mut st = State::default();
+    for entry in fs::read_dir(layout.buckets_dir())? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let Some(rec) = read_json::<BucketRecord>(&layout.bucket_record(&name))? else { continue };
+        let mut objects = BTreeMap::new();
+        for obj in fs::read_dir(layout.objects_dir(&name))? {
+            if let Some(o) = read_json::<ObjectRecord>(&obj?.path())? {
+                objects.insert(o.key.clone(), o);
+            }
+        }
+        st.buckets.insert(name, BucketState { created: rec.created, objects });
+    }
+    for entry in fs::read_dir(layout.root().join("completed"))? {
+        let path = entry?.path();
+        let Some(id) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+        if let Some(c) = read_json::<CompletedRecord>(&path)? {
+            // A crash between writing the object and moving the parts: finish the move.
+            let pending = layout.upload_dir(&id);
+            if pending.exists() {
+                crate::fs::rename_durable(&pending, &layout.blob(&id))?;
+            }
+            st.completed.insert(id, c);
+        }
+    }
+    for entry in fs::read_dir(layout.uploads_dir())? {
+        let id = entry?.file_name().to_string_lossy().into_owned();
+        let Some(record) = read_json::<UploadRecord>(&layout.upload_dir(&id).join("upload.json"))? else {
+            continue;
+        };
+        let mut parts = BTreeMap::new();
+        for p in fs::read_dir(layout.upload_dir(&id))? {
+            let p = p?.path();
+            let is_part = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-"));
+            if is_part && let Some(part) = read_json::<PartRecord>(&p)? {
+                parts.insert(part.number, part);
+            }
+        }
+        st.uploads.insert(id, UploadState { record, parts });
+    }
+    Ok(st)
+}

@@ -1,0 +1,103 @@
+//! The store's one error type and its single mapping to S3 error codes and HTTP statuses.
+
+use s3s::{S3Error, S3ErrorCode, s3_error};
+
+/// Everything the store can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bucket does not exist.
+    #[error("the bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    /// The key does not exist.
+    #[error("the key {0:?} does not exist")]
+    NoSuchKey(String),
+    /// The upload id is unknown, aborted or completed.
+    #[error("the multipart upload {0:?} does not exist; it may have been aborted or completed")]
+    NoSuchUpload(String),
+    /// The bucket already exists (and, in a single-user store, is ours).
+    #[error("the bucket {0:?} already exists")]
+    BucketAlreadyOwnedByYou(String),
+    /// The bucket still holds objects or uploads.
+    #[error("the bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    /// The bucket name breaks S3's naming rules.
+    #[error("invalid bucket name {0:?}: 3-63 characters, lowercase letters, digits, '.' and '-'")]
+    InvalidBucketName(String),
+    /// Keys are at most 1,024 bytes.
+    #[error("the key is {0} bytes long; the maximum is 1024")]
+    KeyTooLong(usize),
+    /// A checksum or Content-MD5 did not match the body.
+    #[error("the {0} you specified did not match the calculated checksum")]
+    BadDigest(String),
+    /// A checksum or Content-MD5 value is not well formed.
+    #[error("the {0} you specified is not valid")]
+    InvalidDigest(String),
+    /// The body was shorter or longer than Content-Length.
+    #[error("the body had {got} bytes but Content-Length said {expected}")]
+    IncompleteBody {
+        /// Declared length.
+        expected: u64,
+        /// Bytes received.
+        got: u64,
+    },
+    /// A part listed in Complete does not exist or its `ETag` does not match.
+    #[error("part {0} was not uploaded or its ETag does not match")]
+    InvalidPart(i32),
+    /// Parts in Complete are not in ascending order.
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    /// A part other than the last is under 5 MiB.
+    #[error("part {0} is smaller than the minimum of 5 MiB and is not the last part")]
+    EntityTooSmall(i32),
+    /// The request body is not what the operation needs.
+    #[error("{0}")]
+    MalformedXml(String),
+    /// An argument is out of range (part number, max-parts, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The Range header cannot be satisfied.
+    #[error("the requested range is not satisfiable")]
+    InvalidRange,
+    /// A browser POST upload broke its policy.
+    #[error("{0}")]
+    PolicyViolation(String),
+    /// The disk failed.
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Receiving the request body failed.
+    #[error("could not read the request body: {0}")]
+    Body(String),
+}
+
+impl From<Error> for S3Error {
+    fn from(e: Error) -> Self {
+        let msg = e.to_string();
+        match e {
+            Error::NoSuchBucket(_) => s3_error!(NoSuchBucket, "{msg}"),
+            Error::NoSuchKey(_) => s3_error!(NoSuchKey, "{msg}"),
+            Error::NoSuchUpload(_) => s3_error!(NoSuchUpload, "{msg}"),
+            Error::BucketAlreadyOwnedByYou(_) => s3_error!(BucketAlreadyOwnedByYou, "{msg}"),
+            Error::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, "{msg}"),
+            Error::InvalidBucketName(_) => s3_error!(InvalidBucketName, "{msg}"),
+            Error::KeyTooLong(_) => s3_error!(KeyTooLongError, "{msg}"),
+            Error::BadDigest(_) => s3_error!(BadDigest, "{msg}"),
+            Error::InvalidDigest(_) => s3_error!(InvalidDigest, "{msg}"),
+            Error::IncompleteBody { .. } => s3_error!(IncompleteBody, "{msg}"),
+            Error::InvalidPart(_) => s3_error!(InvalidPart, "{msg}"),
+            Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
+            Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
+            Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
+            Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
+            Error::PolicyViolation(_) => s3_error!(AccessDenied, "{msg}"),
+            Error::Io(ref io) => {
+                tracing::error!(error = %io, "storage error");
+                S3Error::with_message(S3ErrorCode::InternalError, "storage error; see the store's log")
+            }
+            Error::Body(_) => s3_error!(IncompleteBody, "{msg}"),
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,212 @@
+//! Objects: put, read (whole or a range, streamed across segments), head, delete, list.
+//!
+//! An object is a manifest of segments (files under the data dir). A single PUT has one segment;
+//! a completed multipart upload has one per part, so Complete never copies data.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use crate::backend::{Backend, ObjectRecord, Segment, StoredChecksum, check_key, now};
+use crate::error::{Error, Result};
+use crate::fs::{new_id, remove_durable, rename_durable, write_json};
+use crate::ingest::Ingested;
+
+/// Size of the reads that serve GetObject.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What ListObjectsV2 returns.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub(crate) objects: Vec<ObjectRecord>,
+    pub(crate) common_prefixes: Vec<String>,
+    /// Set when truncated: the last key returned, to continue after.
+    pub(crate) next: Option<String>,
+}
+
+impl Backend {
+    /// PutObject of an ingested body (already verified).
+    pub(crate) fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Ingested,
+        content_type: Option<String>,
+        metadata: std::collections::BTreeMap<String, String>,
+        checksum: Option<StoredChecksum>,
+    ) -> Result<ObjectRecord> {
+        check_key(key)?;
+        self.head_bucket(bucket)?;
+        let blob = new_id();
+        let blob_path = self.layout.blob(&blob);
+        rename_durable(&body.tmp, &blob_path)?;
+        let record = ObjectRecord {
+            key: key.to_owned(),
+            size: body.len,
+            etag: hex::encode(body.md5),
+            last_modified: now(),
+            content_type,
+            metadata,
+            checksum,
+            segments: vec![Segment { path: format!("blobs/{blob}"), len: body.len }],
+            parts_dir: None,
+        };
+        if let Err(e) = self.install_object(bucket, record.clone()) {
+            let _ = std::fs::remove_file(&blob_path);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Makes `record` the current version of its key (durably), then frees the old data.
+    pub(crate) fn install_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
+        let old = {
+            let mut st = self.state();
+            let b = st.buckets.get_mut(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+            write_json(&self.layout, &self.layout.object_record(bucket, &record.key), &record)?;
+            b.objects.insert(record.key.clone(), record)
+        };
+        if let Some(old) = old {
+            self.free_data(&old);
+        }
+        Ok(())
+    }
+
+    /// Removes an object's data files (best effort: a leftover file is only wasted space).
+    fn free_data(&self, record: &ObjectRecord) {
+        for s in &record.segments {
+            let _ = std::fs::remove_file(self.layout.root().join(&s.path));
+        }
+        if let Some(dir) = &record.parts_dir {
+            let _ = std::fs::remove_dir(self.layout.root().join(dir));
+        }
+    }
+
+    /// HeadObject.
+    pub(crate) fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        let st = self.state();
+        let b = st.buckets.get(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+        b.objects.get(key).cloned().ok_or_else(|| Error::NoSuchKey(key.to_owned()))
+    }
+
+    /// DeleteObject (deleting a missing key succeeds, as in S3).
+    pub(crate) fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let old = {
+            let mut st = self.state();
+            let b = st.buckets.get_mut(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+            if !b.objects.contains_key(key) {
+                return Ok(());
+            }
+            remove_durable(&self.layout.object_record(bucket, key))?;
+            b.objects.remove(key)
+        };
+        if let Some(old) = old {
+            self.free_data(&old);
+        }
+        Ok(())
+    }
+
+    /// ListObjectsV2: keys under `prefix` after `after`, rolled up at `delimiter`.
+    pub(crate) fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<Listing> {
+        let st = self.state();
+        let b = st.buckets.get(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+        let mut out = Listing::default();
+        let mut prefixes = BTreeSet::new();
+        let mut count = 0;
+        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        for (key, rec) in b.objects.range::<str, _>((start, std::ops::Bound::Unbounded)) {
+            if !key.starts_with(prefix) {
+                if key.as_str() > prefix {
+                    break;
+                }
+                continue;
+            }
+            if count == max_keys {
+                out.next = Some(out.objects.last().map_or_else(
+                    || prefixes.last().cloned().unwrap_or_default(),
+                    |o: &ObjectRecord| o.key.clone(),
+                ));
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            if let Some(d) = delimiter.filter(|d| !d.is_empty())
+                && let Some(i) = rest.find(d)
+            {
+                let p = format!("{prefix}{}", &rest[..i + d.len()]);
+                if prefixes.insert(p) {
+                    count += 1;
+                }
+                continue;
+            }
+            out.objects.push(rec.clone());
+            count += 1;
+        }
+        out.common_prefixes = prefixes.into_iter().collect();
+        Ok(out)
+    }
+}
+
+/// Streams `range` of an object's bytes across its segments.
+pub(crate) fn read_range(
+    root: std::path::PathBuf,
+    segments: Vec<Segment>,
+    range: Range<u64>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static {
+    futures::stream::unfold(
+        (root, segments, 0usize, 0u64, range, None::<(tokio::fs::File, u64)>),
+        |(root, segments, mut seg, mut seg_start, range, mut open)| async move {
+            loop {
+                if range.start >= range.end || seg >= segments.len() {
+                    return None;
+                }
+                let s = &segments[seg];
+                let seg_end = seg_start + s.len;
+                if seg_end <= range.start {
+                    seg += 1;
+                    seg_start = seg_end;
+                    open = None;
+                    continue;
+                }
+                if open.is_none() {
+                    let file = match tokio::fs::File::open(root.join(&s.path)).await {
+                        Ok(f) => f,
+                        Err(e) => return Some((Err(e), (root, segments, usize::MAX, 0, range, None))),
+                    };
+                    let mut f = file;
+                    let offset = range.start - seg_start;
+                    if let Err(e) = f.seek(std::io::SeekFrom::Start(offset)).await {
+                        return Some((Err(e), (root, segments, usize::MAX, 0, range, None)));
+                    }
+                    open = Some((f, offset));
+                }
+                let Some((file, _)) = open.as_mut() else { return None };
+                let want = (range.end.min(seg_end) - range.start).min(READ_CHUNK as u64);
+                #[allow(clippy::cast_possible_truncation)] // want ≤ READ_CHUNK
+                let mut buf = vec![0u8; want as usize];
+                match file.read_exact(&mut buf).await {
+                    Ok(_) => {
+                        let mut range = range;
+                        range.start += want;
+                        if range.start >= seg_end {
+                            seg += 1;
+                            seg_start = seg_end;
+                            open = None;
+                        }
+                        return Some((Ok(Bytes::from(buf)), (root, segments, seg, seg_start, range, open)));
+                    }
+                    Err(e) => return Some((Err(e), (root, segments, usize::MAX, 0, range, None))),
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,220 @@
+//! Multipart rules against the real store over HTTP, with aws-sdk-s3 as the client.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use hoist_testkit::TestStore;
+
+const MIB: usize = 1024 * 1024;
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("?").to_owned()
+}
+
+async fn upload_parts(store: &TestStore, key: &str, parts: &[Vec<u8>]) -> (String, Vec<CompletedPart>) {
+    let c = store.client();
+    let id = c.create_multipart_upload().bucket("bkt").key(key).send().await.unwrap().upload_id.unwrap();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i32::try_from(i + 1).unwrap();
+        let r = c
+            .upload_part()
+            .bucket("bkt")
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .body(ByteStream::from(p.clone()))
+            .send()
+            .await
+            .unwrap();
+        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag.unwrap()).build());
+    }
+    (id, done)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_round_trip_with_etag_and_range_across_parts() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let parts = vec![data(5 * MIB, 1), data(5 * MIB, 2), data(1234, 3)];
+    let (id, done) = upload_parts(&store, "big", &parts).await;
+    let c = store.client();
+    let out = c
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done.clone())).build())
+        .send()
+        .await
+        .unwrap();
+    let md5s: Vec<[u8; 16]> = parts.iter().map(|p| { use md5::Digest as _; md5::Md5::digest(p).into() }).collect();
+    let expect = format!("\"{}\"", hoist_core::checksum::multipart_etag(&md5s));
+    assert_eq!(out.e_tag.as_deref(), Some(expect.as_str()));
+
+    let all: Vec<u8> = parts.concat();
+    let got = c.get_object().bucket("bkt").key("big").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    assert_eq!(got.as_ref(), all.as_slice());
+    let start = 5 * MIB - 10;
+    let end = 10 * MIB + 5;
+    let r = c.get_object().bucket("bkt").key("big").range(format!("bytes={start}-{end}")).send().await.unwrap();
+    assert_eq!(r.content_range.as_deref(), Some(format!("bytes {start}-{end}/{}", all.len()).as_str()));
+    let got = r.body.collect().await.unwrap().into_bytes();
+    assert_eq!(got.as_ref(), &all[start..=end]);
+
+    // A repeated Complete with the same parts returns the same result; other calls: NoSuchUpload.
+    let again = c
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.e_tag, out.e_tag);
+    let e = c.list_parts().bucket("bkt").key("big").upload_id(&id).send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_rules_invalid_part_order_small_and_empty() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let (id, done) = upload_parts(&store, "k", &[data(1024, 1), data(5 * MIB, 2)]).await;
+    let complete = |parts: Vec<CompletedPart>| {
+        c.complete_multipart_upload()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+    };
+    let forged = CompletedPart::builder().part_number(1).e_tag("\"00000000000000000000000000000000\"").build();
+    assert_eq!(code(&complete(vec![forged, done[1].clone()]).await.unwrap_err()), "InvalidPart");
+    let missing = CompletedPart::builder().part_number(7).e_tag(done[0].e_tag.clone().unwrap()).build();
+    assert_eq!(code(&complete(vec![missing]).await.unwrap_err()), "InvalidPart");
+    assert_eq!(code(&complete(vec![done[1].clone(), done[0].clone()]).await.unwrap_err()), "InvalidPartOrder");
+    assert_eq!(code(&complete(done.clone()).await.unwrap_err()), "EntityTooSmall");
+    assert_eq!(code(&complete(vec![]).await.unwrap_err()), "MalformedXML");
+    // Gaps are allowed: part 2 alone completes (1 KiB part 1 left out).
+    complete(vec![done[1].clone()]).await.unwrap();
+    let head = c.head_object().bucket("bkt").key("k").send().await.unwrap();
+    assert_eq!(head.content_length, Some(i64::try_from(5 * MIB).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_then_everything_is_no_such_upload() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let (id, _) = upload_parts(&store, "k", &[data(100, 1)]).await;
+    c.abort_multipart_upload().bucket("bkt").key("k").upload_id(&id).send().await.unwrap();
+    let e = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let e = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let e = c.abort_multipart_upload().bucket("bkt").key("k").upload_id(&id).send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let ups = c.list_multipart_uploads().bucket("bkt").send().await.unwrap();
+    assert!(ups.uploads().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_checksums_and_md5_are_refused_and_nothing_is_stored() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let id = c
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let body = data(4096, 9);
+    let wrong = hoist_core::checksum::Checksum::of(hoist_core::checksum::ChecksumAlgorithm::Crc32c, b"other");
+    let e = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(1)
+        .checksum_crc32_c(wrong.to_base64())
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    let e = c
+        .put_object()
+        .bucket("bkt")
+        .key("o")
+        .content_md5("AAAAAAAAAAAAAAAAAAAAAA==")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    let parts = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap();
+    assert!(parts.parts().is_empty());
+    assert_eq!(code(&c.head_object().bucket("bkt").key("o").send().await.unwrap_err().into_service_error()), "NotFound");
+
+    // The right checksum is stored and listed.
+    let right = hoist_core::checksum::Checksum::of(hoist_core::checksum::ChecksumAlgorithm::Crc32c, &body);
+    c.upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(1)
+        .checksum_crc32_c(right.to_base64())
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+    let parts = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap();
+    assert_eq!(parts.parts()[0].checksum_crc32_c(), Some(right.to_base64().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_parts_and_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = TestStore::start_in(dir.path()).await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    c.put_object().bucket("bkt").key("small").body(ByteStream::from_static(b"hello")).send().await.unwrap();
+    let (id, done) = upload_parts(&store, "k", &[data(5 * MIB, 1), data(10, 2)]).await;
+    store.shutdown().await;
+    drop(store);
+
+    let store = TestStore::start_in(dir.path()).await;
+    let c = store.client();
+    let parts = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap();
+    assert_eq!(parts.parts().len(), 2);
+    c.complete_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_object().bucket("bkt").key("small").send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(got.into_bytes().as_ref(), b"hello");
+}
