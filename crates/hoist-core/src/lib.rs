@@ -1,7 +1,32 @@
 //! Hoist's upload engine: plan, schedule, retry, verify and complete S3 multipart uploads.
+//! It never prints and never reads arguments; the CLI and the service drive it.
 //!
 //! # Layout
-//! - [`checksum`]: CRC32/`CRC32C`/`CRC64NVME`/SHA-1/SHA-256, composite and full-object checksums,
-//!   multipart `ETags`.
+//! - [`checksum`]: CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256, composite and full-object
+//!   checksums, multipart `ETags`.
+//! - [`config`]: [`UploadConfig`] (setters clamp) and [`ProviderLimits`] (AWS, 5 TiB stores, R2).
+//! - [`plan`]: part sizing, pure and property-tested.
+//! - [`source`]: files read by position, streams read part by part.
+//! - [`client`]: the S3 calls Hoist makes, on aws-sdk-s3.
+//! - [`retry`]: full-jitter backoff; what is retryable is [`Error::is_retryable`].
+//! - [`progress`]: the event stream the CLI renders.
+//! - [`upload`]: the orchestration of one upload.
+//! - [`error`]: the one error type and its categories.
 
 pub mod checksum;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod plan;
+pub mod progress;
+pub mod retry;
+pub mod source;
+pub mod upload;
+
+pub use client::{ClientOptions, S3Client};
+pub use config::{ChecksumMode, ProviderLimits, UploadConfig};
+pub use error::{Category, Error, Result};
+pub use progress::{Events, ProgressEvent};
+pub use source::Source;
+pub use upload::{OnFailure, UploadOutcome, UploadRequest, Uploader};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,481 @@
+//! The S3 calls Hoist makes, on `aws-sdk-s3`, and nothing else: create, upload part (from a file
+//! range or bytes), complete, abort, list parts and uploads (all pages), put, head.
+//!
+//! Decisions:
+//! - The SDK's retries are disabled: [`crate::retry`] retries whole parts, and stacking two
+//!   retry loops multiplies attempts and hides stalls.
+//! - Payload signing is disabled on part and object uploads (`UNSIGNED-PAYLOAD`): over plain
+//!   HTTP the SDK would otherwise SHA-256 every byte (≈ 0.8 s of CPU per GiB here) although the
+//!   CRC32C checksum header already protects the body end to end.
+//! - The SDK computes no checksums of its own (`WhenRequired`); Hoist computes the part checksum
+//!   itself and sends it as a header, so the same value is kept for verification after Complete.
+//! - Path-style addressing whenever an endpoint URL is given (MinIO, Garage, Ceph, hoist store).
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::error::{Error, Result};
+
+/// Read buffer when streaming a file range as a part body.
+const FILE_BUFFER: usize = 256 * 1024;
+
+/// How to reach an S3 endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Custom endpoint (`http://127.0.0.1:9000`); `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// Region; default from the AWS config chain, else `us-east-1`.
+    pub region: Option<String>,
+    /// Named profile from `~/.aws/config`.
+    pub profile: Option<String>,
+    /// Explicit key pair instead of the credential chain.
+    pub credentials: Option<(String, String)>,
+    /// Give up on a call with no response for this long.
+    pub read_timeout: Option<Duration>,
+}
+
+/// A part as S3 lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Part number.
+    pub number: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// `ETag` without quotes.
+    pub etag: String,
+    /// Checksum, when the store reports one.
+    pub checksum: Option<Checksum>,
+}
+
+/// An incomplete multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Key.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// When it was started (Unix seconds), if known.
+    pub initiated: Option<i64>,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// `ETag` without quotes.
+    pub etag: String,
+    /// The object's checksum as the store reports it (composite values end in `-N`).
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+/// The S3 client Hoist uses.
+#[derive(Debug, Clone)]
+pub struct S3Client {
+    inner: aws_sdk_s3::Client,
+}
+
+fn unquote(s: &str) -> String {
+    s.trim().trim_matches('"').to_owned()
+}
+
+/// Maps an SDK error into the engine's error, keeping S3's code and the HTTP status.
+fn map_err<E>(operation: &'static str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().map_or_else(
+                || match status {
+                    403 => "AccessDenied".to_owned(),
+                    404 => "NotFound".to_owned(),
+                    s => format!("HTTP {s}"),
+                },
+                str::to_owned,
+            );
+            let message = se.err().message().unwrap_or("").to_owned();
+            Error::Service { operation, status, code, message }
+        }
+        SdkError::TimeoutError(_) => Error::Timeout { operation, after: Duration::ZERO },
+        SdkError::DispatchFailure(d) => {
+            let message = if d.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                std::error::Error::source(&e).map_or_else(|| format!("{e:?}"), |s| {
+                    let mut m = s.to_string();
+                    let mut cur = s.source();
+                    while let Some(c) = cur {
+                        m = format!("{m}: {c}");
+                        cur = c.source();
+                    }
+                    m
+                })
+            };
+            Error::Transport { operation, message }
+        }
+        SdkError::ResponseError(r) => Error::Transport { operation, message: format!("{:?}", r) },
+        _ => {
+            let mut m = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                m = format!("{m}: {c}");
+                cur = c.source();
+            }
+            Error::Config(format!("{operation}: {m}"))
+        }
+    }
+}
+
+fn checksum_dto(alg: ChecksumAlgorithm) -> aws_sdk_s3::types::ChecksumAlgorithm {
+    match alg {
+        ChecksumAlgorithm::Crc32 => aws_sdk_s3::types::ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32c => aws_sdk_s3::types::ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc64Nvme => aws_sdk_s3::types::ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1 => aws_sdk_s3::types::ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256 => aws_sdk_s3::types::ChecksumAlgorithm::Sha256,
+    }
+}
+
+/// Sets the one checksum field matching `c` on a fluent builder.
+macro_rules! with_checksum {
+    ($builder:expr, $c:expr) => {{
+        let b = $builder;
+        match $c {
+            None => b,
+            Some(c) => {
+                let v = c.to_base64();
+                match c.algorithm() {
+                    ChecksumAlgorithm::Crc32 => b.checksum_crc32(v),
+                    ChecksumAlgorithm::Crc32c => b.checksum_crc32_c(v),
+                    ChecksumAlgorithm::Crc64Nvme => b.checksum_crc64_nvme(v),
+                    ChecksumAlgorithm::Sha1 => b.checksum_sha1(v),
+                    ChecksumAlgorithm::Sha256 => b.checksum_sha256(v),
+                }
+            }
+        }
+    }};
+}
+
+/// The first checksum field that is set, from a DTO with the usual five getters.
+macro_rules! read_checksum {
+    ($dto:expr) => {{
+        let d = $dto;
+        [
+            (ChecksumAlgorithm::Crc32, d.checksum_crc32()),
+            (ChecksumAlgorithm::Crc32c, d.checksum_crc32_c()),
+            (ChecksumAlgorithm::Crc64Nvme, d.checksum_crc64_nvme()),
+            (ChecksumAlgorithm::Sha1, d.checksum_sha1()),
+            (ChecksumAlgorithm::Sha256, d.checksum_sha256()),
+        ]
+        .into_iter()
+        .find_map(|(a, v)| v.map(|v| (a, v.to_owned())))
+    }};
+}
+
+impl S3Client {
+    /// Builds a client from the standard AWS chain plus `opts`.
+    pub async fn connect(opts: &ClientOptions) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some((a, s)) = &opts.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(a, s, None, None, "hoist"));
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(opts.read_timeout.unwrap_or(Duration::from_secs(60)))
+                    .build(),
+            );
+        if shared.region().is_none() {
+            b = b.region(Region::new("us-east-1"));
+        }
+        if let Some(url) = &opts.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "endpoint URL {url:?} must start with http:// or https://"
+                )));
+            }
+            b = b.endpoint_url(url).force_path_style(true);
+        }
+        Ok(Self { inner: aws_sdk_s3::Client::from_conf(b.build()) })
+    }
+
+    /// Wraps an SDK client as is.
+    #[must_use]
+    pub fn from_sdk(inner: aws_sdk_s3::Client) -> Self {
+        Self { inner }
+    }
+
+    /// The SDK client (for presigning).
+    #[must_use]
+    pub fn sdk(&self) -> &aws_sdk_s3::Client {
+        &self.inner
+    }
+
+    /// HeadBucket.
+    pub async fn head_bucket(&self, bucket: &str) -> Result<()> {
+        self.inner.head_bucket().bucket(bucket).send().await.map_err(|e| {
+            match map_err("HeadBucket", e) {
+                Error::Service { status: 404, operation, message, .. } => {
+                    Error::Service { operation, status: 404, code: "NoSuchBucket".into(), message }
+                }
+                other => other,
+            }
+        })?;
+        Ok(())
+    }
+
+    /// CreateMultipartUpload → upload id.
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: Option<&str>,
+        metadata: &[(String, String)],
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<String> {
+        let mut req = self.inner.create_multipart_upload().bucket(bucket).key(key).set_content_type(content_type.map(str::to_owned));
+        for (k, v) in metadata {
+            req = req.metadata(k, v);
+        }
+        if let Some(a) = checksum {
+            req = req.checksum_algorithm(checksum_dto(a));
+        }
+        let out = req.send().await.map_err(|e| map_err("CreateMultipartUpload", e))?;
+        out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))
+    }
+
+    /// UploadPart with the bytes `offset..offset+len` of `path` streamed as the body → `ETag`.
+    pub async fn upload_part_from_file(
+        &self,
+        target: (&str, &str, &str),
+        number: u32,
+        path: &Path,
+        offset: u64,
+        len: u64,
+        checksum: Option<&Checksum>,
+    ) -> Result<String> {
+        let body = ByteStream::read_from()
+            .path(path)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .buffer_size(FILE_BUFFER)
+            .build()
+            .await
+            .map_err(|e| Error::Source { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        self.upload_part(target, number, body, len, checksum).await
+    }
+
+    /// UploadPart of bytes in memory → `ETag`.
+    pub async fn upload_part_bytes(
+        &self,
+        target: (&str, &str, &str),
+        number: u32,
+        data: Bytes,
+        checksum: Option<&Checksum>,
+    ) -> Result<String> {
+        let len = data.len() as u64;
+        self.upload_part(target, number, ByteStream::from(data), len, checksum).await
+    }
+
+    async fn upload_part(
+        &self,
+        (bucket, key, upload_id): (&str, &str, &str),
+        number: u32,
+        body: ByteStream,
+        len: u64,
+        checksum: Option<&Checksum>,
+    ) -> Result<String> {
+        let req = self
+            .inner
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(i32::try_from(number).unwrap_or(i32::MAX))
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .body(body);
+        let out = with_checksum!(req, checksum)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| map_err("UploadPart", e))?;
+        out.e_tag.map(|e| unquote(&e)).ok_or_else(|| Error::Integrity(format!("UploadPart {number} returned no ETag")))
+    }
+
+    /// PutObject of a whole (small) file or buffer → `ETag`.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        len: u64,
+        content_type: Option<&str>,
+        metadata: &[(String, String)],
+        checksum: Option<&Checksum>,
+    ) -> Result<String> {
+        let mut req = self
+            .inner
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .set_content_type(content_type.map(str::to_owned))
+            .body(body);
+        for (k, v) in metadata {
+            req = req.metadata(k, v);
+        }
+        let out = with_checksum!(req, checksum)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| map_err("PutObject", e))?;
+        Ok(out.e_tag.map(|e| unquote(&e)).unwrap_or_default())
+    }
+
+    /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`.
+    pub async fn complete(
+        &self,
+        (bucket, key, upload_id): (&str, &str, &str),
+        parts: &[(u32, String, Option<Checksum>)],
+    ) -> Result<String> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|(n, etag, c)| {
+                let b = CompletedPart::builder().part_number(i32::try_from(*n).unwrap_or(i32::MAX)).e_tag(etag);
+                with_checksum!(b, c.as_ref()).build()
+            })
+            .collect();
+        let out = self
+            .inner
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| map_err("CompleteMultipartUpload", e))?;
+        out.e_tag
+            .map(|e| unquote(&e))
+            .ok_or_else(|| Error::Integrity("CompleteMultipartUpload returned no ETag".into()))
+    }
+
+    /// AbortMultipartUpload.
+    pub async fn abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.inner
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| map_err("AbortMultipartUpload", e))?;
+        Ok(())
+    }
+
+    /// ListParts, all pages.
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .list_parts()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| map_err("ListParts", e))?;
+            for p in page.parts() {
+                let checksum = read_checksum!(p).and_then(|(a, v)| Checksum::from_base64(a, &v));
+                out.push(PartInfo {
+                    number: p.part_number().and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+                    size: p.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    etag: p.e_tag().map(unquote).unwrap_or_default(),
+                    checksum,
+                });
+            }
+            if page.is_truncated() == Some(true) && page.next_part_number_marker().is_some() {
+                marker = page.next_part_number_marker().map(str::to_owned);
+            } else {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// ListMultipartUploads under `prefix`, all pages.
+    pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .inner
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| map_err("ListMultipartUploads", e))?;
+            for u in page.uploads() {
+                out.push(UploadInfo {
+                    key: u.key().unwrap_or_default().to_owned(),
+                    upload_id: u.upload_id().unwrap_or_default().to_owned(),
+                    initiated: u.initiated().map(aws_sdk_s3::primitives::DateTime::secs),
+                });
+            }
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(str::to_owned);
+                id_marker = page.next_upload_id_marker().map(str::to_owned);
+                if key_marker.is_none() {
+                    return Ok(out);
+                }
+            } else {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// HeadObject with checksums requested.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let out = self
+            .inner
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| map_err("HeadObject", e))?;
+        Ok(ObjectInfo {
+            size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            etag: out.e_tag().map(unquote).unwrap_or_default(),
+            checksum: read_checksum!(&out),
+        })
+    }
+}

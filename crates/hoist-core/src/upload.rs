@@ -1,0 +1,539 @@
+//! One upload, top to bottom: plan → create → parts in parallel (bounded) with retries →
+//! complete → verify; or one PutObject for small inputs.
+//!
+//! Semantics:
+//! - At most `concurrency` parts are in flight. A file part is streamed from the file by position
+//!   when its attempt starts (a 256 KiB buffer); its checksum is computed in a pass over the same
+//!   range just before (CRC32C ≈ 4 GiB/s, from the page cache), so memory does not grow with
+//!   part or file size. Stdin parts are buffered: at most `concurrency` parts in memory.
+//! - Each call is retried per [`crate::retry`]; an attempt with no answer within the stall
+//!   timeout (plus the time the part needs at 1 MiB/s) is cancelled and retried.
+//! - On a fatal error or cancellation, parts in flight are stopped and the multipart upload is
+//!   aborted (`OnFailure::Abort`, default) or kept for resuming (`OnFailure::Keep`).
+//! - After Complete the object is checked with HEAD: size, and the composite checksum computed
+//!   locally from the part checksums (or the multipart `ETag` when no checksum was sent). A
+//!   mismatch is an [`Error::Integrity`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::checksum::{self, Checksum};
+use crate::client::S3Client;
+use crate::config::{MIB, UploadConfig};
+use crate::error::{Error, Result};
+use crate::plan::{self, Plan};
+use crate::progress::{Events, ProgressEvent};
+use crate::retry::RetryConfig;
+use crate::source::{self, Source};
+
+/// What to upload where.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// The input.
+    pub source: Source,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// `Content-Type` of the object.
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// What to do with a multipart upload when the upload fails or is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Abort it: nothing is left behind.
+    #[default]
+    Abort,
+    /// Keep its parts so the upload can be resumed.
+    Keep,
+}
+
+/// A finished, verified upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadOutcome {
+    /// Bytes uploaded.
+    pub size: u64,
+    /// The object's `ETag`.
+    pub etag: String,
+    /// The object's checksum (`crc32c:BASE64[-N]`), when one was sent.
+    pub checksum: Option<String>,
+    /// Parts (0 for a single PutObject).
+    pub parts: u64,
+}
+
+/// Uploads objects with one client and one configuration.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    client: S3Client,
+    config: UploadConfig,
+}
+
+/// A part that was stored.
+#[derive(Debug, Clone)]
+struct DonePart {
+    number: u32,
+    size: u64,
+    etag: String,
+    checksum: Option<Checksum>,
+}
+
+type Target = (String, String, String);
+
+impl Uploader {
+    /// An uploader.
+    #[must_use]
+    pub fn new(client: S3Client, config: UploadConfig) -> Self {
+        Self { client, config }
+    }
+
+    /// The client.
+    #[must_use]
+    pub fn client(&self) -> &S3Client {
+        &self.client
+    }
+
+    /// Uploads `req`, reporting to `events`, until done, failed or `cancel`led.
+    pub async fn upload(
+        &self,
+        req: &UploadRequest,
+        events: &Events,
+        cancel: &CancellationToken,
+        on_failure: OnFailure,
+    ) -> Result<UploadOutcome> {
+        let started = Instant::now();
+        let outcome = match &req.source {
+            Source::File(path) => {
+                let size = source::file_size(path)?;
+                let plan = plan::plan(size, self.config.part_size, self.config.single_put_threshold, &self.config.limits)?;
+                if plan.is_single_put() {
+                    self.put_file(req, path, size, events, cancel).await?
+                } else {
+                    self.multipart_file(req, path, plan, events, cancel, on_failure).await?
+                }
+            }
+            Source::Stdin => {
+                plan::check_part_size(self.config.part_size, &self.config.limits)?;
+                self.from_stream(req, std::io::stdin(), events, cancel, on_failure).await?
+            }
+        };
+        events.emit(ProgressEvent::Completed {
+            bucket: req.bucket.clone(),
+            key: req.key.clone(),
+            size: outcome.size,
+            etag: outcome.etag.clone(),
+            checksum: outcome.checksum.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(outcome)
+    }
+
+    async fn put_file(
+        &self,
+        req: &UploadRequest,
+        path: &std::path::Path,
+        size: u64,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<UploadOutcome> {
+        events.emit(started(req, Some(size), size, Some(0), None));
+        let alg = self.config.effective_checksum();
+        let checksum = match alg {
+            Some(a) => {
+                let p = path.to_path_buf();
+                Some(blocking(move || source::checksum_range(&p, 0, size, a)).await?)
+            }
+            None => None,
+        };
+        let etag = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || async {
+            let body = ByteStream::read_from()
+                .path(path)
+                .length(aws_sdk_s3::primitives::Length::Exact(size))
+                .build()
+                .await
+                .map_err(|e| Error::Source { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+            self.client
+                .put_object(&req.bucket, &req.key, body, size, req.content_type.as_deref(), &req.metadata, checksum.as_ref())
+                .await
+        })
+        .await?;
+        self.verify_single(req, size, &etag, checksum.as_ref()).await
+    }
+
+    async fn verify_single(
+        &self,
+        req: &UploadRequest,
+        size: u64,
+        etag: &str,
+        checksum: Option<&Checksum>,
+    ) -> Result<UploadOutcome> {
+        let head = self.client.head(&req.bucket, &req.key).await?;
+        if head.size != size {
+            return Err(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size)));
+        }
+        if let (Some(c), Some((alg, value))) = (checksum, &head.checksum)
+            && *alg == c.algorithm()
+            && *value != c.to_base64()
+        {
+            return Err(Error::Integrity(format!("the store's {alg} is {value}, the file's is {}", c.to_base64())));
+        }
+        Ok(UploadOutcome { size, etag: etag.to_owned(), checksum: checksum.map(ToString::to_string), parts: 0 })
+    }
+
+    fn attempt_limit(&self, len: u64) -> Duration {
+        // The stall timeout, plus the time the body needs at a slow-but-alive 1 MiB/s.
+        self.config.stall_timeout + Duration::from_secs(len / MIB)
+    }
+
+    async fn create(&self, req: &UploadRequest, events: &Events, cancel: &CancellationToken) -> Result<String> {
+        let alg = self.config.effective_checksum();
+        retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
+            self.client.create_upload(&req.bucket, &req.key, req.content_type.as_deref(), &req.metadata, alg)
+        })
+        .await
+    }
+
+    async fn multipart_file(
+        &self,
+        req: &UploadRequest,
+        path: &std::path::Path,
+        plan: Plan,
+        events: &Events,
+        cancel: &CancellationToken,
+        on_failure: OnFailure,
+    ) -> Result<UploadOutcome> {
+        let upload_id = self.create(req, events, cancel).await?;
+        events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(upload_id.clone())));
+        let target: Target = (req.bucket.clone(), req.key.clone(), upload_id.clone());
+        let result = self.send_file_parts(&target, path, plan, events, cancel).await;
+        let parts = match result {
+            Ok(p) => p,
+            Err(e) => return Err(self.fail(&target, e, events, on_failure).await),
+        };
+        match self.finish(&target, plan.size, parts, events, cancel).await {
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.fail(&target, e, events, on_failure).await),
+        }
+    }
+
+    async fn send_file_parts(
+        &self,
+        target: &Target,
+        path: &std::path::Path,
+        plan: Plan,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<DonePart>> {
+        let sem = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut set = JoinSet::new();
+        let mut done = BTreeMap::new();
+        let mut bytes_done = 0u64;
+        for spec in plan.parts() {
+            let permit = tokio::select! {
+                p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+            };
+            let this = self.clone();
+            let (target, path, ev, cancel) = (target.clone(), path.to_path_buf(), events.clone(), cancel.clone());
+            set.spawn(async move {
+                let _permit = permit;
+                this.send_file_part(&target, &path, spec, &ev, &cancel).await
+            });
+            while let Some(r) = set.try_join_next() {
+                record(r, &mut done, &mut bytes_done, events)?;
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            record(r, &mut done, &mut bytes_done, events)?;
+        }
+        Ok(done.into_values().collect())
+    }
+
+    async fn send_file_part(
+        &self,
+        target: &Target,
+        path: &std::path::Path,
+        spec: plan::PartSpec,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<DonePart> {
+        let checksum = match self.config.effective_checksum() {
+            Some(a) => {
+                let p = path.to_path_buf();
+                Some(blocking(move || source::checksum_range(&p, spec.offset, spec.len, a)).await?)
+            }
+            None => None,
+        };
+        let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
+        let etag = retry(&self.config.retry, self.attempt_limit(spec.len), events, Some(spec.number), cancel, || {
+            self.client.upload_part_from_file(t, spec.number, path, spec.offset, spec.len, checksum.as_ref())
+        })
+        .await?;
+        Ok(DonePart { number: spec.number, size: spec.len, etag, checksum })
+    }
+
+    async fn from_stream(
+        &self,
+        req: &UploadRequest,
+        reader: impl std::io::Read + Send + 'static,
+        events: &Events,
+        cancel: &CancellationToken,
+        on_failure: OnFailure,
+    ) -> Result<UploadOutcome> {
+        let reader = Arc::new(std::sync::Mutex::new(reader));
+        let read = |len: u64| {
+            let r = reader.clone();
+            blocking(move || {
+                let mut guard = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                source::read_stream_part(&mut *guard, len)
+                    .map_err(|e| Error::Source { path: "stdin".into(), source: e })
+            })
+        };
+        let alg = self.config.effective_checksum();
+        let first_len = plan::stream_part_size(1, self.config.part_size, &self.config.limits);
+        let first = read(first_len.max(self.config.single_put_threshold)).await?;
+        if (first.len() as u64) < self.config.single_put_threshold {
+            let size = first.len() as u64;
+            events.emit(started(req, Some(size), size, Some(0), None));
+            let checksum = alg.map(|a| Checksum::of(a, &first));
+            let etag = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || {
+                self.client.put_object(
+                    &req.bucket,
+                    &req.key,
+                    ByteStream::from(first.clone()),
+                    size,
+                    req.content_type.as_deref(),
+                    &req.metadata,
+                    checksum.as_ref(),
+                )
+            })
+            .await?;
+            return self.verify_single(req, size, &etag, checksum.as_ref()).await;
+        }
+        let upload_id = self.create(req, events, cancel).await?;
+        events.emit(started(req, None, first_len, None, Some(upload_id.clone())));
+        let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
+        let sent = async {
+            let sem = Arc::new(Semaphore::new(self.config.concurrency));
+            let mut set = JoinSet::new();
+            let mut done = BTreeMap::new();
+            let mut bytes_done = 0u64;
+            let mut pending = first;
+            let mut number = 1u32;
+            loop {
+                let len = plan::stream_part_size(number, self.config.part_size, &self.config.limits);
+                // The first read may hold more than part 1: split it.
+                let data = if pending.len() as u64 > len { pending.split_to(usize::try_from(len).unwrap_or(usize::MAX)) } else {
+                    let mut d = std::mem::take(&mut pending);
+                    if (d.len() as u64) < len {
+                        let more = read(len - d.len() as u64).await?;
+                        d = if d.is_empty() { more } else { [d, more].concat().into() };
+                    }
+                    d
+                };
+                if data.is_empty() && number > 1 {
+                    break;
+                }
+                if u64::from(number) > self.config.limits.max_parts {
+                    return Err(Error::Plan(plan::PlanError::TooLarge {
+                        size: bytes_done,
+                        max: self.config.limits.max_object_size,
+                    }));
+                }
+                let last = (data.len() as u64) < len;
+                let permit = tokio::select! {
+                    p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
+                    () = cancel.cancelled() => return Err(Error::Cancelled),
+                };
+                let this = self.clone();
+                let (target, ev, cancel) = (target.clone(), events.clone(), cancel.clone());
+                let n = number;
+                set.spawn(async move {
+                    let _permit = permit;
+                    let checksum = alg.map(|a| Checksum::of(a, &data));
+                    let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
+                    let size = data.len() as u64;
+                    let etag = retry(&this.config.retry, this.attempt_limit(size), &ev, Some(n), &cancel, || {
+                        this.client.upload_part_bytes(t, n, data.clone(), checksum.as_ref())
+                    })
+                    .await?;
+                    Ok(DonePart { number: n, size, etag, checksum })
+                });
+                while let Some(r) = set.try_join_next() {
+                    record(r, &mut done, &mut bytes_done, events)?;
+                }
+                number += 1;
+                if last {
+                    break;
+                }
+            }
+            while let Some(r) = set.join_next().await {
+                record(r, &mut done, &mut bytes_done, events)?;
+            }
+            Ok::<_, Error>(done.into_values().collect::<Vec<DonePart>>())
+        }
+        .await;
+        let parts = match sent {
+            Ok(p) => p,
+            Err(e) => return Err(self.fail(&target, e, events, on_failure).await),
+        };
+        let size = parts.iter().map(|p| p.size).sum();
+        match self.finish(&target, size, parts, events, cancel).await {
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.fail(&target, e, events, on_failure).await),
+        }
+    }
+
+    /// Completes with the parts in order, then verifies the object.
+    async fn finish(
+        &self,
+        target: &Target,
+        size: u64,
+        parts: Vec<DonePart>,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<UploadOutcome> {
+        let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
+        let list: Vec<(u32, String, Option<Checksum>)> =
+            parts.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+        let etag = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
+            self.client.complete(t, &list)
+        })
+        .await?;
+        let head = self.client.head(&target.0, &target.1).await?;
+        if head.size != size {
+            return Err(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size)));
+        }
+        let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
+        let expected = sums.as_deref().and_then(checksum::composite);
+        let checksum = match (&expected, &head.checksum) {
+            (Some(want), Some((alg, got))) => {
+                if want != got {
+                    return Err(Error::Integrity(format!(
+                        "the store's composite {alg} is {got}, the parts sent give {want}"
+                    )));
+                }
+                Some(format!("{alg}:{got}"))
+            }
+            _ => {
+                let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
+                let want = checksum::multipart_etag(&md5s);
+                if md5s.len() == parts.len() && want != head.etag {
+                    return Err(Error::Integrity(format!("the store's ETag is {}, the parts give {want}", head.etag)));
+                }
+                None
+            }
+        };
+        Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
+    }
+
+    /// Handles a failed multipart upload: abort or keep, report, and return the error.
+    async fn fail(&self, target: &Target, error: Error, events: &Events, on_failure: OnFailure) -> Error {
+        let aborted = on_failure == OnFailure::Abort && {
+            let never = CancellationToken::new();
+            let quick = RetryConfig { max_attempts: 3, ..self.config.retry };
+            retry(&quick, self.config.stall_timeout, &Events::none(), None, &never, || {
+                self.client.abort(&target.0, &target.1, &target.2)
+            })
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, upload_id = %target.2, "could not abort the upload"))
+            .is_ok()
+        };
+        events.emit(ProgressEvent::Failed {
+            error: error.to_string(),
+            aborted,
+            upload_id: (!aborted).then(|| target.2.clone()),
+        });
+        error
+    }
+}
+
+fn record(
+    joined: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
+    done: &mut BTreeMap<u32, DonePart>,
+    bytes_done: &mut u64,
+    events: &Events,
+) -> Result<()> {
+    let part = joined.map_err(|e| Error::Config(format!("a part task failed: {e}")))??;
+    *bytes_done += part.size;
+    events.emit(ProgressEvent::PartDone {
+        part_number: part.number,
+        size: part.size,
+        etag: part.etag.clone(),
+        bytes_done: *bytes_done,
+    });
+    done.insert(part.number, part);
+    Ok(())
+}
+
+fn started(req: &UploadRequest, size: Option<u64>, part_size: u64, part_count: Option<u64>, upload_id: Option<String>) -> ProgressEvent {
+    ProgressEvent::Started {
+        bucket: req.bucket.clone(),
+        key: req.key.clone(),
+        size,
+        part_size,
+        part_count,
+        upload_id,
+        resumed_parts: 0,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Config(format!("a blocking task failed: {e}")))?
+}
+
+/// Runs `f` until it succeeds, fails fatally, runs out of attempts, or is cancelled. Each
+/// attempt is bounded by `limit`.
+pub(crate) async fn retry<T, F, Fut>(
+    cfg: &RetryConfig,
+    limit: Duration,
+    events: &Events,
+    part: Option<u32>,
+    cancel: &CancellationToken,
+    mut f: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let start = Instant::now();
+    let mut attempt = 1u32;
+    loop {
+        let result = tokio::select! {
+            () = cancel.cancelled() => return Err(Error::Cancelled),
+            r = tokio::time::timeout(limit, f()) => r.unwrap_or(Err(Error::Timeout { operation: "request", after: limit })),
+        };
+        let error = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        if attempt >= cfg.max_attempts {
+            return Err(Error::RetriesExhausted { last: Box::new(error), attempts: attempt, elapsed: start.elapsed() });
+        }
+        let delay = cfg.delay(attempt - 1);
+        tracing::debug!(?part, attempt, ?delay, error = %error, "retrying");
+        events.emit(ProgressEvent::Retry {
+            part_number: part,
+            attempt,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error: error.to_string(),
+        });
+        tokio::select! {
+            () = cancel.cancelled() => return Err(Error::Cancelled),
+            () = tokio::time::sleep(delay) => {}
+        }
+        attempt += 1;
+    }
+}
