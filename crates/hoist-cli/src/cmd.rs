@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 
+pub(crate) mod demo;
 pub(crate) mod put;
 pub(crate) mod serve;
 pub(crate) mod store;
@@ -11,6 +12,7 @@ use crate::exit::CliError;
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Put(args) => put::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Store(args) => store::run(args).await,
         Command::Serve(args) => serve::run(args).await,
     }

@@ -73,3 +73,43 @@ impl CliError {
         self.code.into()
     }
 }
+
+impl From<hoist_core::Error> for CliError {
+    fn from(e: hoist_core::Error) -> Self {
+        use hoist_core::Category;
+        let (code, hint) = match e.category() {
+            Category::Usage => (Exit::Usage, None),
+            Category::NotFound => (
+                Exit::NotFound,
+                Some(match e.code() {
+                    Some("NoSuchBucket") => "check the bucket name, or create it first (e.g. `aws s3 mb s3://BUCKET`)",
+                    Some("NoSuchUpload") => "the upload was aborted or completed elsewhere; run again with --restart",
+                    _ => "check the bucket and key",
+                }),
+            ),
+            Category::Auth => (
+                Exit::Auth,
+                Some("check your credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, --profile, or ~/.aws/credentials"),
+            ),
+            Category::Network => (
+                Exit::Network,
+                Some("check that --endpoint-url is right and reachable, then run the same command again"),
+            ),
+            Category::Integrity => (Exit::Integrity, Some("the data did not verify; run the upload again")),
+            Category::Conflict => (Exit::Conflict, Some("run again with --restart to start the upload over")),
+            Category::Interrupted => (Exit::Interrupted, None),
+            Category::Other => (Exit::Failure, None),
+        };
+        let err = Self::new(code, e.to_string());
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<hoist_store::Error> for CliError {
+    fn from(e: hoist_store::Error) -> Self {
+        Self::new(Exit::Failure, format!("store: {e}"))
+    }
+}

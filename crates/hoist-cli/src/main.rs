@@ -36,8 +36,10 @@ fn main() -> std::process::ExitCode {
 /// Logs go to stderr; `RUST_LOG` wins over `-v`.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "info,aws=warn",
+        // aws-config warns about every source of the credential chain it tries (IMDS, ...), and s3s
+        // logs every refused client request as an error; the client gets those errors anyway.
+        0 => "warn,aws_config=error,s3s=off",
+        1 => "info,aws_config=warn,aws_smithy_runtime=warn",
         2 => "debug,aws=info,hyper=info",
         _ => "trace",
     };

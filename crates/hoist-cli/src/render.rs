@@ -1,2 +1,101 @@
-//! Renders the engine's progress events: an indicatif bar on a terminal, JSON lines with `--json`,
-//! nothing with `--quiet` (placeholder until `hoist put` lands).
+//! Renders the engine's progress events: an indicatif bar on a terminal (bytes, %, throughput,
+//! ETA), one JSON object per line on stdout with `--json`, or nothing.
+
+use std::io::{IsTerminal as _, Write as _};
+
+use hoist_core::ProgressEvent;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A bar on stderr (only when stderr is a terminal).
+    Bar,
+    /// JSON lines on stdout.
+    Json,
+    /// Nothing.
+    Quiet,
+}
+
+impl Mode {
+    /// Picks the mode from the flags; the bar needs a terminal.
+    pub(crate) fn from_flags(json: bool, no_progress: bool, quiet: bool) -> Self {
+        if json {
+            Self::Json
+        } else if quiet || no_progress || !std::io::stderr().is_terminal() {
+            Self::Quiet
+        } else {
+            Self::Bar
+        }
+    }
+}
+
+/// Draws events until the sender is dropped.
+pub(crate) async fn render(mode: Mode, mut rx: UnboundedReceiver<ProgressEvent>) {
+    let mut bar: Option<ProgressBar> = None;
+    while let Some(event) = rx.recv().await {
+        match mode {
+            Mode::Quiet => {}
+            Mode::Json => {
+                if let Ok(line) = serde_json::to_string(&event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            }
+            Mode::Bar => draw(&mut bar, &event),
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+fn draw(bar: &mut Option<ProgressBar>, event: &ProgressEvent) {
+    match event {
+        ProgressEvent::Started { size, key, resumed_parts, .. } => {
+            let b = match size {
+                Some(n) => ProgressBar::with_draw_target(Some(*n), ProgressDrawTarget::stderr()),
+                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+            };
+            let template = if size.is_some() {
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {percent}% {binary_bytes_per_sec} ETA {eta}"
+            } else {
+                "{msg} {spinner} {bytes} {binary_bytes_per_sec}"
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b.set_message(key.clone());
+            if *resumed_parts > 0 {
+                b.println(format!("resuming: {resumed_parts} parts already uploaded"));
+            }
+            *bar = Some(b);
+        }
+        ProgressEvent::PartDone { bytes_done, .. } => {
+            if let Some(b) = bar {
+                b.set_position(*bytes_done);
+            }
+        }
+        ProgressEvent::Retry { part_number, attempt, delay_ms, error } => {
+            if let Some(b) = bar {
+                let part = part_number.map(|n| format!("part {n} ")).unwrap_or_default();
+                b.println(format!("retrying {part}(attempt {attempt} failed: {error}; next in {delay_ms} ms)"));
+            }
+        }
+        ProgressEvent::Completed { size, .. } => {
+            if let Some(b) = bar {
+                b.set_position(*size);
+            }
+        }
+        ProgressEvent::Failed { .. } => {}
+    }
+}
+
+/// Prints a line on stdout; a closed stdout (`hoist … | head`) is not an error worth a panic.
+pub(crate) fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

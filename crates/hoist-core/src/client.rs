@@ -188,8 +188,13 @@ impl S3Client {
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
-        if let Some(r) = &opts.region {
-            loader = loader.region(Region::new(r.clone()));
+        match (&opts.region, &opts.endpoint_url) {
+            (Some(r), _) => loader = loader.region(Region::new(r.clone())),
+            // A custom endpoint rarely cares about the region; do not probe EC2 metadata for it.
+            (None, Some(_)) if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() && opts.profile.is_none() => {
+                loader = loader.region(Region::new("us-east-1"));
+            }
+            _ => {}
         }
         if let Some((a, s)) = &opts.credentials {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(a, s, None, None, "hoist"));

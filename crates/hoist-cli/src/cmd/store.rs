@@ -1,13 +1,78 @@
-//! `hoist store` (placeholder until its issue lands).
+//! `hoist store`: the embedded S3-compatible store on local disk, until Ctrl-C or SIGTERM.
 
-use crate::exit::CliError;
+use std::path::PathBuf;
+
+use hoist_store::{Credentials, Store};
+
+use crate::exit::{CliError, Exit};
 
 /// Flags of `hoist store`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct StoreArgs {}
+pub(crate) struct StoreArgs {
+    /// Data directory (created if missing; a previous run's data is kept).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// Access key clients sign with (default: generated and kept in the data dir).
+    #[arg(long, env = "HOIST_STORE_ACCESS_KEY", requires = "secret_key")]
+    pub(crate) access_key: Option<String>,
+    /// Secret key clients sign with.
+    #[arg(long, env = "HOIST_STORE_SECRET_KEY", requires = "access_key", hide_env_values = true)]
+    pub(crate) secret_key: Option<String>,
+    /// Browser origin allowed to call the store (repeatable; `*` for any).
+    #[arg(long, value_name = "ORIGIN")]
+    pub(crate) cors_origin: Vec<String>,
+}
 
 /// Runs `hoist store`.
-#[allow(clippy::unused_async)]
-pub(crate) async fn run(_args: StoreArgs) -> Result<(), CliError> {
-    Err(CliError::usage("hoist store is not implemented yet"))
+pub(crate) async fn run(args: StoreArgs) -> Result<(), CliError> {
+    let (credentials, generated) = match (args.access_key, args.secret_key) {
+        (Some(a), Some(s)) => (Credentials::new(a, s), false),
+        _ => Credentials::load_or_generate(&args.data).map_err(|e| {
+            CliError::new(Exit::Usage, format!("cannot use data dir {}: {e}", args.data.display()))
+                .with_hint("pass --data with a directory you can write to")
+        })?,
+    };
+    let store = Store::builder(&args.data)
+        .credentials(credentials.clone())
+        .cors_origins(args.cors_origin)
+        .build()
+        .map_err(|e| {
+            CliError::new(Exit::Usage, format!("cannot open data dir {}: {e}", args.data.display()))
+                .with_hint("pass --data with a directory you can write to")
+        })?;
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| {
+        CliError::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen))
+            .with_hint("pick another address, e.g. --listen 127.0.0.1:0 for any free port")
+    })?;
+    let addr = listener.local_addr().map_err(|e| CliError::new(Exit::Failure, e.to_string()))?;
+    crate::render::say(&format!("listening on http://{addr}"));
+    if generated {
+        crate::render::say(&format!("generated credentials (kept in {}):", args.data.join("credentials.json").display()));
+    }
+    crate::render::say(&format!("export AWS_ACCESS_KEY_ID={}", credentials.access_key));
+    if generated {
+        crate::render::say(&format!("export AWS_SECRET_ACCESS_KEY={}", credentials.secret_key));
+    }
+    crate::render::say(&format!("export AWS_ENDPOINT_URL=http://{addr}"));
+    store.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

@@ -1,0 +1,170 @@
+//! The built `hoist` binary against a spawned `hoist store`, as a user runs them.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
+const ACCESS: &str = "cli-test-access";
+const SECRET: &str = "cli-test-secret-key-0123456789";
+
+/// A `hoist store` process on a free port; killed on drop.
+struct StoreProc {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl StoreProc {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(HOIST)
+            .args(["store", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path())
+            .env("HOIST_STORE_ACCESS_KEY", ACCESS)
+            .env("HOIST_STORE_SECRET_KEY", SECRET)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+        // Keep draining what the store prints so it never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let endpoint = first.trim().strip_prefix("listening on ").expect(&first).to_owned();
+        Self { child, endpoint, _dir: dir }
+    }
+
+    fn hoist_env<'a>(&self, c: &'a mut Command) -> &'a mut Command {
+        c.env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+    }
+
+    fn hoist(&self, args: &[&str]) -> Output {
+        self.hoist_env(&mut Command::new(HOIST)).args(args).output().unwrap()
+    }
+
+    fn mb(&self, bucket: &str) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let creds = aws_sdk_s3::config::Credentials::new(ACCESS, SECRET, None, None, "t");
+            let conf = aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .force_path_style(true)
+                .credentials_provider(creds)
+                .build();
+            aws_sdk_s3::Client::from_conf(conf).create_bucket().bucket(bucket).send().await.unwrap();
+        });
+    }
+}
+
+impl Drop for StoreProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn file(dir: &Path, len: usize) -> std::path::PathBuf {
+    let p = dir.join(format!("f{len}"));
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn put_file_and_json_events() {
+    let store = StoreProc::start();
+    store.mb("cli-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(dir.path(), 12 * 1024 * 1024 + 3);
+    let f = f.to_str().unwrap();
+    let o = store.hoist(&["put", f, "s3://cli-bucket/a/b.bin", "--part-size", "5MiB", "--single-put-threshold", "5MiB", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.iter().filter(|k| **k == "part_done").count(), 3);
+    assert_eq!(kinds.last(), Some(&"completed"));
+    assert_eq!(lines.last().unwrap()["size"], 12 * 1024 * 1024 + 3);
+
+    let o = store.hoist(&["put", f, "s3://cli-bucket/plain.bin", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verified"), "{:?}", o);
+}
+
+#[test]
+fn put_from_stdin() {
+    let store = StoreProc::start();
+    store.mb("cli-bucket");
+    let data: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i: usize| (i % 253) as u8).collect();
+    let mut child = store
+        .hoist_env(&mut Command::new(HOIST))
+        .args(["put", "-", "s3://cli-bucket/stdin.bin", "--part-size", "5MiB", "--single-put-threshold", "5MiB", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_owned();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["event"], "completed");
+    assert_eq!(v["size"], data.len());
+}
+
+#[test]
+fn bad_inputs_have_clear_errors_and_exit_codes() {
+    let store = StoreProc::start();
+    store.mb("cli-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(dir.path(), 1000);
+    let f = f.to_str().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["put", "/no/such/file", "s3://cli-bucket/k"], 2, "does not exist"),
+        (&["put", d, "s3://cli-bucket/k"], 2, "is a directory"),
+        (&["put", f, "s3:/x"], 2, "s3://BUCKET/KEY"),
+        (&["put", f, "s3://cli-bucket"], 2, "no object key"),
+        (&["put", f, "s3://cli-bucket/k", "--part-size", "1MiB"], 2, "out of range"),
+        (&["put", f, "s3://no-such-bucket/k"], 3, "NoSuchBucket"),
+    ];
+    for (args, code, needle) in cases {
+        let o = store.hoist(args);
+        assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    // Wrong credentials → 4.
+    let o = store
+        .hoist_env(&mut Command::new(HOIST))
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .args(["put", f, "s3://cli-bucket/k"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hint: check your credentials"), "{}", stderr(&o));
+    // Endpoint not reachable → 5.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = store
+        .hoist_env(&mut Command::new(HOIST))
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .args(["put", f, "s3://cli-bucket/k"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    // Nothing was created by any of these.
+    let o = store.hoist(&["put", f, "s3://cli-bucket/only", "-q"]);
+    assert!(o.status.success());
+}
