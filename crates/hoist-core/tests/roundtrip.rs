@@ -155,3 +155,61 @@ async fn bad_inputs_fail_clearly_and_create_nothing() {
     let ups = store.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
     assert!(ups.uploads().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_are_survived_or_fail_cleanly() {
+    use hoist_testkit::fault_proxy::{Fault, FaultConfig, FaultProxy};
+    let store = TestStore::start().await;
+    store.create_bucket(BUCKET).await;
+    let upstream: std::net::SocketAddr = store.endpoint_url().trim_start_matches("http://").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data) = write_file(dir.path(), 31 * 1024 * 1024 + 77);
+    let creds = store.credentials();
+    let retry = hoist_core::retry::RetryConfig {
+        base: std::time::Duration::from_millis(5),
+        cap: std::time::Duration::from_millis(50),
+        max_attempts: 12,
+    };
+    let config = small_config().retry(retry).stall_timeout(std::time::Duration::from_secs(2));
+    let all = vec![Fault::Reset, Fault::SlowDown, Fault::InternalError, Fault::Stall, Fault::Truncate];
+
+    // 1. A third of all requests fail: the upload still comes out byte-identical.
+    let proxy = FaultProxy::start(upstream, FaultConfig { rate: 0.5, seed: 7, faults: all.clone(), only_part_uploads: false }).await;
+    let client = S3Client::connect(&ClientOptions {
+        endpoint_url: Some(proxy.endpoint_url()),
+        credentials: Some((creds.access_key.clone(), creds.secret_key.clone())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let up = Uploader::new(client, config.clone());
+    let req = UploadRequest { source: Source::File(path.clone()), bucket: BUCKET.into(), key: "faulty".into(), content_type: None, metadata: vec![] };
+    let (events, mut rx) = Events::channel();
+    up.upload(&req, &events, &CancellationToken::new(), OnFailure::Abort).await.unwrap();
+    drop(events);
+    let mut retries = 0;
+    while let Some(e) = rx.recv().await {
+        retries += usize::from(matches!(e, ProgressEvent::Retry { .. }));
+    }
+    assert_eq!(read_back(&store, "faulty").await, data);
+    let injected = proxy.injected_total();
+    println!("faults injected and survived: {injected} ({:?}); retries seen: {retries}", proxy.injected());
+    assert!(injected >= 1 && retries >= 1, "{injected} {retries}");
+
+    // 2. Every part upload fails: the upload fails cleanly and is aborted.
+    let proxy = FaultProxy::start(upstream, FaultConfig { rate: 1.0, seed: 1, faults: vec![Fault::SlowDown, Fault::Reset], only_part_uploads: true }).await;
+    let client = S3Client::connect(&ClientOptions {
+        endpoint_url: Some(proxy.endpoint_url()),
+        credentials: Some((creds.access_key, creds.secret_key)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let quick = config.retry(hoist_core::retry::RetryConfig { max_attempts: 3, ..retry });
+    let req = UploadRequest { key: "doomed".into(), ..req };
+    let e = Uploader::new(client, quick).upload(&req, &Events::none(), &CancellationToken::new(), OnFailure::Abort).await.unwrap_err();
+    assert_eq!(e.category(), Category::Network, "{e}");
+    let ups = store.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+    assert!(ups.uploads().is_empty(), "left behind: {:?}", ups.uploads());
+    assert!(store.client().head_object().bucket(BUCKET).key("doomed").send().await.is_err());
+}

@@ -1,1 +1,0 @@
-//! `FailingClient<C>`: fails the k-th call of an operation (owned by the engine work; placeholder).
