@@ -25,12 +25,10 @@ pub(crate) struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Upload a file or stdin to s3://BUCKET/KEY (resumes an interrupted upload of the same file).
+    /// Upload a file or stdin to <s3://BUCKET/KEY> (resumes an interrupted upload of the same file).
     Put(cmd::put::PutArgs),
     /// Quick start: start the embedded store, upload a generated file, verify it.
     Demo(cmd::demo::DemoArgs),
     /// Run the embedded S3-compatible store on local disk.
     Store(cmd::store::StoreArgs),
-    /// Run the upload service: pre-signed multipart uploads for browsers and apps.
-    Serve(cmd::serve::ServeArgs),
 }

@@ -2,7 +2,6 @@
 
 pub(crate) mod demo;
 pub(crate) mod put;
-pub(crate) mod serve;
 pub(crate) mod store;
 
 use crate::args::Command;
@@ -14,6 +13,5 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Put(args) => put::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Store(args) => store::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
     }
 }

@@ -1,5 +1,7 @@
 //! The built `hoist` binary against a spawned `hoist store`, as a user runs them.
 
+#![allow(clippy::cast_possible_truncation)] // test data patterns keep the low byte on purpose
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -100,7 +102,7 @@ fn put_file_and_json_events() {
 
     let o = store.hoist(&["put", f, "s3://cli-bucket/plain.bin", "--no-progress"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("verified"), "{:?}", o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verified"), "{o:?}");
 }
 
 #[test]

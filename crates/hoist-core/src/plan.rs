@@ -1,6 +1,6 @@
 //! Part sizing: pure functions, property-tested near every limit.
 //!
-//! Known size: part size = max(requested, ceil(size / max_parts)), rounded up to a whole MiB so
+//! Known size: part size = max(requested, ceil(size / `max_parts`)), rounded up to a whole MiB so
 //! parts stay aligned, and it must lie within the provider's part range; a size that cannot be
 //! covered (over the object limit, or needing parts over the max part size) fails before anything
 //! is created. Below the single-PUT threshold the plan is one PutObject.

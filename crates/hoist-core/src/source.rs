@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn stream_parts_fill_until_eof() {
-        let data = vec![7u8; 10];
+        let data = [7u8; 10];
         let mut r = &data[..];
         assert_eq!(read_stream_part(&mut r, 4).unwrap().len(), 4);
         assert_eq!(read_stream_part(&mut r, 8).unwrap().len(), 6);

@@ -123,7 +123,7 @@ impl Uploader {
             }
             Source::Stdin => {
                 plan::check_part_size(self.config.part_size, &self.config.limits)?;
-                self.from_stream(req, std::io::stdin(), events, cancel, on_failure).await?
+                self.upload_stream(req, std::io::stdin(), events, cancel, on_failure).await?
             }
         };
         events.emit(ProgressEvent::Completed {
@@ -281,7 +281,8 @@ impl Uploader {
         Ok(DonePart { number: spec.number, size: spec.len, etag, checksum })
     }
 
-    async fn from_stream(
+    #[allow(clippy::too_many_lines)] // one loop reads, plans and dispatches parts; splitting it hides the flow
+    async fn upload_stream(
         &self,
         req: &UploadRequest,
         reader: impl std::io::Read + Send + 'static,
@@ -415,23 +416,20 @@ impl Uploader {
         }
         let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
         let expected = sums.as_deref().and_then(checksum::composite);
-        let checksum = match (&expected, &head.checksum) {
-            (Some(want), Some((alg, got))) => {
-                if want != got {
-                    return Err(Error::Integrity(format!(
-                        "the store's composite {alg} is {got}, the parts sent give {want}"
-                    )));
-                }
-                Some(format!("{alg}:{got}"))
+        let checksum = if let (Some(want), Some((alg, got))) = (&expected, &head.checksum) {
+            if want != got {
+                return Err(Error::Integrity(format!(
+                    "the store's composite {alg} is {got}, the parts sent give {want}"
+                )));
             }
-            _ => {
-                let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
-                let want = checksum::multipart_etag(&md5s);
-                if md5s.len() == parts.len() && want != head.etag {
-                    return Err(Error::Integrity(format!("the store's ETag is {}, the parts give {want}", head.etag)));
-                }
-                None
+            Some(format!("{alg}:{got}"))
+        } else {
+            let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
+            let want = checksum::multipart_etag(&md5s);
+            if md5s.len() == parts.len() && want != head.etag {
+                return Err(Error::Integrity(format!("the store's ETag is {}, the parts give {want}", head.etag)));
             }
+            None
         };
         Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
     }

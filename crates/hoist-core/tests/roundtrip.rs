@@ -1,5 +1,7 @@
 //! Uploads through the engine into the real embedded store over HTTP, read back byte for byte.
 
+#![allow(clippy::cast_possible_truncation)] // test data patterns keep the low byte on purpose
+
 use std::path::Path;
 
 use hoist_core::config::MIB;

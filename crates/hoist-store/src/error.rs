@@ -82,7 +82,7 @@ impl From<Error> for S3Error {
             Error::KeyTooLong(_) => s3_error!(KeyTooLongError, "{msg}"),
             Error::BadDigest(_) => s3_error!(BadDigest, "{msg}"),
             Error::InvalidDigest(_) => s3_error!(InvalidDigest, "{msg}"),
-            Error::IncompleteBody { .. } => s3_error!(IncompleteBody, "{msg}"),
+            Error::IncompleteBody { .. } | Error::Body(_) => s3_error!(IncompleteBody, "{msg}"),
             Error::InvalidPart(_) => s3_error!(InvalidPart, "{msg}"),
             Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
@@ -94,7 +94,6 @@ impl From<Error> for S3Error {
                 tracing::error!(error = %io, "storage error");
                 S3Error::with_message(S3ErrorCode::InternalError, "storage error; see the store's log")
             }
-            Error::Body(_) => s3_error!(IncompleteBody, "{msg}"),
         }
     }
 }

@@ -95,7 +95,7 @@ impl Backend {
         key: &str,
         id: &str,
         number: u32,
-        body: Ingested,
+        body: &Ingested,
         checksum: Option<StoredChecksum>,
     ) -> Result<PartRecord> {
         let file = format!("{}.part", new_id());

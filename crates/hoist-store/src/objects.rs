@@ -33,7 +33,7 @@ impl Backend {
         &self,
         bucket: &str,
         key: &str,
-        body: Ingested,
+        body: &Ingested,
         content_type: Option<String>,
         metadata: std::collections::BTreeMap<String, String>,
         checksum: Option<StoredChecksum>,
@@ -189,7 +189,7 @@ pub(crate) fn read_range(
                     }
                     open = Some((f, offset));
                 }
-                let Some((file, _)) = open.as_mut() else { return None };
+                let (file, _) = open.as_mut()?;
                 let want = (range.end.min(seg_end) - range.start).min(READ_CHUNK as u64);
                 #[allow(clippy::cast_possible_truncation)] // want ≤ READ_CHUNK
                 let mut buf = vec![0u8; want as usize];

@@ -134,7 +134,7 @@ fn head_output(o: &ObjectRecord, with_checksum: bool) -> HeadObjectOutput {
 impl S3 for HoistS3 {
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
         self.backend.create_bucket(&req.input.bucket)?;
-        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", req.input.bucket)), ..Default::default() }))
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", req.input.bucket)) }))
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
@@ -180,7 +180,7 @@ impl S3 for HoistS3 {
         let rec = self.backend.put_object(
             &input.bucket,
             &input.key,
-            body,
+            &body,
             input.content_type.clone(),
             metadata(input.metadata.clone()),
             stored,
@@ -318,7 +318,7 @@ impl S3 for HoistS3 {
                 return Err(e.into());
             }
         };
-        let part = self.backend.put_part(&input.bucket, &input.key, &input.upload_id, number, body, stored)?;
+        let part = self.backend.put_part(&input.bucket, &input.key, &input.upload_id, number, &body, stored)?;
         let mut out = UploadPartOutput { e_tag: Some(etag(&part.md5)), ..Default::default() };
         set_checksum!(out, part.checksum.as_ref());
         Ok(S3Response::new(out))

@@ -1,5 +1,7 @@
 //! Multipart rules against the real store over HTTP, with aws-sdk-s3 as the client.
 
+#![allow(clippy::cast_possible_truncation)] // test data patterns keep the low byte on purpose
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use hoist_testkit::TestStore;

@@ -176,7 +176,7 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         Some(Fault::Reset) => {
             let mut chunk = [0u8; 4096];
             let _ = tokio::time::timeout(Duration::from_millis(50), client.read(&mut chunk)).await;
-            client.set_linger(Some(Duration::ZERO))?;
+            reset(&client)?;
             drop(client);
             Ok(())
         }
@@ -189,7 +189,7 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             client.shutdown().await
         }
         Some(Fault::Stall) => {
-            tokio::time::sleep(Duration::from_secs(120)).await;
+            tokio::time::sleep(Duration::from_mins(2)).await;
             Ok(())
         }
         Some(Fault::Truncate) => {
@@ -211,7 +211,7 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
             let half = response.len() / 2;
             client.write_all(&response[..half]).await?;
-            client.set_linger(Some(Duration::ZERO))?;
+            reset(&client)?;
             Ok(())
         }
         None => {
@@ -230,4 +230,11 @@ fn with_close(buf: &[u8], head_end: usize) -> Vec<u8> {
     out.extend_from_slice(b"connection: close\r\n\r\n");
     out.extend_from_slice(&buf[head_end..]);
     out
+}
+
+/// Makes the coming close a reset (RST) rather than an orderly FIN. Linger 0 never blocks on
+/// drop, which is what the deprecation of `set_linger` warns about.
+#[allow(deprecated)]
+fn reset(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_linger(Some(Duration::ZERO))
 }

@@ -22,9 +22,8 @@ impl TestStore {
     /// If the store cannot start (a broken test environment).
     pub async fn start() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut s = Self::start_in(tmp.path()).await;
-        s._tmp = Some(tmp);
-        s
+        let path = tmp.path().to_path_buf();
+        Self::launch(&path, Some(tmp)).await
     }
 
     /// Starts a store on `dir` (which may hold a previous run's data), with the key pair stored
@@ -33,10 +32,14 @@ impl TestStore {
     /// # Panics
     /// If the store cannot start.
     pub async fn start_in(dir: &Path) -> Self {
+        Self::launch(dir, None).await
+    }
+
+    async fn launch(dir: &Path, tmp: Option<tempfile::TempDir>) -> Self {
         let store = Store::builder(dir).cors_origins(vec!["*".into()]).build().expect("store builds");
         let credentials = store.credentials().clone();
         let handle = store.start("127.0.0.1:0").await.expect("store starts");
-        Self { handle: Some(handle), credentials, data_dir: dir.to_path_buf(), _tmp: None }
+        Self { handle: Some(handle), credentials, data_dir: dir.to_path_buf(), _tmp: tmp }
     }
 
     /// `http://127.0.0.1:PORT`.

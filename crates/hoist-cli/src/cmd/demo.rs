@@ -60,7 +60,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let uploader = Uploader::new(client.clone(), UploadConfig::default());
     let outcome = super::put::upload(&uploader, &req, Mode::from_flags(false, false, false)).await?;
     let secs = started.elapsed().as_secs_f64();
-    crate::render::say(&format!("{}", super::put::summary(&path.display().to_string(), &dest, &outcome)));
+    crate::render::say(&super::put::summary(&path.display().to_string(), &dest, &outcome).clone());
 
     // Read it back and compare, independently of the engine's own verification.
     let mut body = client.sdk().get_object().bucket("demo").key("demo.bin").send().await.map_err(|e| {
@@ -86,7 +86,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
 fn write_random(path: &std::path::Path, size: u64) -> std::io::Result<hoist_core::checksum::Checksum> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut sum = Checksummer::new(ChecksumAlgorithm::Crc32c);
-    let mut buf = vec![0u8; MIB as usize];
+    let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     let mut rng = rand::rng();
     while left > 0 {

@@ -17,7 +17,7 @@ use crate::render::{self, Mode};
 /// Where to connect (shared by every command that talks to S3).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// S3-compatible endpoint, e.g. http://127.0.0.1:9000 (path-style addressing is used).
+    /// S3-compatible endpoint, e.g. <http://127.0.0.1:9000> (path-style addressing is used).
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub(crate) endpoint_url: Option<String>,
     /// Region (default: from the AWS config, else us-east-1).
@@ -46,7 +46,7 @@ impl ConnectArgs {
 pub(crate) struct PutArgs {
     /// File to upload, or `-` for stdin.
     pub(crate) source: String,
-    /// Destination, s3://BUCKET/KEY.
+    /// Destination, <s3://BUCKET/KEY>.
     #[arg(value_parser = S3Url::parse_object)]
     pub(crate) destination: S3Url,
     #[command(flatten)]
@@ -72,7 +72,7 @@ pub(crate) struct PutArgs {
     /// User metadata, repeatable: --metadata owner=ana.
     #[arg(long, value_parser = parse_metadata)]
     pub(crate) metadata: Vec<(String, String)>,
-    /// One JSON event per line on stdout (started, part_done, retry, completed, failed).
+    /// One JSON event per line on stdout (started, `part_done`, retry, completed, failed).
     #[arg(long)]
     pub(crate) json: bool,
     /// No progress bar.

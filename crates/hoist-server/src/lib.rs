@@ -1,1 +1,0 @@
-//! hoist-server (skeleton).

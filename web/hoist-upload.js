@@ -1,1 +1,0 @@
-// Placeholder: the browser uploader module (issue 6).
