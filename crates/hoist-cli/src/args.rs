@@ -27,6 +27,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Upload a file or stdin to <s3://BUCKET/KEY> (resumes an interrupted upload of the same file).
     Put(cmd::put::PutArgs),
+    /// List uploads that can be resumed, or resume one (by number or upload id).
+    Resume(cmd::resume::ResumeArgs),
+    /// List, abort or prune incomplete multipart uploads (they cost money until aborted).
+    Uploads(cmd::uploads::UploadsArgs),
     /// Quick start: start the embedded store, upload a generated file, verify it.
     Demo(cmd::demo::DemoArgs),
     /// Run the embedded S3-compatible store on local disk.

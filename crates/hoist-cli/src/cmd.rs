@@ -2,7 +2,9 @@
 
 pub(crate) mod demo;
 pub(crate) mod put;
+pub(crate) mod resume;
 pub(crate) mod store;
+pub(crate) mod uploads;
 
 use crate::args::Command;
 use crate::exit::CliError;
@@ -11,7 +13,9 @@ use crate::exit::CliError;
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Put(args) => put::run(args).await,
+        Command::Resume(args) => resume::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Store(args) => store::run(args).await,
+        Command::Uploads(args) => uploads::run(args).await,
     }
 }

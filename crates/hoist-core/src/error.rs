@@ -88,6 +88,20 @@ pub enum Error {
     /// The caller cancelled the upload.
     #[error("upload cancelled")]
     Cancelled,
+    /// The resume journal cannot be used.
+    #[error("the resume journal {path} cannot be used: {problem}")]
+    Journal {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The source file changed since the interrupted upload started.
+    #[error("{0} changed since the interrupted upload started (size, time or content differ)")]
+    SourceChanged(String),
+    /// The interrupted upload no longer exists in the store.
+    #[error("the interrupted upload {0} no longer exists in the store (aborted or expired)")]
+    UploadGone(String),
     /// Configuration problem (credentials, endpoint URL, profile).
     #[error("{0}")]
     Config(String),
@@ -128,6 +142,7 @@ impl Error {
             Self::Transport { .. } | Self::Timeout { .. } => Category::Network,
             Self::RetriesExhausted { last, .. } => last.category(),
             Self::Integrity(_) => Category::Integrity,
+            Self::Journal { .. } | Self::SourceChanged(_) | Self::UploadGone(_) => Category::Conflict,
             Self::Cancelled => Category::Interrupted,
             Self::Config(_) => Category::Auth,
         }

@@ -10,6 +10,7 @@
 //! - [`client`]: the S3 calls Hoist makes, on aws-sdk-s3.
 //! - [`retry`]: full-jitter backoff; what is retryable is [`Error::is_retryable`].
 //! - [`progress`]: the event stream the CLI renders.
+//! - [`journal`]: resume state, written atomically after each confirmed part.
 //! - [`upload`]: the orchestration of one upload.
 //! - [`error`]: the one error type and its categories.
 
@@ -17,6 +18,7 @@ pub mod checksum;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod journal;
 pub mod plan;
 pub mod progress;
 pub mod retry;
@@ -27,6 +29,7 @@ pub use client::{ClientOptions, S3Client};
 pub use config::{ChecksumMode, ProviderLimits, UploadConfig};
 pub use error::{Category, Error, Result};
 pub use progress::{Events, ProgressEvent};
+pub use journal::{Journal, JournalStore};
 pub use source::Source;
 pub use upload::{OnFailure, UploadOutcome, UploadRequest, Uploader};
 pub use tokio_util::sync::CancellationToken;

@@ -8,8 +8,13 @@
 //!   part or file size. Stdin parts are buffered: at most `concurrency` parts in memory.
 //! - Each call is retried per [`crate::retry`]; an attempt with no answer within the stall
 //!   timeout (plus the time the part needs at 1 MiB/s) is cancelled and retried.
-//! - On a fatal error or cancellation, parts in flight are stopped and the multipart upload is
-//!   aborted (`OnFailure::Abort`, default) or kept for resuming (`OnFailure::Keep`).
+//! - With a journal ([`Uploader::with_journal`]), each confirmed part is recorded before it is
+//!   reported, and re-running the same upload resumes it: the store's ListParts decides which
+//!   recorded parts are skipped (see [`crate::journal`]).
+//! - Cancellation: no new part starts; parts in flight get `grace` to finish (and be recorded),
+//!   then are stopped. What happens to the multipart upload then is [`OnFailure`]'s choice:
+//!   `Auto` keeps it (with its journal) after a cancel or exhausted retries and aborts it after a
+//!   fatal error such as `AccessDenied`; `Keep` and `Abort` force one way.
 //! - After Complete the object is checked with HEAD: size, and the composite checksum computed
 //!   locally from the part checksums (or the multipart `ETag` when no checksum was sent). A
 //!   mismatch is an [`Error::Integrity`].
@@ -28,6 +33,7 @@ use crate::checksum::{self, Checksum};
 use crate::client::S3Client;
 use crate::config::{MIB, UploadConfig};
 use crate::error::{Error, Result};
+use crate::journal::{Fingerprint, JournalKey, JournalStore};
 use crate::plan::{self, Plan};
 use crate::progress::{Events, ProgressEvent};
 use crate::retry::RetryConfig;
@@ -56,6 +62,18 @@ pub enum OnFailure {
     Abort,
     /// Keep its parts so the upload can be resumed.
     Keep,
+    /// Keep it when resuming can help (cancelled, retries exhausted), abort after a fatal error.
+    Auto,
+}
+
+impl OnFailure {
+    fn keeps(self, error: &Error) -> bool {
+        match self {
+            Self::Abort => false,
+            Self::Keep => true,
+            Self::Auto => matches!(error, Error::Cancelled | Error::RetriesExhausted { .. } | Error::Timeout { .. } | Error::Transport { .. }),
+        }
+    }
 }
 
 /// A finished, verified upload.
@@ -76,6 +94,16 @@ pub struct UploadOutcome {
 pub struct Uploader {
     client: S3Client,
     config: UploadConfig,
+    journal: Option<Resume>,
+    grace: Duration,
+}
+
+/// Where journals go and what identifies the endpoint in them.
+#[derive(Debug, Clone)]
+struct Resume {
+    store: JournalStore,
+    endpoint: String,
+    restart: bool,
 }
 
 /// A part that was stored.
@@ -93,7 +121,22 @@ impl Uploader {
     /// An uploader.
     #[must_use]
     pub fn new(client: S3Client, config: UploadConfig) -> Self {
-        Self { client, config }
+        Self { client, config, journal: None, grace: Duration::from_secs(10) }
+    }
+
+    /// Makes file uploads resumable: journals in `store`, keyed with `endpoint`. With `restart`,
+    /// an interrupted upload of the same file is aborted and started over.
+    #[must_use]
+    pub fn with_journal(mut self, store: JournalStore, endpoint: &str, restart: bool) -> Self {
+        self.journal = Some(Resume { store, endpoint: endpoint.to_owned(), restart });
+        self
+    }
+
+    /// How long parts in flight may finish after a cancel (default 10 s).
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// The client.
@@ -145,7 +188,7 @@ impl Uploader {
         events: &Events,
         cancel: &CancellationToken,
     ) -> Result<UploadOutcome> {
-        events.emit(started(req, Some(size), size, Some(0), None));
+        events.emit(started(req, Some(size), size, Some(0), None, 0));
         let alg = self.config.effective_checksum();
         let checksum = match alg {
             Some(a) => {
@@ -211,18 +254,93 @@ impl Uploader {
         cancel: &CancellationToken,
         on_failure: OnFailure,
     ) -> Result<UploadOutcome> {
-        let upload_id = self.create(req, events, cancel).await?;
-        events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(upload_id.clone())));
-        let target: Target = (req.bucket.clone(), req.key.clone(), upload_id.clone());
-        let result = self.send_file_parts(&target, path, plan, events, cancel).await;
-        let parts = match result {
-            Ok(p) => p,
-            Err(e) => return Err(self.fail(&target, e, events, on_failure).await),
+        let (upload_id, mut ledger, plan, alg) = self.begin(req, path, plan, events, cancel).await?;
+        let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
+        let result = self.send_file_parts(&target, path, plan, alg, &mut ledger, cancel).await;
+        let result = match result {
+            Ok(()) => self.finish(&target, plan.size, ledger.parts(), events, cancel).await,
+            Err(e) => Err(e),
         };
-        match self.finish(&target, plan.size, parts, events, cancel).await {
-            Ok(o) => Ok(o),
-            Err(e) => Err(self.fail(&target, e, events, on_failure).await),
+        match result {
+            Ok(o) => {
+                ledger.forget();
+                Ok(o)
+            }
+            Err(e) => {
+                let keep = on_failure.keeps(&e) && !matches!(e, Error::Integrity(_));
+                let e = self.fail(&target, e, events, keep).await;
+                if !keep {
+                    ledger.forget();
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Creates the multipart upload, or picks up an interrupted one from its journal (checked
+    /// against the source and against ListParts). Returns the upload id, the ledger of confirmed
+    /// parts, the plan and the checksum algorithm in force.
+    async fn begin(
+        &self,
+        req: &UploadRequest,
+        path: &std::path::Path,
+        plan: Plan,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<(String, Ledger, Plan, Option<crate::checksum::ChecksumAlgorithm>)> {
+        let alg = self.config.effective_checksum();
+        let Some(resume) = &self.journal else {
+            let id = self.create(req, events, cancel).await?;
+            events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(id.clone()), 0));
+            return Ok((id, Ledger::new(events.clone(), None), plan, alg));
+        };
+        let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
+        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &abs };
+        let fingerprint = Fingerprint::of(path)?;
+        let mut existing = resume.store.load(&key)?;
+        if resume.restart && let Some(old) = existing.take() {
+            match self.client.abort(&old.bucket, &old.key, &old.upload_id).await {
+                Ok(()) | Err(Error::Service { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            resume.store.remove(&old)?;
+        }
+        if let Some(pending) = existing.take_if(|j| j.upload_id.is_empty()) {
+            // A run died between CreateMultipartUpload and recording its id: abort what it may
+            // have created (uploads of this key started since), so nothing is left behind.
+            for u in self.client.list_uploads(&req.bucket, &req.key).await? {
+                if u.key == req.key && u.initiated.is_some_and(|t| t >= pending.started - 2) {
+                    tracing::info!(upload_id = %u.upload_id, "aborting an upload orphaned by a crash");
+                    self.client.abort(&req.bucket, &req.key, &u.upload_id).await?;
+                }
+            }
+        }
+        if let Some(mut j) = existing {
+            if j.fingerprint != fingerprint {
+                return Err(Error::SourceChanged(path.display().to_string()));
+            }
+            let listed = match self.client.list_parts(&j.bucket, &j.key, &j.upload_id).await {
+                Ok(l) => l,
+                Err(e) if e.code() == Some("NoSuchUpload") => return Err(Error::UploadGone(j.upload_id.clone())),
+                Err(e) => return Err(e),
+            };
+            j.parts = j.confirmed_by(&listed);
+            let plan = plan::plan(plan.size, j.part_size, 0, &self.config.limits)?;
+            let resumed = j.parts.len() as u64;
+            let alg = j.checksum;
+            resume.store.save(&j)?;
+            events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(j.upload_id.clone()), resumed));
+            let id = j.upload_id.clone();
+            return Ok((id, Ledger::new(events.clone(), Some((resume.store.clone(), j))), plan, alg));
+        }
+        // Record the intent first, so a crash right after the create can be cleaned up.
+        let mut j = JournalStore::start(&key, String::new(), plan.part_size, alg, fingerprint);
+        resume.store.save(&j)?;
+        let id = self.create(req, events, cancel).await?;
+        j.upload_id.clone_from(&id);
+        resume.store.save(&j)?;
+        events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(id.clone()), 0));
+        Ok((id, Ledger::new(events.clone(), Some((resume.store.clone(), j))), plan, alg))
     }
 
     async fn send_file_parts(
@@ -230,32 +348,59 @@ impl Uploader {
         target: &Target,
         path: &std::path::Path,
         plan: Plan,
-        events: &Events,
+        alg: Option<crate::checksum::ChecksumAlgorithm>,
+        ledger: &mut Ledger,
         cancel: &CancellationToken,
-    ) -> Result<Vec<DonePart>> {
+    ) -> Result<()> {
+        let hard = self.hard_stop(cancel);
         let sem = Arc::new(Semaphore::new(self.config.concurrency));
         let mut set = JoinSet::new();
-        let mut done = BTreeMap::new();
-        let mut bytes_done = 0u64;
-        for spec in plan.parts() {
+        let todo: Vec<plan::PartSpec> = plan.parts().filter(|s| !ledger.has(s.number)).collect();
+        for spec in todo {
             let permit = tokio::select! {
                 p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
-                () = cancel.cancelled() => return Err(Error::Cancelled),
+                () = cancel.cancelled() => break,
             };
             let this = self.clone();
-            let (target, path, ev, cancel) = (target.clone(), path.to_path_buf(), events.clone(), cancel.clone());
+            let (target, path, ev, hard) = (target.clone(), path.to_path_buf(), ledger.events.clone(), hard.clone());
             set.spawn(async move {
                 let _permit = permit;
-                this.send_file_part(&target, &path, spec, &ev, &cancel).await
+                this.send_file_part(&target, &path, spec, alg, &ev, &hard).await
             });
             while let Some(r) = set.try_join_next() {
-                record(r, &mut done, &mut bytes_done, events)?;
+                ledger.confirm(r)?;
             }
         }
+        // After a cancel, parts in flight finish (or are stopped after the grace period).
+        let mut first_error = None;
         while let Some(r) = set.join_next().await {
-            record(r, &mut done, &mut bytes_done, events)?;
+            if let Err(e) = ledger.confirm(r) {
+                if !cancel.is_cancelled() {
+                    return Err(e);
+                }
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(done.into_values().collect())
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A token cancelled `grace` after `cancel` is: what parts in flight obey.
+    fn hard_stop(&self, cancel: &CancellationToken) -> CancellationToken {
+        let hard = CancellationToken::new();
+        let (c, h, grace) = (cancel.clone(), hard.clone(), self.grace);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = c.cancelled() => {
+                    tokio::time::sleep(grace).await;
+                    h.cancel();
+                }
+                () = h.cancelled() => {}
+            }
+        });
+        hard
     }
 
     async fn send_file_part(
@@ -263,10 +408,11 @@ impl Uploader {
         target: &Target,
         path: &std::path::Path,
         spec: plan::PartSpec,
+        alg: Option<crate::checksum::ChecksumAlgorithm>,
         events: &Events,
         cancel: &CancellationToken,
     ) -> Result<DonePart> {
-        let checksum = match self.config.effective_checksum() {
+        let checksum = match alg {
             Some(a) => {
                 let p = path.to_path_buf();
                 Some(blocking(move || source::checksum_range(&p, spec.offset, spec.len, a)).await?)
@@ -304,7 +450,7 @@ impl Uploader {
         let first = read(first_len.max(self.config.single_put_threshold)).await?;
         if (first.len() as u64) < self.config.single_put_threshold {
             let size = first.len() as u64;
-            events.emit(started(req, Some(size), size, Some(0), None));
+            events.emit(started(req, Some(size), size, Some(0), None, 0));
             let checksum = alg.map(|a| Checksum::of(a, &first));
             let etag = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || {
                 self.client.put_object(
@@ -321,13 +467,12 @@ impl Uploader {
             return self.verify_single(req, size, &etag, checksum.as_ref()).await;
         }
         let upload_id = self.create(req, events, cancel).await?;
-        events.emit(started(req, None, first_len, None, Some(upload_id.clone())));
+        events.emit(started(req, None, first_len, None, Some(upload_id.clone()), 0));
         let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
         let sent = async {
             let sem = Arc::new(Semaphore::new(self.config.concurrency));
             let mut set = JoinSet::new();
-            let mut done = BTreeMap::new();
-            let mut bytes_done = 0u64;
+            let mut ledger = Ledger::new(events.clone(), None);
             let mut pending = first;
             let mut number = 1u32;
             loop {
@@ -346,7 +491,7 @@ impl Uploader {
                 }
                 if u64::from(number) > self.config.limits.max_parts {
                     return Err(Error::Plan(plan::PlanError::TooLarge {
-                        size: bytes_done,
+                        size: ledger.bytes_done,
                         max: self.config.limits.max_object_size,
                     }));
                 }
@@ -370,7 +515,7 @@ impl Uploader {
                     Ok(DonePart { number: n, size, etag, checksum })
                 });
                 while let Some(r) = set.try_join_next() {
-                    record(r, &mut done, &mut bytes_done, events)?;
+                    ledger.confirm(r)?;
                 }
                 number += 1;
                 if last {
@@ -378,19 +523,21 @@ impl Uploader {
                 }
             }
             while let Some(r) = set.join_next().await {
-                record(r, &mut done, &mut bytes_done, events)?;
+                ledger.confirm(r)?;
             }
-            Ok::<_, Error>(done.into_values().collect::<Vec<DonePart>>())
+            Ok::<_, Error>(ledger.parts())
         }
         .await;
+        // A stream cannot be re-read, so a failed stream upload is never worth keeping.
+        let _ = on_failure;
         let parts = match sent {
             Ok(p) => p,
-            Err(e) => return Err(self.fail(&target, e, events, on_failure).await),
+            Err(e) => return Err(self.fail(&target, e, events, false).await),
         };
         let size = parts.iter().map(|p| p.size).sum();
         match self.finish(&target, size, parts, events, cancel).await {
             Ok(o) => Ok(o),
-            Err(e) => Err(self.fail(&target, e, events, on_failure).await),
+            Err(e) => Err(self.fail(&target, e, events, false).await),
         }
     }
 
@@ -434,9 +581,9 @@ impl Uploader {
         Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
     }
 
-    /// Handles a failed multipart upload: abort or keep, report, and return the error.
-    async fn fail(&self, target: &Target, error: Error, events: &Events, on_failure: OnFailure) -> Error {
-        let aborted = on_failure == OnFailure::Abort && {
+    /// Handles a failed multipart upload: abort it (unless `keep`), report, return the error.
+    async fn fail(&self, target: &Target, error: Error, events: &Events, keep: bool) -> Error {
+        let aborted = !keep && {
             let never = CancellationToken::new();
             let quick = RetryConfig { max_attempts: 3, ..self.config.retry };
             retry(&quick, self.config.stall_timeout, &Events::none(), None, &never, || {
@@ -455,25 +602,75 @@ impl Uploader {
     }
 }
 
-fn record(
-    joined: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
-    done: &mut BTreeMap<u32, DonePart>,
-    bytes_done: &mut u64,
-    events: &Events,
-) -> Result<()> {
-    let part = joined.map_err(|e| Error::Config(format!("a part task failed: {e}")))??;
-    *bytes_done += part.size;
-    events.emit(ProgressEvent::PartDone {
-        part_number: part.number,
-        size: part.size,
-        etag: part.etag.clone(),
-        bytes_done: *bytes_done,
-    });
-    done.insert(part.number, part);
-    Ok(())
+/// Parts confirmed so far: recorded in the journal (when there is one) before they are reported.
+struct Ledger {
+    done: BTreeMap<u32, DonePart>,
+    bytes_done: u64,
+    events: Events,
+    journal: Option<(JournalStore, crate::journal::Journal)>,
 }
 
-fn started(req: &UploadRequest, size: Option<u64>, part_size: u64, part_count: Option<u64>, upload_id: Option<String>) -> ProgressEvent {
+impl Ledger {
+    fn new(events: Events, journal: Option<(JournalStore, crate::journal::Journal)>) -> Self {
+        let mut done = BTreeMap::new();
+        if let Some((_, j)) = &journal {
+            for (n, p) in &j.parts {
+                let checksum = j.checksum.zip(p.checksum.as_deref()).and_then(|(a, v)| Checksum::from_base64(a, v));
+                done.insert(*n, DonePart { number: *n, size: p.size, etag: p.etag.clone(), checksum });
+            }
+        }
+        let bytes_done = done.values().map(|p| p.size).sum();
+        Self { done, bytes_done, events, journal }
+    }
+
+    fn has(&self, number: u32) -> bool {
+        self.done.contains_key(&number)
+    }
+
+    /// Records a finished part task: journal first, then the event.
+    fn confirm(&mut self, joined: std::result::Result<Result<DonePart>, tokio::task::JoinError>) -> Result<()> {
+        let part = joined.map_err(|e| Error::Config(format!("a part task failed: {e}")))??;
+        if let Some((store, j)) = &mut self.journal {
+            j.parts.insert(part.number, crate::journal::JournalPart {
+                size: part.size,
+                etag: part.etag.clone(),
+                checksum: part.checksum.as_ref().map(Checksum::to_base64),
+            });
+            store.save(j)?;
+        }
+        self.bytes_done += part.size;
+        self.events.emit(ProgressEvent::PartDone {
+            part_number: part.number,
+            size: part.size,
+            etag: part.etag.clone(),
+            bytes_done: self.bytes_done,
+        });
+        self.done.insert(part.number, part);
+        Ok(())
+    }
+
+    fn parts(&self) -> Vec<DonePart> {
+        self.done.values().cloned().collect()
+    }
+
+    /// Removes the journal (the upload completed or was aborted).
+    fn forget(&mut self) {
+        if let Some((store, j)) = self.journal.take()
+            && let Err(e) = store.remove(&j)
+        {
+            tracing::warn!(error = %e, "could not remove the journal");
+        }
+    }
+}
+
+fn started(
+    req: &UploadRequest,
+    size: Option<u64>,
+    part_size: u64,
+    part_count: Option<u64>,
+    upload_id: Option<String>,
+    resumed_parts: u64,
+) -> ProgressEvent {
     ProgressEvent::Started {
         bucket: req.bucket.clone(),
         key: req.key.clone(),
@@ -481,7 +678,7 @@ fn started(req: &UploadRequest, size: Option<u64>, part_size: u64, part_count: O
         part_size,
         part_count,
         upload_id,
-        resumed_parts: 0,
+        resumed_parts,
     }
 }
 

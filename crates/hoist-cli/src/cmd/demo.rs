@@ -58,7 +58,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     };
     let started = Instant::now();
     let uploader = Uploader::new(client.clone(), UploadConfig::default());
-    let outcome = super::put::upload(&uploader, &req, Mode::from_flags(false, false, false)).await?;
+    let outcome = super::put::upload(&uploader, &req, Mode::from_flags(false, false, false), hoist_core::OnFailure::Abort)
+        .await
+        .map_err(|f| f.error)?;
     let secs = started.elapsed().as_secs_f64();
     crate::render::say(&super::put::summary(&path.display().to_string(), &dest, &outcome).clone());
 

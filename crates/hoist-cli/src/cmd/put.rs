@@ -81,6 +81,13 @@ pub(crate) struct PutArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Abort an interrupted upload of this file to this destination and start over.
+    #[arg(long)]
+    pub(crate) restart: bool,
+    /// On failure keep the uploaded parts (to resume) or abort the upload. Default: keep after
+    /// Ctrl-C or network trouble, abort after a fatal error such as access denied.
+    #[arg(long, value_parser = ["keep", "abort"])]
+    pub(crate) on_failure: Option<String>,
 }
 
 
@@ -127,31 +134,107 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
         metadata: args.metadata.clone(),
     };
     let mode = render::Mode::from_flags(args.json, args.no_progress, args.quiet);
-    let outcome = upload(&Uploader::new(client, args.config()), &req, mode).await?;
+    let resumable = matches!(req.source, Source::File(_));
+    let mut uploader = Uploader::new(client, args.config());
+    if resumable {
+        let endpoint = args.connect.endpoint_url.clone().unwrap_or_default();
+        uploader = uploader.with_journal(journal_store()?, &endpoint, args.restart);
+    }
+    let on_failure = match args.on_failure.as_deref() {
+        Some("keep") if resumable => OnFailure::Keep,
+        Some("keep") => {
+            return Err(CliError::usage("--on-failure keep needs a file: a stream from stdin cannot be resumed"));
+        }
+        Some(_) => OnFailure::Abort,
+        None if resumable => OnFailure::Auto,
+        None => OnFailure::Abort,
+    };
+    let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
+        if e.kept && resumable {
+            e.error.with_hint(format!("parts are kept; resume with: {}", resume_command(&args)))
+        } else {
+            e.error
+        }
+    })?;
     if mode != Mode::Json && !args.quiet {
         render::say(&summary(&args.source, &args.destination, &outcome));
     }
     Ok(())
 }
 
-/// Runs one upload with progress rendering and Ctrl-C handling (first Ctrl-C: stop and abort;
-/// second: exit at once).
-pub(crate) async fn upload(uploader: &Uploader, req: &UploadRequest, mode: Mode) -> Result<UploadOutcome, CliError> {
-    let (events, rx) = Events::channel();
-    let renderer = tokio::spawn(render::render(mode, rx));
+/// A failed upload: the error, and whether its parts were kept for resuming.
+pub(crate) struct Failed {
+    pub(crate) error: CliError,
+    pub(crate) kept: bool,
+}
+
+/// Runs one upload with progress rendering and Ctrl-C handling (first Ctrl-C: no new parts, the
+/// ones in flight finish; second: exit at once, the journal stays valid).
+pub(crate) async fn upload(
+    uploader: &Uploader,
+    req: &UploadRequest,
+    mode: Mode,
+    on_failure: OnFailure,
+) -> Result<UploadOutcome, Failed> {
+    let (events, mut rx) = Events::channel();
+    let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Watch for the failure event (to learn whether parts were kept) while rendering.
+    let watcher_events = tokio::spawn(async move {
+        let mut kept = false;
+        while let Some(e) = rx.recv().await {
+            if let hoist_core::ProgressEvent::Failed { upload_id: Some(_), .. } = &e {
+                kept = true;
+            }
+            let _ = fwd_tx.send(e);
+        }
+        kept
+    });
+    let renderer = tokio::spawn(render::render(mode, fwd_rx));
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(watch_interrupts(cancel.clone()));
-    let result = uploader.upload(req, &events, &cancel, OnFailure::Abort).await;
+    let result = uploader.upload(req, &events, &cancel, on_failure).await;
     watcher.abort();
     drop(events);
+    let kept = watcher_events.await.unwrap_or(false);
     let _ = renderer.await;
     result.map_err(|e| {
-        if matches!(e, hoist_core::Error::Cancelled) {
-            CliError::new(Exit::Interrupted, "interrupted; the multipart upload was aborted, nothing is left behind")
+        let error = if matches!(e, hoist_core::Error::Cancelled) {
+            let what = if kept { "uploaded parts were kept" } else { "the multipart upload was aborted" };
+            CliError::new(Exit::Interrupted, format!("interrupted; {what}"))
         } else {
             e.into()
-        }
+        };
+        Failed { error, kept }
     })
+}
+
+/// The journal directory: `$HOIST_STATE_DIR`, else the XDG state dir (`~/.local/state/hoist`).
+pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
+    if let Some(dir) = std::env::var_os("HOIST_STATE_DIR") {
+        return Ok(hoist_core::JournalStore::new(PathBuf::from(dir).join("journals")));
+    }
+    let dirs = directories::ProjectDirs::from("", "", "hoist").ok_or_else(|| {
+        CliError::new(Exit::Failure, "cannot find a home directory for resume state").with_hint("set HOIST_STATE_DIR")
+    })?;
+    let base = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir());
+    Ok(hoist_core::JournalStore::new(base.join("journals")))
+}
+
+fn resume_command(args: &PutArgs) -> String {
+    let mut cmd = format!("hoist put {} {}", shell_quote(&args.source), shell_quote(&args.destination.to_string()));
+    if let Some(e) = &args.connect.endpoint_url {
+        cmd.push_str(&format!(" --endpoint-url {}", shell_quote(e)));
+    }
+    cmd
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub(crate) fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"/._-:=@%+".contains(&c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 async fn watch_interrupts(cancel: CancellationToken) {

@@ -1,0 +1,219 @@
+//! Resume after a crash: kill -9 at random moments, then resume; refusals when resuming cannot be
+//! trusted; and `hoist uploads ls/abort/prune` across more than one page of uploads.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{HOIST, StoreProc, file, sdk, stderr};
+use rand::{Rng as _, SeedableRng as _};
+
+const MIB: usize = 1024 * 1024;
+
+fn put_cmd(store: &StoreProc, state: &Path, src: &Path, key: &str) -> Command {
+    let mut c = Command::new(HOIST);
+    store.hoist_env(&mut c).env("HOIST_STATE_DIR", state).args([
+        "put",
+        src.to_str().unwrap(),
+        &format!("s3://resume-bkt/{key}"),
+        "--endpoint-url",
+        &store.endpoint,
+        "--part-size",
+        "5MiB",
+        "--single-put-threshold",
+        "5MiB",
+        "--concurrency",
+        "2",
+        "--json",
+    ]);
+    c
+}
+
+/// Runs a put; kills it with SIGKILL after `kill_after` part_done events plus `delay`, if given.
+/// Returns the part numbers reported done, the `resumed_parts` of its start event, and whether it
+/// completed.
+fn run_put(mut cmd: Command, kill: Option<(usize, Duration)>) -> (BTreeSet<u64>, u64, bool) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut done = BTreeSet::new();
+    let mut resumed = 0;
+    let mut completed = false;
+    let mut killed = false;
+    if let Some((0, delay)) = kill {
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        killed = true;
+    }
+    for line in out.lines() {
+        let Ok(line) = line else { break };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        match v["event"].as_str().unwrap() {
+            "started" => resumed = v["resumed_parts"].as_u64().unwrap(),
+            "part_done" => {
+                done.insert(v["part_number"].as_u64().unwrap());
+            }
+            "completed" => completed = true,
+            _ => {}
+        }
+        if let Some((k, delay)) = kill
+            && !killed
+            && done.len() >= k
+        {
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            killed = true;
+        }
+    }
+    let _ = child.wait();
+    (done, resumed, completed)
+}
+
+#[test]
+fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_recorded_parts() {
+    let store = StoreProc::start();
+    store.mb("resume-bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_124);
+    let (mut kills, mut resumes, mut skipped_total) = (0, 0, 0u64);
+    for round in 0..10u8 {
+        let len = 40 * MIB + usize::from(round) * 12_345;
+        let src = file(dir.path(), &format!("src{round}"), len, round);
+        let key = format!("obj{round}");
+        let mut recorded: BTreeSet<u64> = BTreeSet::new();
+        // Two kills at random moments, then run to completion.
+        for attempt in 0..3 {
+            let kill = (attempt < 2).then(|| (rng.random_range(0..=8usize), Duration::from_millis(rng.random_range(0..40))));
+            let (done, resumed, completed) = run_put(put_cmd(&store, &state, &src, &key), kill);
+            if attempt > 0 {
+                resumes += 1;
+                let again: Vec<_> = done.intersection(&recorded).collect();
+                assert!(again.is_empty(), "round {round}: parts {again:?} were recorded and uploaded again");
+                assert!(resumed >= recorded.len() as u64 || completed, "round {round}: resumed {resumed} < {}", recorded.len());
+                skipped_total += resumed;
+            }
+            if kill.is_some() {
+                kills += 1;
+            }
+            recorded.extend(done);
+            if completed {
+                break;
+            }
+            assert!(attempt < 2, "round {round}: did not complete after the kills");
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let got = rt.block_on(async {
+            let o = sdk(&store.endpoint).get_object().bucket("resume-bkt").key(&key).send().await.unwrap();
+            o.body.collect().await.unwrap().into_bytes()
+        });
+        assert_eq!(got.as_ref(), std::fs::read(&src).unwrap().as_slice(), "round {round}");
+    }
+    println!("kill -9 loop: {kills} kills, {resumes} resumed runs, {skipped_total} parts skipped on resume, all byte-identical");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let left = rt.block_on(async { sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").send().await.unwrap() });
+    assert!(left.uploads().is_empty(), "uploads left behind: {:?}", left.uploads());
+}
+
+/// Starts an upload and kills it after two parts, leaving a journal and an incomplete upload.
+fn interrupted(store: &StoreProc, state: &Path, src: &Path, key: &str) {
+    let (done, _, completed) = run_put(put_cmd(store, state, src, key), Some((2, Duration::ZERO)));
+    assert!(!completed && done.len() >= 2);
+}
+
+#[test]
+fn resume_refuses_what_it_cannot_trust() {
+    let store = StoreProc::start();
+    store.mb("resume-bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = sdk(&store.endpoint);
+
+    // The source changed: refused (exit 7), --restart starts over and completes.
+    let src = file(dir.path(), "changing", 30 * MIB, 1);
+    interrupted(&store, &state, &src, "changing");
+    file(dir.path(), "changing", 30 * MIB, 2);
+    let o = put_cmd(&store, &state, &src, "changing").output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("changed since") && stderr(&o).contains("--restart"), "{}", stderr(&o));
+    let o = put_cmd(&store, &state, &src, "changing").arg("--restart").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The upload was aborted elsewhere: NoSuchUpload said plainly.
+    let src = file(dir.path(), "gone", 30 * MIB, 3);
+    interrupted(&store, &state, &src, "gone");
+    rt.block_on(async {
+        let ups = s3.list_multipart_uploads().bucket("resume-bkt").send().await.unwrap();
+        for u in ups.uploads() {
+            s3.abort_multipart_upload().bucket("resume-bkt").key(u.key().unwrap()).upload_id(u.upload_id().unwrap()).send().await.unwrap();
+        }
+    });
+    let o = put_cmd(&store, &state, &src, "gone").output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no longer exists"), "{}", stderr(&o));
+
+    // A corrupted journal: detected, clear message, and the upload in the store is untouched.
+    let src = file(dir.path(), "corrupt", 30 * MIB, 4);
+    interrupted(&store, &state, &src, "corrupt");
+    let journals: Vec<_> = std::fs::read_dir(state.join("journals")).unwrap().map(|e| e.unwrap().path()).collect();
+    for j in &journals {
+        let text = std::fs::read(j).unwrap();
+        if String::from_utf8_lossy(&text).contains("\"corrupt\"") {
+            std::fs::write(j, &text[..text.len() / 3]).unwrap();
+        }
+    }
+    let o = put_cmd(&store, &state, &src, "corrupt").output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+    let ups = rt.block_on(async { s3.list_multipart_uploads().bucket("resume-bkt").prefix("corrupt").send().await.unwrap() });
+    assert_eq!(ups.uploads().len(), 1, "the interrupted upload must still be there");
+
+    // `hoist resume` lists it; --restart cleans up and completes.
+    let o = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("s3://resume-bkt/"), "{o:?}");
+}
+
+#[test]
+fn uploads_ls_abort_prune_across_pages() {
+    let store = StoreProc::start();
+    store.mb("resume-bkt");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = sdk(&store.endpoint);
+    let n = 1003; // more than one page of 1000
+    let ids: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let o = s3.create_multipart_upload().bucket("resume-bkt").key(format!("p/{i:04}")).send().await.unwrap();
+            ids.push(o.upload_id.unwrap());
+        }
+        ids
+    });
+    let ls = store.hoist(&["uploads", "ls", "s3://resume-bkt/p/", "--json"]);
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().count(), n);
+
+    let o = store.hoist(&["uploads", "abort", "s3://resume-bkt/p/0000", "--upload-id", &ids[0]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = store.hoist(&["uploads", "abort", "s3://resume-bkt/p/0000", "--upload-id", &ids[0]]);
+    assert_eq!(o.status.code(), Some(3), "aborting twice: {}", stderr(&o));
+
+    let dry = store.hoist(&["uploads", "prune", "s3://resume-bkt/p/", "--older-than", "0s", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would free"));
+    let ls = store.hoist(&["uploads", "ls", "s3://resume-bkt", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().count(), n - 1, "dry run changed something");
+
+    let young = store.hoist(&["uploads", "prune", "s3://resume-bkt", "--older-than", "7d"]);
+    assert!(String::from_utf8_lossy(&young.stdout).contains("0 upload(s)"), "{young:?}");
+    let prune = store.hoist(&["uploads", "prune", "s3://resume-bkt", "--older-than", "0s"]);
+    assert!(prune.status.success(), "{}", stderr(&prune));
+    let ls = store.hoist(&["uploads", "ls", "s3://resume-bkt", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().count(), 0);
+    let bad = store.hoist(&["uploads", "prune", "s3://resume-bkt", "--older-than", "7"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("needs a unit"), "{}", stderr(&bad));
+}
