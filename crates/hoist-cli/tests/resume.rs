@@ -33,7 +33,7 @@ fn put_cmd(store: &StoreProc, state: &Path, src: &Path, key: &str) -> Command {
     c
 }
 
-/// Runs a put; kills it with SIGKILL after `kill_after` part_done events plus `delay`, if given.
+/// Runs a put; kills it with SIGKILL after `k` `part_done` events plus a delay, if given.
 /// Returns the part numbers reported done, the `resumed_parts` of its start event, and whether it
 /// completed.
 fn run_put(mut cmd: Command, kill: Option<(usize, Duration)>) -> (BTreeSet<u64>, u64, bool) {
@@ -79,7 +79,7 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_124);
-    let (mut kills, mut resumes, mut skipped_total) = (0, 0, 0u64);
+    let (mut kills, mut resumed_runs, mut skipped_total) = (0, 0, 0u64);
     for round in 0..10u8 {
         let len = 40 * MIB + usize::from(round) * 12_345;
         let src = file(dir.path(), &format!("src{round}"), len, round);
@@ -90,7 +90,7 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
             let kill = (attempt < 2).then(|| (rng.random_range(0..=8usize), Duration::from_millis(rng.random_range(0..40))));
             let (done, resumed, completed) = run_put(put_cmd(&store, &state, &src, &key), kill);
             if attempt > 0 {
-                resumes += 1;
+                resumed_runs += 1;
                 let again: Vec<_> = done.intersection(&recorded).collect();
                 assert!(again.is_empty(), "round {round}: parts {again:?} were recorded and uploaded again");
                 assert!(resumed >= recorded.len() as u64 || completed, "round {round}: resumed {resumed} < {}", recorded.len());
@@ -112,7 +112,7 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
         });
         assert_eq!(got.as_ref(), std::fs::read(&src).unwrap().as_slice(), "round {round}");
     }
-    println!("kill -9 loop: {kills} kills, {resumes} resumed runs, {skipped_total} parts skipped on resume, all byte-identical");
+    println!("kill -9 loop: {kills} kills, {resumed_runs} resumed runs, {skipped_total} parts skipped on resume, all byte-identical");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let left = rt.block_on(async { sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").send().await.unwrap() });
     assert!(left.uploads().is_empty(), "uploads left behind: {:?}", left.uploads());

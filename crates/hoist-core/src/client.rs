@@ -16,15 +16,12 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, Result};
-
-/// Read buffer when streaming a file range as a part body.
-const FILE_BUFFER: usize = 256 * 1024;
 
 /// How to reach an S3 endpoint.
 #[derive(Debug, Clone, Default)]
@@ -279,14 +276,7 @@ impl S3Client {
         len: u64,
         checksum: Option<&Checksum>,
     ) -> Result<String> {
-        let body = ByteStream::read_from()
-            .path(path)
-            .offset(offset)
-            .length(Length::Exact(len))
-            .buffer_size(FILE_BUFFER)
-            .build()
-            .await
-            .map_err(|e| Error::Source { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        let body = ByteStream::from_body_1_x(crate::source::FileRangeBody::open(path, offset, len)?);
         self.upload_part(target, number, body, len, checksum).await
     }
 

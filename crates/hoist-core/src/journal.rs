@@ -220,9 +220,10 @@ impl JournalStore {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .filter_map(|p| match fs::read(&p).map(|b| serde_json::from_slice::<Journal>(&b)) {
-                Ok(Ok(j)) => Some(j),
-                _ => {
+            .filter_map(|p| {
+                if let Ok(Ok(j)) = fs::read(&p).map(|b| serde_json::from_slice::<Journal>(&b)) {
+                    Some(j)
+                } else {
                     tracing::warn!(path = %p.display(), "skipping an unreadable journal");
                     None
                 }
@@ -261,7 +262,7 @@ impl JournalStore {
 mod tests {
     use super::*;
 
-    fn key<'a>(source: &'a Path) -> JournalKey<'a> {
+    fn key(source: &Path) -> JournalKey<'_> {
         JournalKey { endpoint: "http://127.0.0.1:1", bucket: "bkt", key: "k", source }
     }
 

@@ -2,6 +2,7 @@
 //! or a stream such as stdin, read part by part in order.
 
 use std::fs::File;
+use std::future::Future as _;
 use std::io::Read;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -105,5 +106,84 @@ mod tests {
         assert_eq!(read_stream_part(&mut r, 4).unwrap().len(), 4);
         assert_eq!(read_stream_part(&mut r, 8).unwrap().len(), 6);
         assert_eq!(read_stream_part(&mut r, 8).unwrap().len(), 0);
+    }
+}
+
+/// Size of each read of a [`FileRangeBody`]; two are in memory per part in flight (one being
+/// sent, one read ahead). Measured: 256 KiB keeps peak RSS low with CPU close to 1 MiB reads.
+pub const BODY_CHUNK: usize = 256 * 1024;
+
+/// An HTTP body streaming `len` bytes of a file from `offset` with positional reads on the
+/// blocking pool, reading one chunk ahead. Replaces the SDK's file body, which goes through
+/// `tokio::fs::File` (its own growing buffer plus a copy per read).
+#[derive(Debug)]
+pub struct FileRangeBody {
+    file: std::sync::Arc<File>,
+    path: PathBuf,
+    offset: u64,
+    remaining: u64,
+    next: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+}
+
+impl FileRangeBody {
+    /// Opens `path` for the range `offset..offset + len`.
+    pub fn open(path: &Path, offset: u64, len: u64) -> Result<Self> {
+        let file = File::open(path).map_err(|e| source_err(path, e))?;
+        let mut body = Self { file: std::sync::Arc::new(file), path: path.to_path_buf(), offset, remaining: len, next: None };
+        body.read_ahead();
+        Ok(body)
+    }
+
+    fn read_ahead(&mut self) {
+        if self.remaining == 0 {
+            return;
+        }
+        let want = usize::try_from(self.remaining.min(BODY_CHUNK as u64)).unwrap_or(BODY_CHUNK);
+        let (file, offset) = (self.file.clone(), self.offset);
+        self.offset += want as u64;
+        self.remaining -= want as u64;
+        self.next = Some(tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(want);
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf.freeze())
+        }));
+    }
+}
+
+impl http_body::Body for FileRangeBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let Some(next) = self.next.as_mut() else { return Poll::Ready(None) };
+        let joined = std::task::ready!(std::pin::Pin::new(next).poll(cx));
+        self.next = None;
+        let chunk = match joined {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(e)) => {
+                let msg = format!("reading {}: {e}", self.path.display());
+                return Poll::Ready(Some(Err(std::io::Error::new(e.kind(), msg))));
+            }
+            Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+        };
+        self.read_ahead();
+        Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next.is_none()
+    }
+
+}
+
+impl Drop for FileRangeBody {
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            next.abort();
+        }
     }
 }

@@ -61,7 +61,10 @@ pub(crate) async fn ingest(
     let file = File::create(&tmp)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let hashers: Vec<Checksummer> = algorithms.iter().map(|a| Checksummer::new(*a)).collect();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+    // A thread of its own rather than the blocking pool: it lives as long as the request body,
+    // and a process may cap its blocking pool (the hoist binary does, to bound memory).
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let work = move || -> std::io::Result<_> {
         let mut file = file;
         let mut md5 = Md5::new();
         let mut hashers = hashers;
@@ -76,7 +79,10 @@ pub(crate) async fn ingest(
         }
         file.sync_all()?;
         Ok((len, md5.finalize().into(), hashers.into_iter().map(Checksummer::finish).collect()))
-    });
+    };
+    std::thread::Builder::new().name("hoist-ingest".into()).spawn(move || {
+        let _ = done_tx.send(work());
+    })?;
 
     let mut received = 0u64;
     let mut failure = None;
@@ -101,12 +107,12 @@ pub(crate) async fn ingest(
         }
     }
     drop(tx);
-    let written = writer.await.map_err(|e| Error::Io(std::io::Error::other(e)));
+    let written = done_rx.await.map_err(|e| Error::Io(std::io::Error::other(e)));
     let cleanup = |e: Error| {
         let _ = std::fs::remove_file(&tmp);
         e
     };
-    let (len, md5, checksums) = match written {
+    let (len, md5, checksums): (u64, [u8; 16], Vec<Checksum>) = match written {
         Ok(Ok(v)) => v,
         Ok(Err(io)) => return Err(cleanup(Error::Io(io))),
         Err(e) => return Err(cleanup(e)),

@@ -43,6 +43,7 @@ impl ConnectArgs {
 
 /// Flags of `hoist put`.
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub(crate) struct PutArgs {
     /// File to upload, or `-` for stdin.
     pub(crate) source: String,
@@ -145,9 +146,8 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
         Some("keep") => {
             return Err(CliError::usage("--on-failure keep needs a file: a stream from stdin cannot be resumed"));
         }
-        Some(_) => OnFailure::Abort,
         None if resumable => OnFailure::Auto,
-        None => OnFailure::Abort,
+        Some(_) | None => OnFailure::Abort,
     };
     let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
         if e.kept && resumable {
@@ -221,11 +221,11 @@ pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
 }
 
 fn resume_command(args: &PutArgs) -> String {
-    let mut cmd = format!("hoist put {} {}", shell_quote(&args.source), shell_quote(&args.destination.to_string()));
-    if let Some(e) = &args.connect.endpoint_url {
-        cmd.push_str(&format!(" --endpoint-url {}", shell_quote(e)));
+    let cmd = format!("hoist put {} {}", shell_quote(&args.source), shell_quote(&args.destination.to_string()));
+    match &args.connect.endpoint_url {
+        Some(e) => format!("{cmd} --endpoint-url {}", shell_quote(e)),
+        None => cmd,
     }
-    cmd
 }
 
 /// Quotes a word for a POSIX shell when it needs it.

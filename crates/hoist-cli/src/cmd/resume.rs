@@ -55,17 +55,17 @@ pub(crate) async fn run(args: ResumeArgs) -> Result<(), CliError> {
         })?;
     let source = j.source.display().to_string();
     let dest = format!("s3://{}/{}", j.bucket, j.key);
-    let mut argv = vec!["hoist".to_owned(), "put".to_owned(), source, dest];
+    let mut command_line = vec!["hoist".to_owned(), "put".to_owned(), source, dest];
     if !j.endpoint.is_empty() {
-        argv.extend(["--endpoint-url".to_owned(), j.endpoint.clone()]);
+        command_line.extend(["--endpoint-url".to_owned(), j.endpoint.clone()]);
     }
     if args.json {
-        argv.push("--json".to_owned());
+        command_line.push("--json".to_owned());
     }
-    tracing::info!(command = %argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "), "resuming");
-    let cli = Cli::try_parse_from(&argv).map_err(|e| CliError::usage(e.to_string()))?;
+    tracing::info!(command = %command_line.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "), "resuming");
+    let cli = Cli::try_parse_from(&command_line).map_err(|e| CliError::usage(e.to_string()))?;
     match cli.command {
         Command::Put(put) => Box::pin(crate::cmd::put::run(put)).await,
-        _ => unreachable!("the argv above is a put command"),
+        _ => unreachable!("the command_line above is a put command"),
     }
 }

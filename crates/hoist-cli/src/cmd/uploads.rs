@@ -20,9 +20,9 @@ pub(crate) struct UploadsArgs {
 /// What to do with incomplete uploads.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Action {
-    /// List incomplete uploads under s3://BUCKET[/PREFIX].
+    /// List incomplete uploads under `s3://BUCKET[/PREFIX]`.
     Ls {
-        /// s3://BUCKET[/PREFIX]
+        /// `s3://BUCKET[/PREFIX]`
         #[arg(value_parser = S3Url::parse)]
         location: S3Url,
         /// Also count each upload's parts and bytes (one ListParts per upload).
@@ -36,7 +36,7 @@ pub(crate) enum Action {
     },
     /// Abort one upload.
     Abort {
-        /// s3://BUCKET/KEY
+        /// `s3://BUCKET/KEY`
         #[arg(value_parser = S3Url::parse_object)]
         object: S3Url,
         /// The upload id (see `hoist uploads ls`).
@@ -45,9 +45,9 @@ pub(crate) enum Action {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Abort every upload under s3://BUCKET[/PREFIX] started longer ago than --older-than.
+    /// Abort every upload under `s3://BUCKET[/PREFIX]` started longer ago than --older-than.
     Prune {
-        /// s3://BUCKET[/PREFIX]
+        /// `s3://BUCKET[/PREFIX]`
         #[arg(value_parser = S3Url::parse)]
         location: S3Url,
         /// Age, e.g. 7d, 36h.
@@ -90,7 +90,7 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
         Action::Abort { object, upload_id, connect } => {
             let client = connect.client().await?;
             client.abort(&object.bucket, &object.key, &upload_id).await?;
-            forget_journals(&[upload_id.clone()]);
+            forget_journals(std::slice::from_ref(&upload_id));
             say(&format!("aborted {upload_id} ({object})"));
             Ok(())
         }

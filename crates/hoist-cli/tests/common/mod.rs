@@ -1,6 +1,7 @@
 //! Shared helpers for the CLI tests: a spawned `hoist store` and the built binary.
 
 #![allow(dead_code)] // each test file uses a different subset
+#![allow(clippy::cast_possible_truncation)] // test data patterns keep the low byte on purpose
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
