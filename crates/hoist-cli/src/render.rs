@@ -14,6 +14,8 @@ pub(crate) enum Mode {
     Bar,
     /// JSON lines on stdout.
     Json,
+    /// No bar (not a terminal, or `--no-progress`), but notices such as "resuming" on stderr.
+    Plain,
     /// Nothing.
     Quiet,
 }
@@ -23,8 +25,10 @@ impl Mode {
     pub(crate) fn from_flags(json: bool, no_progress: bool, quiet: bool) -> Self {
         if json {
             Self::Json
-        } else if quiet || no_progress || !std::io::stderr().is_terminal() {
+        } else if quiet {
             Self::Quiet
+        } else if no_progress || !std::io::stderr().is_terminal() {
+            Self::Plain
         } else {
             Self::Bar
         }
@@ -45,6 +49,11 @@ pub(crate) async fn render(mode: Mode, mut rx: UnboundedReceiver<ProgressEvent>)
                 }
             }
             Mode::Bar => draw(&mut bar, &event),
+            Mode::Plain => {
+                if let Some(line) = resuming(&event) {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
     if let Some(b) = bar {
@@ -52,9 +61,20 @@ pub(crate) async fn render(mode: Mode, mut rx: UnboundedReceiver<ProgressEvent>)
     }
 }
 
+/// "resuming: 37/128 parts already uploaded" for a resumed start.
+fn resuming(event: &ProgressEvent) -> Option<String> {
+    match event {
+        ProgressEvent::Started { resumed_parts, part_count, .. } if *resumed_parts > 0 => {
+            let total = part_count.map_or_else(|| "?".to_owned(), |n| n.to_string());
+            Some(format!("resuming: {resumed_parts}/{total} parts already uploaded"))
+        }
+        _ => None,
+    }
+}
+
 fn draw(bar: &mut Option<ProgressBar>, event: &ProgressEvent) {
     match event {
-        ProgressEvent::Started { size, key, resumed_parts, .. } => {
+        ProgressEvent::Started { size, key, .. } => {
             let b = match size {
                 Some(n) => ProgressBar::with_draw_target(Some(*n), ProgressDrawTarget::stderr()),
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
@@ -68,8 +88,8 @@ fn draw(bar: &mut Option<ProgressBar>, event: &ProgressEvent) {
                 b.set_style(style.progress_chars("=> "));
             }
             b.set_message(key.clone());
-            if *resumed_parts > 0 {
-                b.println(format!("resuming: {resumed_parts} parts already uploaded"));
+            if let Some(line) = resuming(event) {
+                b.println(line);
             }
             *bar = Some(b);
         }

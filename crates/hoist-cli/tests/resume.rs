@@ -172,7 +172,22 @@ fn resume_refuses_what_it_cannot_trust() {
     let ups = rt.block_on(async { s3.list_multipart_uploads().bucket("resume-bkt").prefix("corrupt").send().await.unwrap() });
     assert_eq!(ups.uploads().len(), 1, "the interrupted upload must still be there");
 
-    // `hoist resume` lists it; --restart cleans up and completes.
+    // A plain re-run says that it resumes, and finishes.
+    let src = file(dir.path(), "plain", 30 * MIB, 5);
+    interrupted(&store, &state, &src, "plain");
+    let mut again = Command::new(HOIST);
+    store.hoist_env(&mut again).env("HOIST_STATE_DIR", &state).args([
+        "put",
+        src.to_str().unwrap(),
+        "s3://resume-bkt/plain",
+        "--endpoint-url",
+        &store.endpoint,
+    ]);
+    let o = again.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming: ") && stderr(&o).contains("parts already uploaded"), "{}", stderr(&o));
+
+    // `hoist resume` lists the one still interrupted.
     let o = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("s3://resume-bkt/"), "{o:?}");
 }

@@ -1,0 +1,166 @@
+//! Bad input against the real store over HTTP: each gets S3's error, nothing is stored, nothing
+//! escapes the data dir. Also pre-signed URLs used by a plain HTTP client, and CORS preflight.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use hoist_testkit::TestStore;
+
+fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("?").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_range_and_malformed_requests_are_refused() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let id = c.create_multipart_upload().bucket("bkt").key("k").send().await.unwrap().upload_id.unwrap();
+    for n in [0, 10_001] {
+        let e = c
+            .upload_part()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&id)
+            .part_number(n)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "InvalidArgument", "part {n}");
+    }
+    let e = c.create_bucket().bucket("Bad_Name").send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidBucketName");
+    let long = "k".repeat(1025);
+    let e = c.put_object().bucket("bkt").key(&long).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(code(&e), "KeyTooLongError");
+    let e = c.put_object().bucket("nope-bucket").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchBucket");
+    let e = c.list_parts().bucket("bkt").key("k").upload_id("../../../etc").send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let e = c.delete_bucket().bucket("bkt").send().await.unwrap_err();
+    assert_eq!(code(&e), "BucketNotEmpty", "an upload is still open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_opaque_and_never_leave_the_data_dir() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let store = TestStore::start_in(&data).await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let keys = ["..", "../../escape", "/etc/passwd", "a/b/../b/c", "a/b/c", "%2e%2e/x", "k\u{7f}ey", "ü/ñ"];
+    for (i, k) in keys.iter().enumerate() {
+        c.put_object().bucket("bkt").key(*k).body(ByteStream::from(vec![u8::try_from(i).unwrap(); 3])).send().await.unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let got = c.get_object().bucket("bkt").key(*k).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(got.into_bytes().as_ref(), &[u8::try_from(i).unwrap(); 3], "{k}");
+    }
+    let listed = c.list_objects_v2().bucket("bkt").send().await.unwrap();
+    assert_eq!(listed.contents().len(), keys.len());
+    let outside: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(outside, vec![std::ffi::OsString::from("data")], "something was created outside the data dir");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presigned_upload_part_works_once_bound_and_expires() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let id = c.create_multipart_upload().bucket("bkt").key("k").send().await.unwrap().upload_id.unwrap();
+    let presigned = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(1)
+        .presigned(PresigningConfig::expires_in(Duration::from_mins(1)).unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let ok = http.put(presigned.uri()).body(vec![7u8; 1000]).send().await.unwrap();
+    assert_eq!(ok.status(), 200, "{:?}", ok.text().await);
+    assert!(ok.headers().contains_key("etag"));
+    // The same URL with another part number: the signature no longer matches.
+    let changed = presigned.uri().replace("partNumber=1", "partNumber=2");
+    let r = http.put(&changed).body(vec![7u8; 1000]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // An expired URL.
+    let short = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(3)
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(1)).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = http.put(short.uri()).body(vec![7u8; 10]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let parts = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap();
+    let numbers: Vec<_> = parts.parts().iter().map(|p| p.part_number().unwrap()).collect();
+    assert_eq!(numbers, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_body_stores_nothing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let presigned = c
+        .put_object()
+        .bucket("bkt")
+        .key("half")
+        .presigned(PresigningConfig::expires_in(Duration::from_mins(1)).unwrap())
+        .await
+        .unwrap();
+    let url = presigned.uri().to_owned();
+    let addr = store.endpoint_url().trim_start_matches("http://").to_owned();
+    let path = &url[url.find(&addr).unwrap() + addr.len()..];
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!("PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 1000\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[1u8; 400]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
+    let e = c.head_object().bucket("bkt").key("half").send().await.unwrap_err();
+    assert!(e.into_service_error().is_not_found());
+    let tmp_left = std::fs::read_dir(store.data_dir().join("tmp")).unwrap().count();
+    assert_eq!(tmp_left, 0, "a refused body left a temp file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflight_allows_configured_origins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::builder(dir.path())
+        .cors_origins(vec!["http://app.example".into()])
+        .build()
+        .unwrap();
+    let handle = store.start("127.0.0.1:0").await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/bkt/key?partNumber=1&uploadId=x", handle.endpoint_url());
+    let pre = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type,x-amz-checksum-crc32c")
+            .send()
+    };
+    let ok = pre("http://app.example").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["access-control-allow-origin"], "http://app.example");
+    assert!(ok.headers()["access-control-expose-headers"].to_str().unwrap().contains("ETag"));
+    let bad = pre("http://evil.example").await.unwrap();
+    assert_eq!(bad.status(), 403);
+    assert!(!bad.headers().contains_key("access-control-allow-origin"));
+    // Errors carry CORS headers too, so a browser can read why it failed.
+    let err = http.get(format!("{}/bkt/key", handle.endpoint_url())).header("origin", "http://app.example").send().await.unwrap();
+    assert_eq!(err.status(), 403);
+    assert_eq!(err.headers()["access-control-allow-origin"], "http://app.example");
+    handle.shutdown().await;
+}
