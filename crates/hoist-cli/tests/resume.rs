@@ -232,3 +232,37 @@ fn uploads_ls_abort_prune_across_pages() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("needs a unit"), "{}", stderr(&bad));
 }
+
+#[test]
+fn a_completed_upload_whose_journal_survived_a_crash_is_recognised() {
+    use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
+    use hoist_core::journal::{Fingerprint, JournalKey, JournalPart};
+    let store = StoreProc::start();
+    store.mb("resume-bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let src = file(dir.path(), "done", 12 * MIB, 9);
+    let o = put_cmd(&store, &state, &src, "done").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The state a kill -9 right after CompleteMultipartUpload leaves: every part recorded, the
+    // upload gone from the store, the object complete.
+    let journals = hoist_core::JournalStore::new(state.join("journals"));
+    let abs = src.canonicalize().unwrap();
+    let key = JournalKey { endpoint: &store.endpoint, bucket: "resume-bkt", key: "done", source: &abs };
+    let mut j = hoist_core::JournalStore::start(&key, "gone-upload-id".into(), 5 * MIB as u64, Some(ChecksumAlgorithm::Crc32c), Fingerprint::of(&src).unwrap());
+    let data = std::fs::read(&src).unwrap();
+    for (i, chunk) in data.chunks(5 * MIB).enumerate() {
+        let crc = Checksum::of(ChecksumAlgorithm::Crc32c, chunk).to_base64();
+        j.parts.insert(u32::try_from(i + 1).unwrap(), JournalPart { size: chunk.len() as u64, etag: "unknown".into(), checksum: Some(crc) });
+    }
+    journals.save(&j).unwrap();
+    let o = put_cmd(&store, &state, &src, "done").output().unwrap();
+    assert!(o.status.success(), "a completed upload must be recognised: {}", stderr(&o));
+    assert!(journals.load(&key).unwrap().is_none(), "the journal is cleared");
+    // A journal whose parts do not match the object is not taken for a completed upload.
+    j.parts.get_mut(&1).unwrap().checksum = Some(Checksum::of(ChecksumAlgorithm::Crc32c, b"other").to_base64());
+    journals.save(&j).unwrap();
+    let o = put_cmd(&store, &state, &src, "done").output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no longer exists"), "{}", stderr(&o));
+}

@@ -254,7 +254,10 @@ impl Uploader {
         cancel: &CancellationToken,
         on_failure: OnFailure,
     ) -> Result<UploadOutcome> {
-        let (upload_id, mut ledger, plan, alg) = self.begin(req, path, plan, events, cancel).await?;
+        let (upload_id, mut ledger, plan, alg) = match self.begin(req, path, plan, events, cancel).await {
+            Err(Error::UploadGone(id)) => return self.completed_before(req, path, id).await,
+            other => other?,
+        };
         let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
         let result = self.send_file_parts(&target, path, plan, alg, &mut ledger, cancel).await;
         let result = match result {
@@ -275,6 +278,43 @@ impl Uploader {
                 Err(e)
             }
         }
+    }
+
+    /// The journal names an upload the store no longer has. If a previous run completed it and
+    /// died before clearing the journal (the Complete response was lost), the object is there:
+    /// HEAD it and compare size and the checksum (or multipart `ETag`) the journal's parts give.
+    /// Only a full match counts as done; anything else is [`Error::UploadGone`].
+    async fn completed_before(&self, req: &UploadRequest, path: &std::path::Path, id: String) -> Result<UploadOutcome> {
+        let gone = || Error::UploadGone(id.clone());
+        let Some(resume) = &self.journal else { return Err(gone()) };
+        let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
+        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &abs };
+        let Some(j) = resume.store.load(&key)? else { return Err(gone()) };
+        let count = j.fingerprint.size.div_ceil(j.part_size.max(1));
+        let all_parts = (1..=count).all(|n| u32::try_from(n).is_ok_and(|n| j.parts.contains_key(&n)));
+        let Ok(head) = self.client.head(&req.bucket, &req.key).await else { return Err(gone()) };
+        if !all_parts || head.size != j.fingerprint.size {
+            return Err(gone());
+        }
+        let parts: Vec<DonePart> = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
+        let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
+        let matches = if let (Some(want), Some((_, got))) = (sums.as_deref().and_then(checksum::composite), &head.checksum) {
+            want == *got
+        } else {
+            let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
+            md5s.len() == parts.len() && checksum::multipart_etag(&md5s) == head.etag
+        };
+        if !matches {
+            return Err(gone());
+        }
+        tracing::info!(upload_id = %id, "the interrupted upload had already completed");
+        resume.store.remove(&j)?;
+        Ok(UploadOutcome {
+            size: head.size,
+            etag: head.etag,
+            checksum: head.checksum.map(|(a, v)| format!("{a}:{v}")),
+            parts: parts.len() as u64,
+        })
     }
 
     /// Creates the multipart upload, or picks up an interrupted one from its journal (checked
