@@ -23,6 +23,8 @@ use crate::fs::Layout;
 
 /// Chunks buffered between receiving and writing a body.
 const CHANNEL_CHUNKS: usize = 16;
+/// Bytes gathered before each write to disk.
+const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// A body written to a temp file, with its digests.
 #[derive(Debug)]
@@ -65,7 +67,8 @@ pub(crate) async fn ingest(
     // and a process may cap its blocking pool (the hoist binary does, to bound memory).
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let work = move || -> std::io::Result<_> {
-        let mut file = file;
+        // Chunks from the network are small (often a few KiB): batch them into large writes.
+        let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut md5 = Md5::new();
         let mut hashers = hashers;
         let mut len = 0u64;
@@ -77,6 +80,7 @@ pub(crate) async fn ingest(
             file.write_all(&chunk)?;
             len += chunk.len() as u64;
         }
+        let file = file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
         file.sync_all()?;
         Ok((len, md5.finalize().into(), hashers.into_iter().map(Checksummer::finish).collect()))
     };
