@@ -152,6 +152,8 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
     let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
         if e.kept && resumable {
             e.error.with_hint(format!("parts are kept; resume with: {}", resume_command(&args)))
+        } else if !resumable && e.error.hint.is_none() {
+            e.error.with_hint("a stream from stdin cannot be resumed: the upload was aborted, nothing is left behind")
         } else {
             e.error
         }
