@@ -297,14 +297,7 @@ impl Uploader {
             return Err(gone());
         }
         let parts: Vec<DonePart> = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
-        let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
-        let matches = if let (Some(want), Some((_, got))) = (sums.as_deref().and_then(checksum::composite), &head.checksum) {
-            want == *got
-        } else {
-            let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
-            md5s.len() == parts.len() && checksum::multipart_etag(&md5s) == head.etag
-        };
-        if !matches {
+        if !matches!(compare(&parts, &head), Ok(Match::Checksum(_) | Match::ETag)) {
             return Err(gone());
         }
         tracing::info!(upload_id = %id, "the interrupted upload had already completed");
@@ -601,22 +594,10 @@ impl Uploader {
         if head.size != size {
             return Err(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size)));
         }
-        let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
-        let expected = sums.as_deref().and_then(checksum::composite);
-        let checksum = if let (Some(want), Some((alg, got))) = (&expected, &head.checksum) {
-            if want != got {
-                return Err(Error::Integrity(format!(
-                    "the store's composite {alg} is {got}, the parts sent give {want}"
-                )));
-            }
-            Some(format!("{alg}:{got}"))
-        } else {
-            let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
-            let want = checksum::multipart_etag(&md5s);
-            if md5s.len() == parts.len() && want != head.etag {
-                return Err(Error::Integrity(format!("the store's ETag is {}, the parts give {want}", head.etag)));
-            }
-            None
+        let checksum = match compare(&parts, &head) {
+            Ok(Match::Checksum(c)) => Some(c),
+            Ok(Match::ETag | Match::Unknown) => None,
+            Err(problem) => return Err(Error::Integrity(problem)),
         };
         Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
     }
@@ -640,6 +621,35 @@ impl Uploader {
         });
         error
     }
+}
+
+/// How an object, as HEAD reports it, compares with the parts that were sent for it.
+enum Match {
+    /// The composite checksum matches (`alg:value-N`).
+    Checksum(String),
+    /// No checksum to compare, but the multipart `ETag` matches.
+    ETag,
+    /// Nothing comparable (no checksum, `ETags` not MD5s).
+    Unknown,
+}
+
+/// Compares the store's object with `parts`: composite checksum if both sides have one, else
+/// the multipart `ETag`. `Err` names the mismatch.
+fn compare(parts: &[DonePart], head: &crate::client::ObjectInfo) -> std::result::Result<Match, String> {
+    let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
+    if let (Some(want), Some((alg, got))) = (sums.as_deref().and_then(checksum::composite), &head.checksum) {
+        return if want == *got {
+            Ok(Match::Checksum(format!("{alg}:{got}")))
+        } else {
+            Err(format!("the store's composite {alg} is {got}, the parts sent give {want}"))
+        };
+    }
+    let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
+    if md5s.len() != parts.len() {
+        return Ok(Match::Unknown);
+    }
+    let want = checksum::multipart_etag(&md5s);
+    if want == head.etag { Ok(Match::ETag) } else { Err(format!("the store's ETag is {}, the parts give {want}", head.etag)) }
 }
 
 /// Parts confirmed so far: recorded in the journal (when there is one) before they are reported.
