@@ -20,8 +20,12 @@ const READ_CHUNK: usize = 256 * 1024;
 pub enum Source {
     /// A regular file.
     File(PathBuf),
-    /// Standard input (size unknown).
-    Stdin,
+    /// Standard input (size unknown); resumable only with a resume key, by feeding the same
+    /// stream again.
+    Stdin {
+        /// Names the stream across runs (`--resume-key`).
+        resume_key: Option<String>,
+    },
 }
 
 fn source_err(path: &Path, source: std::io::Error) -> Error {

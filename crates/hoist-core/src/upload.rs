@@ -106,6 +106,14 @@ struct Resume {
     restart: bool,
 }
 
+/// A multipart upload opened through its journal.
+struct Opened {
+    id: String,
+    part_size: u64,
+    alg: Option<crate::checksum::ChecksumAlgorithm>,
+    ledger: Ledger,
+}
+
 /// A part that was stored.
 #[derive(Debug, Clone)]
 struct DonePart {
@@ -164,9 +172,9 @@ impl Uploader {
                     self.multipart_file(req, path, plan, events, cancel, on_failure).await?
                 }
             }
-            Source::Stdin => {
+            Source::Stdin { resume_key } => {
                 plan::check_part_size(self.config.part_size, &self.config.limits)?;
-                self.upload_stream(req, std::io::stdin(), events, cancel, on_failure).await?
+                self.upload_stream(req, std::io::stdin(), resume_key.as_deref(), events, cancel, on_failure).await?
             }
         };
         events.emit(ProgressEvent::Completed {
@@ -328,13 +336,35 @@ impl Uploader {
             return Ok((id, Ledger::new(events.clone(), None), plan, alg));
         };
         let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
-        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &abs };
         let fingerprint = Fingerprint::of(path)?;
+        let opened = self.open_journal(resume, req, &abs, fingerprint, plan.part_size, events, cancel).await?;
+        let plan = plan::plan(plan.size, opened.part_size, 0, &self.config.limits)?;
+        let resumed = opened.ledger.done.len() as u64;
+        events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(opened.id.clone()), resumed));
+        Ok((opened.id, opened.ledger, plan, opened.alg))
+    }
+
+    /// Picks up the journaled upload of `source` (checked against `fingerprint` and ListParts),
+    /// or records the intent and creates a new one. Cleans up after a crash between the two.
+    #[allow(clippy::too_many_arguments)] // the identity of a journaled upload, spelled out
+    async fn open_journal(
+        &self,
+        resume: &Resume,
+        req: &UploadRequest,
+        source: &std::path::Path,
+        fingerprint: Fingerprint,
+        part_size: u64,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<Opened> {
+        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source };
         let mut existing = resume.store.load(&key)?;
         if resume.restart && let Some(old) = existing.take() {
-            match self.client.abort(&old.bucket, &old.key, &old.upload_id).await {
-                Ok(()) | Err(Error::Service { status: 404, .. }) => {}
-                Err(e) => return Err(e),
+            if !old.upload_id.is_empty() {
+                match self.client.abort(&old.bucket, &old.key, &old.upload_id).await {
+                    Ok(()) | Err(Error::Service { status: 404, .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             resume.store.remove(&old)?;
         }
@@ -350,7 +380,7 @@ impl Uploader {
         }
         if let Some(mut j) = existing {
             if j.fingerprint != fingerprint {
-                return Err(Error::SourceChanged(path.display().to_string()));
+                return Err(Error::SourceChanged(source.display().to_string()));
             }
             let listed = match self.client.list_parts(&j.bucket, &j.key, &j.upload_id).await {
                 Ok(l) => l,
@@ -358,22 +388,18 @@ impl Uploader {
                 Err(e) => return Err(e),
             };
             j.parts = j.confirmed_by(&listed);
-            let plan = plan::plan(plan.size, j.part_size, 0, &self.config.limits)?;
-            let resumed = j.parts.len() as u64;
-            let alg = j.checksum;
             resume.store.save(&j)?;
-            events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(j.upload_id.clone()), resumed));
-            let id = j.upload_id.clone();
-            return Ok((id, Ledger::new(events.clone(), Some((resume.store.clone(), j))), plan, alg));
+            let (id, part_size, alg) = (j.upload_id.clone(), j.part_size, j.checksum);
+            return Ok(Opened { id, part_size, alg, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) });
         }
         // Record the intent first, so a crash right after the create can be cleaned up.
-        let mut j = JournalStore::start(&key, String::new(), plan.part_size, alg, fingerprint);
+        let alg = self.config.effective_checksum();
+        let mut j = JournalStore::start(&key, String::new(), part_size, alg, fingerprint);
         resume.store.save(&j)?;
         let id = self.create(req, events, cancel).await?;
         j.upload_id.clone_from(&id);
         resume.store.save(&j)?;
-        events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(id.clone()), 0));
-        Ok((id, Ledger::new(events.clone(), Some((resume.store.clone(), j))), plan, alg))
+        Ok(Opened { id: id.clone(), part_size, alg, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) })
     }
 
     async fn send_file_parts(
@@ -465,6 +491,7 @@ impl Uploader {
         &self,
         req: &UploadRequest,
         reader: impl std::io::Read + Send + 'static,
+        resume_key: Option<&str>,
         events: &Events,
         cancel: &CancellationToken,
         on_failure: OnFailure,
@@ -499,17 +526,29 @@ impl Uploader {
             .await?;
             return self.verify_single(req, size, &etag, checksum.as_ref()).await;
         }
-        let upload_id = self.create(req, events, cancel).await?;
-        events.emit(started(req, None, first_len, None, Some(upload_id.clone()), 0));
+        // With a resume key the stream is journaled like a file; re-fed, its recorded parts are
+        // read, checked against the journal (size and checksum) and skipped.
+        let (upload_id, mut ledger, initial, alg) = match (resume_key, &self.journal) {
+            (Some(k), Some(resume)) => {
+                let source = std::path::PathBuf::from(format!("stdin:{k}"));
+                let fingerprint = Fingerprint { size: 0, mtime_ns: 0, head_tail_crc32c: String::new() };
+                let o = self.open_journal(resume, req, &source, fingerprint, self.config.part_size, events, cancel).await?;
+                (o.id, o.ledger, o.part_size, o.alg)
+            }
+            _ => (self.create(req, events, cancel).await?, Ledger::new(events.clone(), None), self.config.part_size, alg),
+        };
+        let resumable = ledger.journal.is_some();
+        let resumed = ledger.done.len() as u64;
+        let first_len = plan::stream_part_size(1, initial, &self.config.limits);
+        events.emit(started(req, None, first_len, None, Some(upload_id.clone()), resumed));
         let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
         let sent = async {
             let sem = Arc::new(Semaphore::new(self.config.concurrency));
             let mut set = JoinSet::new();
-            let mut ledger = Ledger::new(events.clone(), None);
             let mut pending = first;
             let mut number = 1u32;
             loop {
-                let len = plan::stream_part_size(number, self.config.part_size, &self.config.limits);
+                let len = plan::stream_part_size(number, initial, &self.config.limits);
                 // The first read may hold more than part 1: split it.
                 let data = if pending.len() as u64 > len { pending.split_to(usize::try_from(len).unwrap_or(usize::MAX)) } else {
                     let mut d = std::mem::take(&mut pending);
@@ -529,6 +568,21 @@ impl Uploader {
                     }));
                 }
                 let last = (data.len() as u64) < len;
+                if let Some(recorded) = ledger.done.get(&number) {
+                    let same = data.len() as u64 == recorded.size
+                        && match (&recorded.checksum, alg) {
+                            (Some(c), Some(a)) => Checksum::of(a, &data) == *c,
+                            _ => true,
+                        };
+                    if !same {
+                        return Err(Error::SourceChanged(format!("the stream for resume key {:?}", resume_key.unwrap_or(""))));
+                    }
+                    number += 1;
+                    if last {
+                        break;
+                    }
+                    continue;
+                }
                 let permit = tokio::select! {
                     p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
                     () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -561,16 +615,29 @@ impl Uploader {
             Ok::<_, Error>(ledger.parts())
         }
         .await;
-        // A stream cannot be re-read, so a failed stream upload is never worth keeping.
-        let _ = on_failure;
-        let parts = match sent {
-            Ok(p) => p,
-            Err(e) => return Err(self.fail(&target, e, events, false).await),
+        // Without a resume key a stream cannot be fed again: a failed upload is never kept.
+        let result = match sent {
+            Ok(parts) => {
+                let size = parts.iter().map(|p| p.size).sum();
+                self.finish(&target, size, parts, events, cancel).await
+            }
+            Err(e) => Err(e),
         };
-        let size = parts.iter().map(|p| p.size).sum();
-        match self.finish(&target, size, parts, events, cancel).await {
-            Ok(o) => Ok(o),
-            Err(e) => Err(self.fail(&target, e, events, false).await),
+        match result {
+            Ok(o) => {
+                ledger.forget();
+                Ok(o)
+            }
+            Err(e) => {
+                // A stream that differs from the recorded one is refused; the upload stays.
+                let refused = matches!(e, Error::SourceChanged(_));
+                let keep = resumable && (refused || on_failure.keeps(&e)) && !matches!(e, Error::Integrity(_));
+                let e = self.fail(&target, e, events, keep).await;
+                if !keep {
+                    ledger.forget();
+                }
+                Err(e)
+            }
         }
     }
 

@@ -89,6 +89,10 @@ pub(crate) struct PutArgs {
     /// Ctrl-C or network trouble, abort after a fatal error such as access denied.
     #[arg(long, value_parser = ["keep", "abort"])]
     pub(crate) on_failure: Option<String>,
+    /// With `-`: name the stream so an interrupted upload resumes when the same stream is fed
+    /// again with the same key (recorded parts are read, checked and skipped).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) resume_key: Option<String>,
 }
 
 
@@ -105,7 +109,10 @@ impl PutArgs {
 
     fn source(&self) -> Result<Source, CliError> {
         if self.source == "-" {
-            return Ok(Source::Stdin);
+            return Ok(Source::Stdin { resume_key: self.resume_key.clone() });
+        }
+        if self.resume_key.is_some() {
+            return Err(CliError::usage("--resume-key is for stdin (`-`); a file resumes by itself"));
         }
         let path = PathBuf::from(&self.source);
         if !path.exists() {
@@ -135,7 +142,7 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
         metadata: args.metadata.clone(),
     };
     let mode = render::Mode::from_flags(args.json, args.no_progress, args.quiet);
-    let resumable = matches!(req.source, Source::File(_));
+    let resumable = matches!(req.source, Source::File(_) | Source::Stdin { resume_key: Some(_) });
     let mut uploader = Uploader::new(client, args.config());
     if resumable {
         let endpoint = args.connect.endpoint_url.clone().unwrap_or_default();
@@ -144,7 +151,7 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
     let on_failure = match args.on_failure.as_deref() {
         Some("keep") if resumable => OnFailure::Keep,
         Some("keep") => {
-            return Err(CliError::usage("--on-failure keep needs a file: a stream from stdin cannot be resumed"));
+            return Err(CliError::usage("--on-failure keep needs a file, or --resume-key with stdin"));
         }
         None if resumable => OnFailure::Auto,
         Some(_) | None => OnFailure::Abort,
@@ -153,7 +160,9 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
         if e.kept && resumable {
             e.error.with_hint(format!("parts are kept; resume with: {}", resume_command(&args)))
         } else if !resumable && e.error.hint.is_none() {
-            e.error.with_hint("a stream from stdin cannot be resumed: the upload was aborted, nothing is left behind")
+            e.error.with_hint(
+                "the upload was aborted, nothing is left behind; to make a stdin upload resumable pass --resume-key",
+            )
         } else {
             e.error
         }
@@ -223,7 +232,10 @@ pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
 }
 
 fn resume_command(args: &PutArgs) -> String {
-    let cmd = format!("hoist put {} {}", shell_quote(&args.source), shell_quote(&args.destination.to_string()));
+    let mut cmd = format!("hoist put {} {}", shell_quote(&args.source), shell_quote(&args.destination.to_string()));
+    if let Some(k) = &args.resume_key {
+        cmd = format!("(feed the same stream) | {cmd} --resume-key {}", shell_quote(k));
+    }
     match &args.connect.endpoint_url {
         Some(e) => format!("{cmd} --endpoint-url {}", shell_quote(e)),
         None => cmd,
