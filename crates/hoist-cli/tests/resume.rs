@@ -322,3 +322,53 @@ fn stdin_with_a_resume_key_resumes_when_fed_the_same_stream() {
     });
     assert_eq!(got.as_ref(), std::fs::read(&src).unwrap().as_slice());
 }
+
+#[test]
+fn ctrl_c_keeps_parts_and_hoist_resume_finishes_the_upload() {
+    let store = StoreProc::start();
+    store.mb("resume-bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let src = file(dir.path(), "sigint", 40 * MIB, 8);
+    let mut child = put_cmd(&store, &state, &src, "sigint").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut done = 0;
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "part_done" {
+            done += 1;
+            if done == 2 {
+                // The first Ctrl-C: no new parts, those in flight finish, the journal is kept.
+                Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+            }
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("uploaded parts were kept") && stderr(&o).contains("resume with: hoist put"), "{}", stderr(&o));
+
+    // `hoist resume` lists it with its number; `hoist resume N` finishes it.
+    let list = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    let line = listing.lines().find(|l| l.contains("s3://resume-bkt/sigint")).expect(&listing);
+    let number = line.split_whitespace().next().unwrap();
+    let o = store
+        .hoist_env(&mut Command::new(HOIST))
+        .env("HOIST_STATE_DIR", &state)
+        .args(["resume", number, "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events = String::from_utf8_lossy(&o.stdout).into_owned();
+    let start: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
+    assert!(start["resumed_parts"].as_u64().unwrap() >= 2, "{events}");
+    assert!(events.lines().last().unwrap().contains("\"completed\""), "{events}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let got = rt.block_on(async {
+        let o = sdk(&store.endpoint).get_object().bucket("resume-bkt").key("sigint").send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes()
+    });
+    assert_eq!(got.as_ref(), std::fs::read(&src).unwrap().as_slice());
+    let list = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("nothing to resume"));
+}
