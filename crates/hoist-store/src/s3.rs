@@ -9,6 +9,8 @@ use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, Bucket, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CreateBucketInput, CreateBucketOutput, CreateMultipartUploadInput,
     CreateMultipartUploadOutput, DeleteBucketInput, DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput,
+    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ListObjectVersionsInput, ListObjectVersionsOutput,
+    ObjectVersion,
     ETag, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput,
     ListBucketsInput, ListBucketsOutput, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, MultipartUpload, Object, Part,
@@ -232,6 +234,67 @@ impl S3 for HoistS3 {
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.backend.delete_object(&req.input.bucket, &req.input.key)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        if input.delete.objects.len() > MAX_PAGE {
+            return Err(Error::MalformedXml(format!(
+                "{} keys listed; DeleteObjects takes at most 1000",
+                input.delete.objects.len()
+            ))
+            .into());
+        }
+        let mut deleted = Vec::with_capacity(input.delete.objects.len());
+        for o in input.delete.objects {
+            self.backend.delete_object(&input.bucket, &o.key)?;
+            deleted.push(DeletedObject { key: Some(o.key), ..Default::default() });
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!quiet).then_some(deleted),
+            ..Default::default()
+        }))
+    }
+
+    /// Buckets are unversioned: every object is its only version, with version id `null`.
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input.max_keys.map_or(MAX_PAGE, |m| usize::try_from(m).unwrap_or(0).min(MAX_PAGE));
+        let listing =
+            self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), input.key_marker.as_deref(), max)?;
+        let versions = listing
+            .objects
+            .iter()
+            .map(|o| ObjectVersion {
+                key: Some(o.key.clone()),
+                version_id: Some("null".into()),
+                is_latest: Some(true),
+                size: i64::try_from(o.size).ok(),
+                e_tag: Some(etag(&o.etag)),
+                last_modified: Some(ts(o.last_modified)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: Some(prefix),
+            delimiter: input.delimiter,
+            max_keys: i32::try_from(max).ok(),
+            is_truncated: Some(listing.next.is_some()),
+            next_key_marker: listing.next,
+            next_version_id_marker: None,
+            key_marker: input.key_marker,
+            common_prefixes: Some(
+                listing.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
+            ),
+            versions: Some(versions),
+            ..Default::default()
+        }))
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {

@@ -220,3 +220,29 @@ async fn restart_keeps_parts_and_objects() {
     let got = c.get_object().bucket("bkt").key("small").send().await.unwrap().body.collect().await.unwrap();
     assert_eq!(got.into_bytes().as_ref(), b"hello");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_and_versions_of_an_unversioned_bucket() {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    for k in ["a", "b/1", "b/2"] {
+        c.put_object().bucket("bkt").key(k).body(ByteStream::from_static(b"v")).send().await.unwrap();
+    }
+    let versions = c.list_object_versions().bucket("bkt").send().await.unwrap();
+    assert_eq!(versions.versions().len(), 3);
+    assert!(versions.versions().iter().all(|v| v.version_id() == Some("null") && v.is_latest() == Some(true)));
+    let ids: Vec<ObjectIdentifier> =
+        ["a", "b/1", "b/2", "missing"].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
+    let out = c
+        .delete_objects()
+        .bucket("bkt")
+        .delete(Delete::builder().set_objects(Some(ids)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.deleted().len(), 4, "deleting a missing key succeeds, as in S3");
+    assert!(c.list_objects_v2().bucket("bkt").send().await.unwrap().contents().is_empty());
+    c.delete_bucket().bucket("bkt").send().await.unwrap();
+}
