@@ -36,7 +36,7 @@ fn put_cmd(store: &StoreProc, state: &Path, src: &Path, key: &str) -> Command {
 /// Runs a put; kills it with SIGKILL after `k` `part_done` events plus a delay, if given.
 /// Returns the part numbers reported done, the `resumed_parts` of its start event, and whether it
 /// completed.
-fn run_put(mut cmd: Command, kill: Option<(usize, Duration)>) -> (BTreeSet<u64>, u64, bool) {
+fn run_put(mut cmd: Command, kill: Option<(usize, Duration)>) -> (BTreeSet<u64>, u64, bool, Option<i32>) {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut done = BTreeSet::new();
@@ -68,8 +68,8 @@ fn run_put(mut cmd: Command, kill: Option<(usize, Duration)>) -> (BTreeSet<u64>,
             killed = true;
         }
     }
-    let _ = child.wait();
-    (done, resumed, completed)
+    let code = child.wait().ok().and_then(|s| s.code());
+    (done, resumed, completed, code)
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
         // Two kills at random moments, then run to completion.
         for attempt in 0..3 {
             let kill = (attempt < 2).then(|| (rng.random_range(0..=8usize), Duration::from_millis(rng.random_range(0..40))));
-            let (done, resumed, completed) = run_put(put_cmd(&store, &state, &src, &key), kill);
+            let (done, resumed, completed, _) = run_put(put_cmd(&store, &state, &src, &key), kill);
             if attempt > 0 {
                 resumed_runs += 1;
                 let again: Vec<_> = done.intersection(&recorded).collect();
@@ -120,7 +120,7 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
 
 /// Starts an upload and kills it after two parts, leaving a journal and an incomplete upload.
 fn interrupted(store: &StoreProc, state: &Path, src: &Path, key: &str) {
-    let (done, _, completed) = run_put(put_cmd(store, state, src, key), Some((2, Duration::ZERO)));
+    let (done, _, completed, _) = run_put(put_cmd(store, state, src, key), Some((2, Duration::ZERO)));
     assert!(!completed && done.len() >= 2);
 }
 
@@ -274,26 +274,8 @@ fn stdin_put(store: &StoreProc, state: &Path, src: &Path, kill_after: Option<usi
         "put", "-", "s3://resume-bkt/stream", "--endpoint-url", &store.endpoint, "--part-size", "5MiB",
         "--single-put-threshold", "5MiB", "--concurrency", "2", "--json", "--resume-key", "nightly-backup",
     ]);
-    let mut child = c.stdin(std::fs::File::open(src).unwrap()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let (mut done, mut resumed, mut completed) = (BTreeSet::new(), 0, false);
-    for line in out.lines() {
-        let Ok(line) = line else { break };
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        match v["event"].as_str().unwrap() {
-            "started" => resumed = v["resumed_parts"].as_u64().unwrap(),
-            "part_done" => {
-                done.insert(v["part_number"].as_u64().unwrap());
-            }
-            "completed" => completed = true,
-            _ => {}
-        }
-        if kill_after.is_some_and(|k| done.len() >= k) {
-            let _ = child.kill();
-        }
-    }
-    let status = child.wait().unwrap();
-    (done, resumed, completed, status.code())
+    c.stdin(std::fs::File::open(src).unwrap());
+    run_put(c, kill_after.map(|k| (k, Duration::ZERO)))
 }
 
 #[test]

@@ -272,20 +272,7 @@ impl Uploader {
             Ok(()) => self.finish(&target, plan.size, ledger.parts(), events, cancel).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(o) => {
-                ledger.forget();
-                Ok(o)
-            }
-            Err(e) => {
-                let keep = on_failure.keeps(&e) && !matches!(e, Error::Integrity(_));
-                let e = self.fail(&target, e, events, keep).await;
-                if !keep {
-                    ledger.forget();
-                }
-                Err(e)
-            }
-        }
+        self.settle(&target, result, &mut ledger, events, |e| on_failure.keeps(e)).await
     }
 
     /// The journal names an upload the store no longer has. If a previous run completed it and
@@ -623,22 +610,11 @@ impl Uploader {
             }
             Err(e) => Err(e),
         };
-        match result {
-            Ok(o) => {
-                ledger.forget();
-                Ok(o)
-            }
-            Err(e) => {
-                // A stream that differs from the recorded one is refused; the upload stays.
-                let refused = matches!(e, Error::SourceChanged(_));
-                let keep = resumable && (refused || on_failure.keeps(&e)) && !matches!(e, Error::Integrity(_));
-                let e = self.fail(&target, e, events, keep).await;
-                if !keep {
-                    ledger.forget();
-                }
-                Err(e)
-            }
-        }
+        // A stream that differs from the recorded one is refused; the upload stays.
+        self.settle(&target, result, &mut ledger, events, |e| {
+            resumable && (matches!(e, Error::SourceChanged(_)) || on_failure.keeps(e))
+        })
+        .await
     }
 
     /// Completes with the parts in order, then verifies the object.
@@ -667,6 +643,33 @@ impl Uploader {
             Err(problem) => return Err(Error::Integrity(problem)),
         };
         Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
+    }
+
+    /// Ends a multipart upload: on success its journal goes; on failure the upload is kept (with
+    /// its journal) when `keep` says so, else aborted and the journal dropped. An integrity
+    /// failure is never kept.
+    async fn settle(
+        &self,
+        target: &Target,
+        result: Result<UploadOutcome>,
+        ledger: &mut Ledger,
+        events: &Events,
+        keep: impl Fn(&Error) -> bool,
+    ) -> Result<UploadOutcome> {
+        match result {
+            Ok(o) => {
+                ledger.forget();
+                Ok(o)
+            }
+            Err(e) => {
+                let keep = keep(&e) && !matches!(e, Error::Integrity(_));
+                let e = self.fail(target, e, events, keep).await;
+                if !keep {
+                    ledger.forget();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Handles a failed multipart upload: abort it (unless `keep`), report, return the error.
