@@ -35,4 +35,6 @@ pub(crate) enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Run the embedded S3-compatible store on local disk.
     Store(cmd::store::StoreArgs),
+    /// Run the upload service: pre-signed multipart uploads for browsers and apps, and its page.
+    Serve(cmd::serve::ServeArgs),
 }

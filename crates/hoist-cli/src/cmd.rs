@@ -3,6 +3,7 @@
 pub(crate) mod demo;
 pub(crate) mod put;
 pub(crate) mod resume;
+pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod uploads;
 
@@ -16,6 +17,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Resume(args) => resume::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Store(args) => store::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Uploads(args) => uploads::run(args).await,
     }
 }

@@ -3,7 +3,6 @@
 //! prints it as is.
 
 use std::fmt;
-use std::time::Duration;
 
 /// An `s3://BUCKET[/KEY]` location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,54 +60,7 @@ fn valid_bucket_name(b: &str) -> bool {
         && b.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Parses a byte size: a number with an optional unit, `B`, `KiB`, `MiB`, `GiB`, `TiB` (powers of
-/// 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000); `K`/`M`/`G`/`T` alone mean the binary unit.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size: write a number with a unit, e.g. 64MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
-            ));
-        }
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Parses a duration: a number and a unit `s`, `m`, `h`, `d` or `w` (e.g. `7d`, `36h`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: write a number and a unit, e.g. 7d or 12h"))?;
-    let secs: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("{s:?} needs a unit: s, m, h, d or w (e.g. 7d)")),
-    };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+pub(crate) use hoist_core::units::{parse_duration, parse_size};
 
 /// Parses one `key=value` metadata pair (key: letters, digits, `-` and `_`).
 pub(crate) fn parse_metadata(s: &str) -> Result<(String, String), String> {
@@ -143,26 +95,6 @@ mod tests {
         assert!(S3Url::parse_object("s3://bucket/dir/").unwrap_err().contains("folder"));
         assert!(S3Url::parse("s3://Bad_Bucket/k").unwrap_err().contains("valid bucket name"));
         assert!(S3Url::parse("s3://ab/k").unwrap_err().contains("valid bucket name"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("64m"), Ok(64 << 20));
-        assert_eq!(parse_size("5GiB"), Ok(5 << 30));
-        assert_eq!(parse_size("10MB"), Ok(10_000_000));
-        assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("MiB").unwrap_err().contains("e.g. 64MiB"));
-        assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
-        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_hours(168)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("7").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("d").unwrap_err().contains("not a duration"));
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct ObjectInfo {
 #[derive(Debug, Clone)]
 pub struct S3Client {
     inner: aws_sdk_s3::Client,
+    /// The resolved credentials, for callers that sign requests themselves (the upload service).
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 fn unquote(s: &str) -> String {
@@ -218,13 +220,19 @@ impl S3Client {
             }
             b = b.endpoint_url(url).force_path_style(true);
         }
-        Ok(Self { inner: aws_sdk_s3::Client::from_conf(b.build()) })
+        Ok(Self { inner: aws_sdk_s3::Client::from_conf(b.build()), credentials: shared.credentials_provider() })
     }
 
     /// Wraps an SDK client as is.
     #[must_use]
     pub fn from_sdk(inner: aws_sdk_s3::Client) -> Self {
-        Self { inner }
+        Self { inner, credentials: None }
+    }
+
+    /// The credentials this client signs with (`None` when built with [`S3Client::from_sdk`]).
+    #[must_use]
+    pub fn credentials_provider(&self) -> Option<aws_credential_types::provider::SharedCredentialsProvider> {
+        self.credentials.clone()
     }
 
     /// The SDK client (for presigning).

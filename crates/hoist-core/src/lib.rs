@@ -12,6 +12,7 @@
 //! - [`progress`]: the event stream the CLI renders.
 //! - [`journal`]: resume state, written atomically after each confirmed part.
 //! - [`upload`]: the orchestration of one upload.
+//! - [`units`]: parsing sizes (`64MiB`) and durations (`7d`) written by people.
 //! - [`error`]: the one error type and its categories.
 
 pub mod checksum;
@@ -23,6 +24,7 @@ pub mod plan;
 pub mod progress;
 pub mod retry;
 pub mod source;
+pub mod units;
 pub mod upload;
 
 pub use client::{ClientOptions, S3Client};

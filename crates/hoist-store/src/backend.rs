@@ -132,6 +132,8 @@ pub(crate) struct State {
 pub(crate) struct Backend {
     pub(crate) layout: Layout,
     state: Mutex<State>,
+    /// Smallest part allowed at Complete except the last (S3: 5 MiB).
+    pub(crate) min_part_size: u64,
 }
 
 /// Seconds since the Unix epoch.
@@ -162,10 +164,10 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
 
 impl Backend {
     /// Opens (or creates) a data dir and loads its state.
-    pub(crate) fn open(root: &Path) -> Result<Self> {
+    pub(crate) fn open(root: &Path, min_part_size: u64) -> Result<Self> {
         let layout = Layout::open(root)?;
         let state = load(&layout)?;
-        Ok(Self { layout, state: Mutex::new(state) })
+        Ok(Self { layout, state: Mutex::new(state), min_part_size })
     }
 
     /// Locks the state (a poisoned lock is recovered: every mutation is written to disk first).

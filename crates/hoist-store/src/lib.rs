@@ -97,6 +97,7 @@ pub struct StoreBuilder {
     data_dir: PathBuf,
     credentials: Option<Credentials>,
     cors_origins: Vec<String>,
+    min_part_size: u64,
 }
 
 impl StoreBuilder {
@@ -114,13 +115,21 @@ impl StoreBuilder {
         self
     }
 
+    /// Lowers the smallest part Complete accepts (S3's rule: 5 MiB except the last part). Only
+    /// for benchmarks and tests that need many parts without gigabytes of data.
+    #[must_use]
+    pub fn min_part_size(mut self, bytes: u64) -> Self {
+        self.min_part_size = bytes;
+        self
+    }
+
     /// Opens the data dir (creating it, loading what a previous run stored, removing temp files).
     pub fn build(self) -> Result<Store> {
         let credentials = match self.credentials {
             Some(c) => c,
             None => Credentials::load_or_generate(&self.data_dir)?.0,
         };
-        let backend = Arc::new(backend::Backend::open(&self.data_dir)?);
+        let backend = Arc::new(backend::Backend::open(&self.data_dir, self.min_part_size)?);
         let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
         Ok(Store { service: b.build(), cors: cors::Cors::new(self.cors_origins), credentials })
@@ -144,7 +153,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Starts building a store on `data_dir`.
     pub fn builder(data_dir: impl Into<PathBuf>) -> StoreBuilder {
-        StoreBuilder { data_dir: data_dir.into(), credentials: None, cors_origins: Vec::new() }
+        StoreBuilder { data_dir: data_dir.into(), credentials: None, cors_origins: Vec::new(), min_part_size: multipart::MIN_PART_SIZE }
     }
 
     /// The key pair clients sign with.

@@ -229,7 +229,7 @@ impl Backend {
             chosen.push(part);
         }
         for p in &chosen[..chosen.len() - 1] {
-            if p.size < MIN_PART_SIZE {
+            if p.size < self.min_part_size {
                 return Err(Error::EntityTooSmall(i32::try_from(p.number).unwrap_or(i32::MAX)));
             }
         }

@@ -1,0 +1,34 @@
+//! Embeds the browser files of `web/` (top level only: `.html`, `.js`, `.css`, `.d.ts`; not
+//! tests or `node_modules`) into the binary, so `hoist serve` is one file to deploy.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn main() {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    println!("cargo:rerun-if-changed={}", web.display());
+    let mut files: Vec<_> = std::fs::read_dir(&web)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut out = String::from("/// Files served at `/NAME`: (name, bytes, content type).\npub(crate) static FILES: &[(&str, &[u8], &str)] = &[\n");
+    for path in files {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let mime = if name.ends_with(".html") {
+            "text/html; charset=utf-8"
+        } else if name.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else if name.ends_with(".css") {
+            "text/css; charset=utf-8"
+        } else if name.ends_with(".d.ts") {
+            "application/typescript; charset=utf-8"
+        } else {
+            continue;
+        };
+        println!("cargo:rerun-if-changed={}", path.display());
+        let _ = writeln!(out, "    ({name:?}, include_bytes!({:?}), {mime:?}),", path.canonicalize().unwrap_or(path.clone()).display());
+    }
+    out.push_str("];\n");
+    let dest = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("web_files.rs");
+    std::fs::write(dest, out).unwrap_or_else(|e| panic!("cannot write the embedded web file table: {e}"));
+}

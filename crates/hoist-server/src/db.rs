@@ -1,0 +1,377 @@
+//! Upload sessions in SQL through `sqlx`'s `Any` driver: SQLite by default (a file in the data
+//! dir), Postgres when several service replicas share one database. Every statement here is
+//! portable between the two (`$n` placeholders, BIGINT times in Unix milliseconds, TEXT states),
+//! and the migrations in `migrations/` are applied in order at start, once each.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row as _};
+
+/// State of an upload session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Created; no part URL signed yet.
+    Created,
+    /// Part URLs were signed.
+    Uploading,
+    /// Completed and verified.
+    Completed,
+    /// Aborted by the caller.
+    Aborted,
+    /// Aborted by the janitor after the session expired.
+    Expired,
+}
+
+impl State {
+    /// As stored.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Uploading => "uploading",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "created" => Self::Created,
+            "uploading" => Self::Uploading,
+            "completed" => Self::Completed,
+            "aborted" => Self::Aborted,
+            _ => Self::Expired,
+        }
+    }
+
+    /// Whether parts may still be signed, listed, completed or aborted.
+    #[must_use]
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Created | Self::Uploading)
+    }
+}
+
+/// One upload session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The service's id (random, 32 hex digits).
+    pub id: String,
+    /// Name of the API key that owns it.
+    pub api_key: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub object_key: String,
+    /// S3's multipart upload id.
+    pub upload_id: String,
+    /// The client's file name.
+    pub filename: String,
+    /// Content type.
+    pub content_type: String,
+    /// Declared size (`None` for Uppy's routes, which never send it).
+    pub size: Option<u64>,
+    /// Planned part size (`None` when the client chooses).
+    pub part_size: Option<u64>,
+    /// Planned part count.
+    pub part_count: Option<u32>,
+    /// Checksum algorithm parts must carry.
+    pub checksum_algorithm: Option<String>,
+    /// State.
+    pub state: State,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+    /// Unix ms; the janitor aborts the upload after this.
+    pub expires_at: i64,
+    /// Unix ms.
+    pub completed_at: Option<i64>,
+    /// The object's `ETag` after completion.
+    pub etag: Option<String>,
+    /// The object's checksum after completion.
+    pub checksum: Option<String>,
+}
+
+/// The migrations, in order. Each runs once; applied versions are recorded.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_uploads.sql"))];
+
+/// The session database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok())
+}
+
+const COLUMNS: &str = "id, api_key, bucket, object_key, upload_id, filename, content_type, size, part_size, part_count, \
+     checksum_algorithm, state, created_at, updated_at, expires_at, completed_at, etag, checksum";
+
+impl Db {
+    /// Connects (creating a SQLite file if needed) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        // SQLite serialises writers; a few connections are plenty and avoid lock storms.
+        let max = if url.starts_with("sqlite:") { 4 } else { 16 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        let db = Self { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS hoist_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM hoist_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--"))) {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO hoist_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new session.
+    pub async fn insert(&self, s: &Session) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "INSERT INTO uploads ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(&s.id)
+        .bind(&s.api_key)
+        .bind(&s.bucket)
+        .bind(&s.object_key)
+        .bind(&s.upload_id)
+        .bind(&s.filename)
+        .bind(&s.content_type)
+        .bind(s.size.map(to_i64))
+        .bind(s.part_size.map(to_i64))
+        .bind(s.part_count.map(i64::from))
+        .bind(s.checksum_algorithm.as_deref())
+        .bind(s.state.as_str())
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .bind(s.expires_at)
+        .bind(s.completed_at)
+        .bind(s.etag.as_deref())
+        .bind(s.checksum.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The session `id` if it belongs to `api_key`.
+    pub async fn get(&self, api_key: &str, id: &str) -> Result<Option<Session>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1 AND api_key = $2"))
+            .bind(id)
+            .bind(api_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_row(&r)).transpose()
+    }
+
+    /// The session of S3 upload `upload_id` on `object_key`, if it belongs to `api_key`.
+    pub async fn get_by_upload_id(&self, api_key: &str, upload_id: &str, object_key: &str) -> Result<Option<Session>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM uploads WHERE api_key = $1 AND upload_id = $2 AND object_key = $3"))
+            .bind(api_key)
+            .bind(upload_id)
+            .bind(object_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_row(&r)).transpose()
+    }
+
+    /// Moves a session from one of `from` to `to`; false if it was in none of them (another
+    /// request or replica won the race).
+    pub async fn transition(&self, id: &str, from: &[State], to: State) -> Result<bool, sqlx::Error> {
+        let mut affected = 0;
+        for f in from {
+            affected += sqlx::query("UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+                .bind(to.as_str())
+                .bind(now_ms())
+                .bind(id)
+                .bind(f.as_str())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(affected > 0)
+    }
+
+    /// Records a completed upload's result.
+    pub async fn complete(&self, id: &str, etag: &str, checksum: Option<&str>, size: u64) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        sqlx::query("UPDATE uploads SET state = $1, updated_at = $2, completed_at = $3, etag = $4, checksum = $5, size = $6 WHERE id = $7")
+            .bind(State::Completed.as_str())
+            .bind(now)
+            .bind(now)
+            .bind(etag)
+            .bind(checksum)
+            .bind(to_i64(size))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Bytes declared by `api_key`'s sessions that are still open (for quotas).
+    pub async fn open_bytes(&self, api_key: &str) -> Result<u64, sqlx::Error> {
+        let sum: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE api_key = $1 AND state IN ('created', 'uploading')",
+        )
+        .bind(api_key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(opt_u64(sum).unwrap_or(0))
+    }
+
+    /// Open sessions whose expiry is before `now_ms`, oldest first, at most `limit`.
+    pub async fn expired(&self, now_ms: i64, limit: i64) -> Result<Vec<Session>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM uploads WHERE state IN ('created', 'uploading') AND expires_at < $1 ORDER BY expires_at LIMIT $2"
+        ))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+}
+
+fn from_row(r: &AnyRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: r.try_get("id")?,
+        api_key: r.try_get("api_key")?,
+        bucket: r.try_get("bucket")?,
+        object_key: r.try_get("object_key")?,
+        upload_id: r.try_get("upload_id")?,
+        filename: r.try_get("filename")?,
+        content_type: r.try_get("content_type")?,
+        size: opt_u64(r.try_get("size")?),
+        part_size: opt_u64(r.try_get("part_size")?),
+        part_count: r.try_get::<Option<i64>, _>("part_count")?.and_then(|n| u32::try_from(n).ok()),
+        checksum_algorithm: r.try_get("checksum_algorithm")?,
+        state: State::parse(&r.try_get::<String, _>("state")?),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        expires_at: r.try_get("expires_at")?,
+        completed_at: r.try_get("completed_at")?,
+        etag: r.try_get("etag")?,
+        checksum: r.try_get("checksum")?,
+    })
+}
+
+/// Now, in Unix milliseconds.
+#[must_use]
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Sessions for tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::{Session, State};
+
+    pub(crate) fn session_for(id: &str, key: &str, expires_at: i64) -> Session {
+        Session {
+            id: id.into(),
+            api_key: key.into(),
+            bucket: "b".into(),
+            object_key: format!("p/{id}/f"),
+            upload_id: format!("u-{id}"),
+            filename: "f".into(),
+            content_type: "image/png".into(),
+            size: Some(100),
+            part_size: Some(100),
+            part_count: Some(1),
+            checksum_algorithm: None,
+            state: State::Created,
+            created_at: 1,
+            updated_at: 1,
+            expires_at,
+            completed_at: None,
+            etag: None,
+            checksum: None,
+        }
+    }
+
+    pub(crate) fn session() -> Session {
+        session_for("id", "key", i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::session_for as session;
+    use super::*;
+
+    /// The same checks against SQLite always and against Postgres when
+    /// `HOIST_TEST_DATABASE_URL` names one (`.ci/run` starts one).
+    async fn check_queries(db: &Db, tag: &str) {
+        let a = session(&format!("{tag}a"), &format!("{tag}k"), 10);
+        let b = session(&format!("{tag}b"), &format!("{tag}k"), i64::MAX - 1);
+        db.insert(&a).await.unwrap();
+        db.insert(&b).await.unwrap();
+        assert_eq!(db.get(&a.api_key, &a.id).await.unwrap().as_ref(), Some(&a));
+        assert_eq!(db.get("other-key", &a.id).await.unwrap(), None, "another key's upload is invisible");
+        assert_eq!(db.get_by_upload_id(&a.api_key, &a.upload_id, &a.object_key).await.unwrap().map(|s| s.id), Some(a.id.clone()));
+        assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 200);
+        let expired: Vec<_> = db.expired(11, 100).await.unwrap().into_iter().filter(|s| s.api_key == a.api_key).map(|s| s.id).collect();
+        assert_eq!(expired, vec![a.id.clone()]);
+        assert!(db.transition(&a.id, &[State::Created], State::Uploading).await.unwrap());
+        assert!(!db.transition(&a.id, &[State::Created], State::Aborted).await.unwrap(), "a lost race reports false");
+        db.complete(&a.id, "etag-2", Some("crc"), 100).await.unwrap();
+        let done = db.get(&a.api_key, &a.id).await.unwrap().unwrap();
+        assert_eq!((done.state, done.etag.as_deref(), done.checksum.as_deref()), (State::Completed, Some("etag-2"), Some("crc")));
+        assert!(done.completed_at.is_some());
+        assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 100);
+        db.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn queries_on_sqlite_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        check_queries(&db, "s").await;
+        // Reopening applies nothing twice and keeps the data.
+        let db = Db::connect(&url).await.unwrap();
+        assert!(db.get("sk", "sa").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn queries_on_postgres_when_configured() {
+        let Ok(url) = std::env::var("HOIST_TEST_DATABASE_URL") else {
+            eprintln!("HOIST_TEST_DATABASE_URL is not set: Postgres not checked here");
+            return;
+        };
+        let db = Db::connect(&url).await.unwrap();
+        let tag = format!("{:x}", rand::random::<u64>());
+        check_queries(&db, &tag).await;
+    }
+}

@@ -1,0 +1,147 @@
+//! The service's one error type, [`ApiError`]: a catalog of stable codes, each with an HTTP status
+//! and a message that names the problem and the fix. Causes (S3 or database failures) are logged
+//! with the request's id and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything an API call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No bearer token, or one the service does not know.
+    #[error("missing or unknown API token: send Authorization: Bearer TOKEN with a token from the service's configuration")]
+    Unauthorized,
+    /// The upload does not exist or belongs to another API key (indistinguishable on purpose).
+    #[error("no upload {0} for this API key: check the id returned by POST /v1/uploads")]
+    UploadNotFound(String),
+    /// The request body or a parameter is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request body is not the JSON the route expects.
+    #[error("the request body is not valid JSON for this route: {0}")]
+    BadJson(String),
+    /// The request body is larger than the service accepts.
+    #[error("the request body is too large: send at most {0} bytes")]
+    BodyTooLarge(usize),
+    /// The declared size is over the caller's limit.
+    #[error("{size} bytes is more than this API key may upload in one object ({max} bytes)")]
+    TooLarge {
+        /// Declared size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The content type is not allowed for the caller.
+    #[error("content type {got:?} is not allowed for this API key: allowed are {allowed}")]
+    ContentTypeNotAllowed {
+        /// What was asked for.
+        got: String,
+        /// The allowed patterns, comma-separated.
+        allowed: String,
+    },
+    /// The caller's storage quota would be exceeded.
+    #[error("this upload would exceed the API key's quota of {quota} bytes ({used} bytes in use): complete or abort other uploads first")]
+    QuotaExceeded {
+        /// The quota.
+        quota: u64,
+        /// Bytes held by the key's live uploads.
+        used: u64,
+    },
+    /// Too many requests from this API key.
+    #[error("too many requests for this API key: retry after {0} s")]
+    RateLimited(u64),
+    /// The upload is in a state that does not allow the call.
+    #[error("upload {id} is {state}: {hint}")]
+    WrongState {
+        /// Upload id.
+        id: String,
+        /// Its state.
+        state: String,
+        /// What the caller can do.
+        hint: &'static str,
+    },
+    /// The parts given to complete do not match what the store holds.
+    #[error("{0}; the upload is kept: upload the missing or wrong parts again and complete once more")]
+    PartsMismatch(String),
+    /// The object store refused or failed.
+    #[error("the object store could not {action}: try again later")]
+    Store {
+        /// What the service tried.
+        action: &'static str,
+        /// The cause (logged only).
+        #[source]
+        source: hoist_core::Error,
+    },
+    /// The session database failed.
+    #[error("the service's database failed: try again later")]
+    Database(#[from] sqlx::Error),
+    /// A route that does not exist.
+    #[error("no such route: see /v1/openapi.json for the API")]
+    NoRoute,
+}
+
+impl ApiError {
+    /// A stable, machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::UploadNotFound(_) => "upload_not_found",
+            Self::BadRequest(_) => "bad_request",
+            Self::BadJson(_) => "bad_json",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::TooLarge { .. } => "too_large",
+            Self::ContentTypeNotAllowed { .. } => "content_type_not_allowed",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::RateLimited(_) => "rate_limited",
+            Self::WrongState { .. } => "wrong_state",
+            Self::PartsMismatch(_) => "parts_mismatch",
+            Self::Store { .. } => "store_unavailable",
+            Self::Database(_) => "database_unavailable",
+            Self::NoRoute => "no_route",
+        }
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::UploadNotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) | Self::BadJson(_) | Self::PartsMismatch(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge(_) | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ContentTypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::WrongState { .. } => StatusCode::CONFLICT,
+            Self::Store { .. } => StatusCode::BAD_GATEWAY,
+            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The S3 failure as the service's error, logging the cause.
+    pub(crate) fn store(action: &'static str, source: hoist_core::Error) -> Self {
+        Self::Store { action, source }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Store { source, .. } => tracing::error!(error = %source, code = self.code(), "object store call failed"),
+            Self::Database(e) => tracing::error!(error = %e, "database call failed"),
+            _ => tracing::info!(code = self.code(), message = %self, "request refused"),
+        }
+        let status = self.status();
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited(secs) = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The service's result type.
+pub type ApiResult<T> = Result<T, ApiError>;

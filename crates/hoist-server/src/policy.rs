@@ -1,0 +1,237 @@
+//! What a caller may do: who the caller is (bearer token → [`Caller`]), which key an upload gets
+//! (the caller's prefix + a unique id + the file's name, refused rather than silently rewritten
+//! when the name could escape or confuse), size and content type limits, user metadata rules,
+//! and a per-key request rate (token bucket). Quota needs the database and lives in `uploads`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{ApiKeyConfig, KeyPolicy};
+use crate::error::{ApiError, ApiResult};
+
+/// The API key a request acts for.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<KeyPolicy>);
+
+/// Token hashes → policies, plus the optional anonymous policy.
+#[derive(Debug)]
+pub struct Keys {
+    by_hash: HashMap<[u8; 32], Arc<KeyPolicy>>,
+    anonymous: Option<Arc<KeyPolicy>>,
+}
+
+impl Keys {
+    /// Builds the lookup table.
+    #[must_use]
+    pub fn new(keys: &[ApiKeyConfig], anonymous: Option<KeyPolicy>) -> Self {
+        Self {
+            by_hash: keys.iter().map(|k| (k.token_sha256, Arc::new(k.policy.clone()))).collect(),
+            anonymous: anonymous.map(Arc::new),
+        }
+    }
+
+    /// The caller a token (or its absence) stands for. Tokens are compared by their SHA-256, so
+    /// the table holds no secrets and lookup time says nothing about a token's bytes.
+    pub fn authenticate(&self, token: Option<&str>) -> ApiResult<Caller> {
+        match token {
+            Some(t) => self.by_hash.get(&sha256(t)).cloned().map(Caller).ok_or(ApiError::Unauthorized),
+            None => self.anonymous.clone().map(Caller).ok_or(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// SHA-256 of a token, as configured in `token_sha256`.
+#[must_use]
+pub fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Longest file name accepted (bytes); S3 keys may be 1,024 bytes and the prefix needs room.
+pub const MAX_FILENAME: usize = 255;
+
+/// Checks a client's file name: refused (not rewritten) if it is empty, too long, has a path
+/// separator, is `.` or `..`, or contains control characters.
+pub fn check_filename(name: &str) -> ApiResult<()> {
+    let refuse = |why: &str| Err(ApiError::BadRequest(format!("filename {name:?} {why}: send the file's own name, e.g. \"report.pdf\"")));
+    if name.is_empty() || name.trim().is_empty() {
+        return refuse("is empty");
+    }
+    if name.len() > MAX_FILENAME {
+        return refuse("is longer than 255 bytes");
+    }
+    if name.contains(['/', '\\']) {
+        return refuse("contains a path separator");
+    }
+    if name == "." || name == ".." {
+        return refuse("is a directory reference");
+    }
+    if name.chars().any(char::is_control) {
+        return refuse("contains control characters");
+    }
+    Ok(())
+}
+
+/// The object key of a new upload: the caller's prefix, the upload's unique id, the file name.
+#[must_use]
+pub fn object_key(policy: &KeyPolicy, id: &str, filename: &str) -> String {
+    format!("{}{id}/{filename}", policy.prefix)
+}
+
+/// The media type without parameters, lowercased; refused unless it looks like `type/subtype`.
+pub fn normalize_content_type(ct: Option<&str>) -> ApiResult<String> {
+    let Some(ct) = ct.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok("application/octet-stream".into());
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+    match essence.split_once('/') {
+        Some((t, s)) if token(t) && token(s) => Ok(essence),
+        _ => Err(ApiError::BadRequest(format!("content_type {ct:?} is not a media type: write it as type/subtype, e.g. image/png"))),
+    }
+}
+
+/// Checks size and content type against the caller's policy.
+pub fn check_object(policy: &KeyPolicy, size: Option<u64>, content_type: &str) -> ApiResult<()> {
+    if let Some(size) = size
+        && size > policy.max_size
+    {
+        return Err(ApiError::TooLarge { size, max: policy.max_size });
+    }
+    let (t, _) = content_type.split_once('/').unwrap_or((content_type, ""));
+    let allowed = policy.content_types.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        p == "*/*" || p == content_type || p.strip_suffix("/*").is_some_and(|pt| pt == t)
+    });
+    if !allowed {
+        return Err(ApiError::ContentTypeNotAllowed { got: content_type.into(), allowed: policy.content_types.join(", ") });
+    }
+    Ok(())
+}
+
+/// S3's limit on user metadata (names and values together, in bytes).
+pub const MAX_METADATA_BYTES: usize = 2048;
+
+/// Checks user metadata: names of letters, digits, `-` and `_`; printable ASCII values (they
+/// travel as HTTP headers); at most 2 KiB together, as S3 allows.
+pub fn check_metadata(meta: &[(String, String)]) -> ApiResult<()> {
+    let mut total = 0;
+    for (k, v) in meta {
+        if k.is_empty() || !k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+            return Err(ApiError::BadRequest(format!("metadata name {k:?} is not allowed: use letters, digits, '-' and '_'")));
+        }
+        if !v.bytes().all(|c| (0x20..0x7f).contains(&c)) {
+            return Err(ApiError::BadRequest(format!("metadata {k:?} has a value with non-printable or non-ASCII characters: S3 sends metadata as HTTP headers")));
+        }
+        total += k.len() + v.len();
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(ApiError::BadRequest(format!("metadata is {total} bytes: S3 allows at most {MAX_METADATA_BYTES}")));
+    }
+    Ok(())
+}
+
+/// Per-key request rate: a token bucket of `rate_per_minute` tokens refilled continuously.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `policy`'s key, or says how many seconds until one is free.
+    pub fn check(&self, policy: &KeyPolicy, now: Instant) -> ApiResult<()> {
+        let capacity = f64::from(policy.rate_per_minute);
+        let per_sec = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, at) = buckets.entry(policy.name.clone()).or_insert((capacity, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            // Whole seconds, at least 1, as Retry-After wants.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let wait = ((1.0 - *tokens) / per_sec).ceil().max(1.0) as u64;
+            Err(ApiError::RateLimited(wait))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn policy() -> KeyPolicy {
+        KeyPolicy {
+            name: "k".into(),
+            prefix: "p/".into(),
+            max_size: 100,
+            content_types: vec!["image/*".into(), "application/pdf".into()],
+            rate_per_minute: 2,
+            quota: None,
+        }
+    }
+
+    #[test]
+    fn filenames_that_could_escape_or_confuse_are_refused() {
+        for bad in ["", " ", "../etc/passwd", "a/b", "a\\b", "..", ".", "a\u{0}b", "line\nbreak", &"x".repeat(256)] {
+            assert!(matches!(check_filename(bad), Err(ApiError::BadRequest(_))), "{bad:?}");
+        }
+        for good in ["report.pdf", "..hidden", "résumé 2026.docx", "a..b"] {
+            check_filename(good).unwrap();
+        }
+        assert_eq!(object_key(&policy(), "abc", "..hidden"), "p/abc/..hidden");
+    }
+
+    #[test]
+    fn size_and_content_type_follow_the_policy() {
+        let p = policy();
+        check_object(&p, Some(100), "image/png").unwrap();
+        check_object(&p, Some(1), "application/pdf").unwrap();
+        assert!(matches!(check_object(&p, Some(101), "image/png"), Err(ApiError::TooLarge { .. })));
+        assert!(matches!(check_object(&p, Some(1), "text/html"), Err(ApiError::ContentTypeNotAllowed { .. })));
+        assert!(matches!(check_object(&p, Some(1), "imagex/png"), Err(ApiError::ContentTypeNotAllowed { .. })));
+        assert_eq!(normalize_content_type(Some("Image/PNG; charset=x")).unwrap(), "image/png");
+        assert_eq!(normalize_content_type(None).unwrap(), "application/octet-stream");
+        assert!(normalize_content_type(Some("png")).is_err());
+        assert!(normalize_content_type(Some("a/b c")).is_err());
+    }
+
+    #[test]
+    fn metadata_rules() {
+        check_metadata(&[("owner".into(), "ana".into())]).unwrap();
+        assert!(check_metadata(&[("bad name".into(), "v".into())]).is_err());
+        assert!(check_metadata(&[("k".into(), "é".into())]).is_err());
+        assert!(check_metadata(&[("k".into(), "v".repeat(3000))]).is_err());
+    }
+
+    #[test]
+    fn tokens_are_looked_up_by_hash_and_anonymous_needs_consent() {
+        let cfg = ApiKeyConfig { token_sha256: sha256("secret"), policy: policy() };
+        let keys = Keys::new(std::slice::from_ref(&cfg), None);
+        assert_eq!(keys.authenticate(Some("secret")).unwrap().0.name, "k");
+        assert!(matches!(keys.authenticate(Some("wrong")), Err(ApiError::Unauthorized)));
+        assert!(matches!(keys.authenticate(None), Err(ApiError::Unauthorized)));
+        let open = Keys::new(&[cfg], Some(KeyPolicy::generous("anonymous", "anonymous/")));
+        assert_eq!(open.authenticate(None).unwrap().0.name, "anonymous");
+    }
+
+    #[test]
+    fn rate_limit_refills_and_says_when() {
+        let limiter = RateLimiter::default();
+        let p = policy(); // 2 per minute
+        let t0 = Instant::now();
+        limiter.check(&p, t0).unwrap();
+        limiter.check(&p, t0).unwrap();
+        match limiter.check(&p, t0) {
+            Err(ApiError::RateLimited(s)) => assert_eq!(s, 30),
+            other => panic!("{other:?}"),
+        }
+        limiter.check(&p, t0 + Duration::from_secs(30)).unwrap();
+    }
+}

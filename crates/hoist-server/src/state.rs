@@ -1,0 +1,37 @@
+//! [`AppState`]: what every request handler shares.
+
+use std::time::Duration;
+
+use hoist_core::{ProviderLimits, S3Client};
+
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::policy::{Keys, RateLimiter};
+use crate::presign::Presigner;
+
+/// Shared by all handlers (behind an `Arc`).
+#[derive(Debug)]
+pub struct AppState {
+    /// Upload sessions.
+    pub db: Db,
+    /// The S3 calls the service makes itself (create, list parts, complete, abort, head).
+    pub s3: S3Client,
+    /// Signs what clients send to S3.
+    pub presigner: Presigner,
+    /// Bucket for uploads.
+    pub bucket: String,
+    /// Who may call, and what they may do.
+    pub keys: Keys,
+    /// Per-key request rate.
+    pub limiter: RateLimiter,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Lifetime of a pre-signed part URL.
+    pub part_url_ttl: Duration,
+    /// Lifetime of an upload session.
+    pub session_ttl: Duration,
+    /// Part size the planner starts from.
+    pub part_size: u64,
+    /// The provider's multipart limits.
+    pub limits: ProviderLimits,
+}

@@ -1,0 +1,226 @@
+//! Bad input and attacks: each is a clear 4xx naming the problem, and nothing changes (no upload
+//! created, no part stored, the upload still resumable). Real HTTP to the service and the store.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+async fn new_upload(svc: &Service, token: &str, len: usize) -> (String, String) {
+    let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(token), Some(create_body("f.bin", len))).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    (c.body["id"].as_str().unwrap().to_owned(), c.body["key"].as_str().unwrap().to_owned())
+}
+
+async fn sign(svc: &Service, token: &str, id: &str, body: serde_json::Value) -> Resp {
+    call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(token), Some(body)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_creates_change_nothing() {
+    let svc = Service::start().await;
+    let url = format!("{}/v1/uploads", svc.url);
+    let cases: Vec<(Option<&str>, serde_json::Value, u16, &str, &str)> = vec![
+        (None, create_body("a.bin", 10), 401, "unauthorized", "Authorization: Bearer"),
+        (Some("not-a-token"), create_body("a.bin", 10), 401, "unauthorized", "Bearer"),
+        (Some(ALICE), create_body("../../etc/passwd", 10), 400, "bad_request", "path separator"),
+        (Some(ALICE), create_body("..", 10), 400, "bad_request", "directory reference"),
+        (Some(ALICE), create_body("evil\u{0}.png", 10), 400, "bad_request", "control characters"),
+        (Some(ALICE), create_body("line\r\nbreak.png", 10), 400, "bad_request", "control characters"),
+        (Some(ALICE), create_body("", 10), 400, "bad_request", "empty"),
+        (Some(ALICE), create_body("big.bin", 64 * MIB + 1), 413, "too_large", "67108864"),
+        (Some(ALICE), json!({ "filename": "a.html", "size": 10, "content_type": "text/html" }), 415, "content_type_not_allowed", "image/*"),
+        (Some(ALICE), json!({ "filename": "a.png", "size": 10, "content_type": "nonsense" }), 400, "bad_request", "type/subtype"),
+        (Some(ALICE), json!({ "filename": "a.png", "size": 10, "checksum_algorithm": "md4" }), 400, "bad_request", "crc32c"),
+        (Some(ALICE), json!({ "filename": "a.png", "size": 10, "metadata": { "bad name": "v" } }), 400, "bad_request", "metadata name"),
+        (Some(ALICE), json!({ "filename": "a.png", "size": -1 }), 400, "bad_json", "size"),
+        (Some(ALICE), json!({ "filename": "a.png" }), 400, "bad_json", "size"),
+        (Some(ALICE), json!({ "filename": "a.png", "size": 1, "colour": "red" }), 400, "bad_json", "colour"),
+    ];
+    for (token, body, status, code, words) in cases {
+        let r = call("POST", &url, token, Some(body.clone())).await;
+        assert_eq!((r.status, r.code()), (status, code), "{body}: {}", r.body);
+        assert!(r.message().contains(words), "{body}: message {:?} should mention {words:?}", r.message());
+    }
+    // Not JSON at all, and JSON over the size cap.
+    let http = reqwest::Client::new();
+    let r = http.post(&url).bearer_auth(ALICE).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let huge = format!("{{\"filename\": \"{}\", \"size\": 1}}", "x".repeat(2 * MIB));
+    let r = http.post(&url).bearer_auth(ALICE).header("content-type", "application/json").body(huge).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = http.post(&url).bearer_auth(ALICE).body(create_body("a.bin", 1).to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a body without Content-Type: application/json is refused");
+    assert_eq!(svc.open_uploads().await, 0, "no refused request may create an upload");
+
+    // Quota: alice may hold 200 MiB in open uploads.
+    let (_id, _) = new_upload(&svc, ALICE, 60 * MIB).await;
+    let (_id, _) = new_upload(&svc, ALICE, 60 * MIB).await;
+    let (_id, _) = new_upload(&svc, ALICE, 60 * MIB).await;
+    let r = call("POST", &url, Some(ALICE), Some(create_body("more.bin", 60 * MIB))).await;
+    assert_eq!((r.status, r.code()), (403, "quota_exceeded"), "{}", r.body);
+    assert_eq!(svc.open_uploads().await, 3);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_keys_uploads_are_invisible_and_part_numbers_are_checked() {
+    let svc = Service::start().await;
+    let (id, _) = new_upload(&svc, ALICE, 12 * MIB).await; // 3 parts of 5 MiB
+    for (method, path, body) in [
+        ("GET", format!("/v1/uploads/{id}"), None),
+        ("GET", format!("/v1/uploads/{id}/parts"), None),
+        ("POST", format!("/v1/uploads/{id}/parts"), Some(json!({ "part_numbers": [1] }))),
+        ("POST", format!("/v1/uploads/{id}/complete"), Some(json!({ "parts": [{ "part_number": 1, "etag": "x" }] }))),
+        ("DELETE", format!("/v1/uploads/{id}"), None),
+    ] {
+        let r = call(method, &format!("{}{path}", svc.url), Some(BOB), body).await;
+        assert_eq!((r.status, r.code()), (404, "upload_not_found"), "{method} {path}: {}", r.body);
+    }
+    for (numbers, words) in [
+        (json!([0]), "out of range"),
+        (json!([10_001]), "out of range"),
+        (json!([4]), "parts 1 to 3"),
+        (json!([]), "empty"),
+        (json!([1, 1]), "twice"),
+    ] {
+        let r = sign(&svc, ALICE, &id, json!({ "part_numbers": numbers })).await;
+        assert_eq!((r.status, r.code()), (400, "bad_request"), "{numbers}: {}", r.body);
+        assert!(r.message().contains(words), "{numbers}: {}", r.message());
+    }
+    let r = sign(&svc, ALICE, &id, json!({ "part_numbers": [1], "checksums": { "1": "AAAAAA==" } })).await;
+    assert!(r.status == 400 && r.message().contains("without checksum_algorithm"), "{}", r.body);
+    let state = call("GET", &format!("{}/v1/uploads/{id}", svc.url), Some(ALICE), None).await;
+    assert_eq!(state.body["state"], "created", "refused sign requests change nothing");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_refuses_what_the_url_did_not_sign() {
+    let ttl = std::time::Duration::from_secs(5);
+    let svc = Service::start_with(|c| c.part_url_ttl = ttl).await;
+    let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(ALICE), Some(json!({
+        "filename": "f.bin", "size": 6 * MIB, "content_type": "application/octet-stream", "checksum_algorithm": "crc32c"
+    })))
+    .await;
+    let id = c.body["id"].as_str().unwrap().to_owned();
+    let part1 = data(5 * MIB, 1);
+    let sum = hoist_core::checksum::Checksum::of(hoist_core::checksum::ChecksumAlgorithm::Crc32c, &part1).to_base64();
+    let r = sign(&svc, ALICE, &id, json!({ "part_numbers": [1] })).await;
+    assert!(r.status == 400 && r.message().contains("has no checksum"), "{}", r.body);
+    let signed_at = std::time::Instant::now();
+    let s = sign(&svc, ALICE, &id, json!({ "part_numbers": [1], "checksums": { "1": sum } })).await;
+    let part = s.body["parts"][0].clone();
+    let refused = |status: u16| status == 403 || status == 0;
+
+    // Another length than planned: the signature binds Content-Length.
+    let (status, _, text) = put_part(&part, data(5 * MIB - 1, 1)).await;
+    assert!(refused(status), "a shorter body must be refused: {status} {text}");
+    // Same length, other bytes: the bound checksum does not match.
+    let (status, _, text) = put_part(&part, data(5 * MIB, 9)).await;
+    assert_eq!(status, 400, "{text}");
+    // The URL with another part number or upload id.
+    let url = part["url"].as_str().unwrap();
+    let moved = json!({ "url": url.replace("partNumber=1", "partNumber=2"), "headers": part["headers"] });
+    assert!(refused(put_part(&moved, part1.clone()).await.0));
+    let other_upload = url.replacen("uploadId=", "uploadId=x", 1);
+    assert!(refused(put_part(&json!({ "url": other_upload, "headers": part["headers"] }), part1.clone()).await.0));
+    let listed = call("GET", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(ALICE), None).await;
+    assert_eq!(listed.body["parts"], json!([]), "nothing may be stored by refused PUTs");
+    // The right body is accepted; after expiry the same URL is refused.
+    assert_eq!(put_part(&part, part1.clone()).await.0, 200);
+    tokio::time::sleep((ttl + std::time::Duration::from_secs(1)).saturating_sub(signed_at.elapsed())).await;
+    assert!(refused(put_part(&part, part1).await.0), "an expired URL must be refused");
+    let listed = call("GET", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(ALICE), None).await;
+    assert_eq!(listed.body["parts"].as_array().unwrap().len(), 1, "only the one good PUT is stored");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_checks_parts_against_the_store_and_stays_resumable() {
+    let svc = Service::start().await;
+    let len = 11 * MIB;
+    let (id, key) = new_upload(&svc, BOB, len).await; // parts 5, 5, 1 MiB
+    let content = data(len, 4);
+    let s = sign(&svc, BOB, &id, json!({ "part_numbers": [1, 2] })).await;
+    let mut etags = Vec::new();
+    for (i, p) in s.body["parts"].as_array().unwrap().iter().enumerate() {
+        let (status, etag, _) = put_part(p, content[i * 5 * MIB..(i + 1) * 5 * MIB].to_vec()).await;
+        assert_eq!(status, 200);
+        etags.push(etag.unwrap());
+    }
+    // Part 3 uploaded around the service with a wrong size (straight to the store).
+    let upload_id = svc.s3().list_multipart_uploads().bucket("hoist").send().await.unwrap().uploads()[0].upload_id().unwrap().to_owned();
+    let wrong = svc
+        .s3()
+        .upload_part()
+        .bucket("hoist")
+        .key(&key)
+        .upload_id(&upload_id)
+        .part_number(3)
+        .body(data(MIB + 7, 4).into())
+        .send()
+        .await
+        .unwrap();
+    let wrong_etag = wrong.e_tag().unwrap().trim_matches('"').to_owned();
+    let complete = |parts: serde_json::Value| {
+        let url = format!("{}/v1/uploads/{id}/complete", svc.url);
+        async move { call("POST", &url, Some(BOB), Some(json!({ "parts": parts }))).await }
+    };
+    let p = |n: u32, e: &str| json!({ "part_number": n, "etag": e });
+    for (parts, words) in [
+        (json!([p(1, &etags[0]), p(2, &etags[1])]), "2 parts were sent but the upload has 3"),
+        (json!([p(1, &etags[0]), p(3, &wrong_etag)]), "part 2 is missing"),
+        (json!([p(2, &etags[1]), p(1, &etags[0]), p(3, &wrong_etag)]), "out of order"),
+        (json!([p(1, &etags[0]), p(2, "0123456789abcdef0123456789abcdef"), p(3, &wrong_etag)]), "part 2: the ETag sent does not match"),
+        (json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &wrong_etag)]), "part 3 is 1048583 bytes but the plan says 1048576"),
+        (json!([]), "parts is empty"),
+    ] {
+        let r = complete(parts.clone()).await;
+        assert_eq!(r.status, 400, "{parts}: {}", r.body);
+        assert!(r.message().contains(words), "{parts}: {:?} should say {words:?}", r.message());
+    }
+    // Still resumable: sign part 3 again, upload the right bytes, complete.
+    let s = sign(&svc, BOB, &id, json!({ "part_numbers": [3] })).await;
+    let (status, etag3, _) = put_part(&s.body["parts"][0], content[10 * MIB..].to_vec()).await;
+    assert_eq!(status, 200);
+    let all = json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &etag3.unwrap())]);
+    let done = complete(all.clone()).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(svc.object(&key).await, content);
+    // Twice: refused, and the object is untouched.
+    let again = complete(all).await;
+    assert_eq!((again.status, again.code()), (409, "wrong_state"), "{}", again.body);
+    assert!(again.message().contains("complete"), "{}", again.message());
+    let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
+    assert_eq!(a.status, 409);
+    assert_eq!(svc.object(&key).await, content);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_leaves_nothing_and_rate_limits_say_when_to_retry() {
+    let svc = Service::start().await;
+    let (id, _) = new_upload(&svc, BOB, 6 * MIB).await;
+    let s = sign(&svc, BOB, &id, json!({ "part_numbers": [1] })).await;
+    assert_eq!(put_part(&s.body["parts"][0], data(5 * MIB, 5)).await.0, 200);
+    let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
+    assert_eq!((a.status, a.body["state"].as_str()), (200, Some("aborted")), "{}", a.body);
+    assert_eq!(svc.open_uploads().await, 0);
+    let again = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
+    assert_eq!(again.status, 409);
+    let st = call("GET", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
+    assert_eq!(st.body["state"], "aborted");
+
+    // tiny: 3 requests a minute.
+    for _ in 0..3 {
+        assert_eq!(call("GET", &format!("{}/v1/uploads/nope", svc.url), Some(TINY), None).await.status, 404);
+    }
+    let r = call("GET", &format!("{}/v1/uploads/nope", svc.url), Some(TINY), None).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    // Other keys are not slowed down by tiny's limit.
+    assert_eq!(call("GET", &format!("{}/v1/uploads/nope", svc.url), Some(BOB), None).await.status, 404);
+    svc.stop().await;
+}
