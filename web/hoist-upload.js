@@ -152,6 +152,7 @@
  * @property {(key: string) => Promise<ResumeRecord | undefined>} get
  * @property {(key: string, record: ResumeRecord) => Promise<void>} put
  * @property {(key: string) => Promise<void>} delete
+ * @property {() => Promise<ResumeRecord[]>} list every record (for showing interrupted uploads)
  */
 
 /**
@@ -326,6 +327,7 @@ export class MemoryResumeStore {
   async get(key) { return structuredClone(this.records.get(key)); }
   async put(key, record) { this.records.set(key, structuredClone(record)); }
   async delete(key) { this.records.delete(key); }
+  async list() { return [...this.records.values()].map((r) => structuredClone(r)); }
 }
 
 /** Resume records in IndexedDB (database `hoist-upload`, object store `uploads`). */
@@ -356,6 +358,7 @@ export class IndexedDbResumeStore {
   get(key) { return this.#run('readonly', (s) => s.get(key)); }
   async put(key, record) { await this.#run('readwrite', (s) => s.put(record, key)); }
   async delete(key) { await this.#run('readwrite', (s) => s.delete(key)); }
+  async list() { return (await this.#run('readonly', (s) => s.getAll())) ?? []; }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,7 +432,9 @@ function sleepFor(ms, signal) {
   });
 }
 
-function defaultStore() {
+/** A resume store as HoistUpload makes one when none is given: IndexedDB in browsers, else
+ * memory. Pass one store to several uploads to list their records (a page does). */
+export function defaultStore() {
   return typeof indexedDB === 'undefined' ? new MemoryResumeStore() : new IndexedDbResumeStore();
 }
 
