@@ -18,6 +18,7 @@ const MAX_ACTIVE = 2;
 const PART_CONCURRENCY = 3;
 const TOKEN_KEY = 'hoist.token';
 
+/** @param {string} sel @param {ParentNode} [root] @returns {any} */
 const $ = (sel, root = document) => root.querySelector(sel);
 const store = defaultStore();
 

@@ -89,7 +89,7 @@
  * @property {number} size
  * @property {number} loaded bytes of this attempt sent so far
  * @property {number} attempt 0 for the first try
- * @property {'checksum' | 'signing' | 'sending' | 'retrying'} state
+ * @property {'signing' | 'sending' | 'retrying'} state signing includes computing the checksum
  */
 
 /**
@@ -499,7 +499,7 @@ export class HoistUpload {
   #signing = new Map();
   /** Checksums already computed: number → base64. */
   #sums = new Map();
-  /** Serialises checksum computation: one part read at a time. */
+  /** Serialises checksum computation: one part read at a time. @type {Promise<unknown>} */
   #checksumChain = Promise.resolve();
 
   // Progress bookkeeping.
@@ -725,7 +725,8 @@ export class HoistUpload {
   /** Sends part n until it is stored; returns its ETag or throws a fatal error. */
   async #sendPart(n) {
     const [start, end] = this.#rangeOf(n);
-    const part = { partNumber: n, size: end - start, loaded: 0, attempt: 0, state: 'checksum' };
+    /** @type {PartProgress} */
+    const part = { partNumber: n, size: end - start, loaded: 0, attempt: 0, state: 'signing' };
     this.#active.set(n, part);
     let resignedAfter403 = false;
     for (let attempt = 0; ;) {

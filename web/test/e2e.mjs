@@ -163,11 +163,18 @@ async function until(cond, what, ms = 60_000) {
   assert.fail(`timed out after ${ms} ms waiting for ${what}`);
 }
 
-/** Picks `file` in the page and returns the complete response once the upload finishes. */
+/**
+ * Picks `file` in the page and returns the complete response once the upload finishes; fails as
+ * soon as the page shows the upload as failed, with the page's message.
+ */
 async function uploadThroughPage(t, file) {
   const completed = t.page.waitForResponse((r) => r.url().endsWith('/complete') && r.request().method() === 'POST', { timeout: 180_000 });
+  const failed = t.page.locator('.upload[data-state="failed"] .message').first()
+    .waitFor({ timeout: 180_000 })
+    .then(async () => assert.fail(`the page shows the upload as failed: ${await t.page.locator('.upload[data-state="failed"] .message').first().textContent()}`));
+  failed.catch(() => {}); // observed through the race below; later rejections are not errors
   await t.page.setInputFiles('#files', file.path);
-  const res = await completed;
+  const res = await Promise.race([completed, failed]);
   assert.equal(res.status(), 200, `complete: ${await res.text()}`);
   return res.json();
 }
