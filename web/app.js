@@ -223,13 +223,35 @@ function renderOverall() {
 async function showInterrupted() {
   const records = await store.list().catch(() => []);
   const busy = new Set(batch.filter((e) => e.state !== 'done').map((e) => e.up?.id));
-  const shown = records.filter((r) => !busy.has(r.id));
+  const shown = records.filter((r) => r.endpoint === location.origin && !busy.has(r.id));
   $('#interrupted').hidden = shown.length === 0;
   $('#interrupted-list').replaceChildren(...shown.map((r) => {
     const li = document.createElement('li');
-    li.textContent = `${r.fingerprint.name} (${formatBytes(r.fingerprint.size)})`;
+    li.className = 'line';
+    const name = document.createElement('span');
+    name.textContent = `${r.fingerprint.name} (${formatBytes(r.fingerprint.size)})`;
+    const discard = document.createElement('button');
+    discard.type = 'button';
+    discard.textContent = 'Discard';
+    discard.setAttribute('aria-label', `Discard the interrupted upload of ${r.fingerprint.name}`);
+    discard.addEventListener('click', () => discardInterrupted(r, li));
+    li.append(name, discard);
     return li;
   }));
+}
+
+/** Deletes an interrupted upload on the service (gone already is fine) and forgets it here. */
+async function discardInterrupted(record, li) {
+  const res = await fetch(`/v1/uploads/${encodeURIComponent(record.id)}`, {
+    method: 'DELETE', headers: { authorization: `Bearer ${token}` },
+  }).catch((e) => ({ ok: false, status: 0, json: async () => ({ error: { message: e.message } }) }));
+  if (!res.ok && res.status !== 404) {
+    const why = (await res.json().catch(() => null))?.error?.message ?? `the service answered ${res.status}`;
+    li.append(Object.assign(document.createElement('p'), { className: 'error', role: 'alert', textContent: `Could not discard: ${why}` }));
+    return;
+  }
+  await store.delete(record.storeKey);
+  showInterrupted();
 }
 
 // --- picking files -----------------------------------------------------------------------------

@@ -171,6 +171,8 @@
  * @property {number} partSize
  * @property {number} partCount
  * @property {Fingerprint} fingerprint
+ * @property {string} endpoint the service it belongs to
+ * @property {string} storeKey the key it is stored under (to delete it)
  * @property {number} savedAt ms
  */
 
@@ -617,6 +619,9 @@ export class HoistUpload {
     const record = await this.#store?.get(this.#resumeKey);
     if (record && !sameFingerprint(record.fingerprint, fp)) {
       this.#notice('changed', `${fp.name} changed since its upload was interrupted; uploading it anew.`);
+      // The old parts belong to bytes that no longer exist, so nothing can resume that upload:
+      // delete it (best effort) rather than leave an incomplete multipart upload behind.
+      await this.#api('DELETE', `/v1/uploads/${record.id}`).catch(() => {});
       await this.#store.delete(this.#resumeKey);
     } else if (record && (await this.#tryResume(record))) {
       return;
@@ -634,7 +639,7 @@ export class HoistUpload {
     this.#plan(created, []);
     await this.#store?.put(this.#resumeKey, {
       id: created.id, key: created.key, partSize: created.part_size, partCount: created.part_count,
-      fingerprint: fp, savedAt: this.#now(),
+      fingerprint: fp, endpoint: this.#endpoint, storeKey: this.#resumeKey, savedAt: this.#now(),
     });
   }
 

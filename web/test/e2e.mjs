@@ -12,7 +12,8 @@
 // stored object is byte-identical (its multipart ETag, MD5 of the parts' MD5s, and its size
 // equal what we compute from the file; the service offers no download); pause stops new part
 // PUTs and resume finishes; a reload mid-upload and the same file picked again completes without
-// re-sending the parts already stored (PUTs counted from the browser's own requests); a part PUT
+// re-sending the parts already stored (PUTs counted from the browser's own requests), and one
+// can be discarded instead; a part PUT
 // that fails (connection reset injected) is retried; a part URL answered with 403 "Request has
 // expired" is signed again and retried; cancel leaves the upload aborted; the module imported
 // directly as in its documentation; screenshots at 360, 800 and 1280 px in test/screenshots/.
@@ -267,6 +268,19 @@ test('a reload mid-upload, then the same file picked again, completes without re
   assert.equal(t.creates.length, 1, 'the second pick resumed rather than created an upload');
   assert.match(await t.page.textContent('#finished'), /reload\.bin/);
   assert.equal(result.etag, multipartEtag(file.bytes, partSize));
+  assert.ok(await t.page.locator('#interrupted').isHidden(), 'nothing is left to resume');
+  await t.page.close();
+});
+
+test('an interrupted upload can be discarded from the page', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  await slowPuts(t.page, 300);
+  await t.page.setInputFiles('#files', makeFile('discard.bin', 4 * partSize, 37).path);
+  await until(() => okParts(t).size >= 1, 'a stored part');
+  await t.page.reload();
+  await t.page.getByRole('button', { name: 'Discard the interrupted upload of discard.bin' }).click();
+  await t.page.locator('#interrupted').waitFor({ state: 'hidden' });
+  assert.equal((await api('GET', `/v1/uploads/${t.creates[0].id}`)).state, 'aborted');
   await t.page.close();
 });
 

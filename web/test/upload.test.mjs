@@ -280,6 +280,7 @@ test('a file whose fingerprint changed is not resumed', async () => {
   assert.equal(result.id, 'up2');
   assert.deepEqual(fake.putNumbers().sort(), [1, 2, 3, 4, 5]);
   assert.ok(notices.some((n) => n.code === 'changed'));
+  assert.equal(fake.uploads.get('up1').state, 'aborted', 'the upload of the old bytes is deleted');
   assert.deepEqual(await storedBytes(fake, 'up2'), new Uint8Array(await changed.arrayBuffer()));
 });
 
