@@ -6,7 +6,8 @@
 //   HOIST_E2E_FAKE=1 npm run test:e2e   # against test/fake-server.mjs instead (no Rust build)
 //   CHROMIUM=/path/to/chromium       # default /usr/bin/chromium (Debian: apt-get install chromium)
 //
-// Without the binary (or Chromium) it says so and exits 0: skipped, not passed.
+// Without the binary, a binary without `serve`, or Chromium, it says so and exits 0: skipped,
+// not passed.
 //
 // What it checks, all through the page unless said otherwise: a generated file uploads and the
 // stored object is byte-identical (its multipart ETag, MD5 of the parts' MD5s, and its size
@@ -20,7 +21,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,11 +36,16 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = join(WEB, 'test', 'screenshots');
 const MiB = 1024 * 1024;
 
-const missing = !FAKE && !existsSync(BIN)
-  ? `the hoist binary is not at ${BIN} (build it with cargo build -p hoist-cli, or set HOIST_BIN)`
-  : !existsSync(CHROMIUM) ? `Chromium is not at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)` : null;
-if (missing) {
-  console.log(`# e2e SKIPPED: ${missing}`);
+/** Why the test cannot run here, or null. */
+function missing() {
+  if (!FAKE && !existsSync(BIN)) return `the hoist binary is not at ${BIN} (build it with cargo build -p hoist-cli, or set HOIST_BIN)`;
+  if (!FAKE && spawnSync(BIN, ['serve', '--help']).status !== 0) return `${BIN} has no serve command yet (the service, issue 5)`;
+  if (!existsSync(CHROMIUM)) return `Chromium is not at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)`;
+  return null;
+}
+const why = missing();
+if (why) {
+  console.log(`# e2e SKIPPED: ${why}`);
   process.exit(0);
 }
 const { chromium } = await import('playwright-core');
@@ -61,7 +67,10 @@ async function startServer() {
   const seen = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "listening on" and "dev token" lines within 60 s; output:\n${seen.join('\n')}`)), 60_000);
-    server.once('exit', (code) => reject(new Error(`${cmd} exited with ${code} before it was ready; output:\n${seen.join('\n')}`)));
+    server.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd} exited with ${code} before it was ready; output:\n${seen.join('\n')}`));
+    });
     for (const stream of [server.stdout, server.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         seen.push(line);
