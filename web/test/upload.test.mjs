@@ -79,6 +79,26 @@ test('sends the checksum with the sign request, and the PUT carries exactly the 
   }
 });
 
+test('the next batch is checksummed while the signed parts upload', async () => {
+  const fake = new FakeService({ partSize: 1000 });
+  const held = holdPuts(fake);
+  const source = makeFile(4000);
+  const reads = [];
+  // A File that logs which byte ranges are read, to see when part 3 and 4 are checksummed.
+  const file = new (class extends File {
+    slice(start, end) { reads.push(start); return super.slice(start, end); }
+  })([source], source.name, { lastModified: source.lastModified });
+  const up = new HoistUpload(file, optionsFor(fake, { concurrency: 2 }));
+  const done = up.start();
+  await until(() => held.length === 2, 'parts 1 and 2 in flight');
+  await until(() => reads.includes(2000) && reads.includes(3000), 'parts 3 and 4 read for their checksums');
+  assert.deepEqual(fake.signed(), [[1, 2]], 'before they are signed, while 1 and 2 are still sending');
+  fake.onPut = null;
+  held.forEach((d) => d.resolve());
+  await done;
+  assert.deepEqual(fake.signed(), [[1, 2], [3, 4]]);
+});
+
 test('a zero-byte file is one zero-byte part', async () => {
   const fake = new FakeService();
   const result = await new HoistUpload(makeFile(0), optionsFor(fake)).start();
