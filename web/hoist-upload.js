@@ -44,9 +44,13 @@
 //   aborted, expired or completed) the upload starts afresh and a notice says so.
 // - Integrity: each part's checksum (CRC32C by default, or SHA-256, or none) is computed here and
 //   sent with the sign request, so the URL binds it and the store checks it. CRC32C is table
-//   driven (slicing-by-8) over 1 MiB reads, so memory stays small and the page gets the event loop
-//   between chunks; a Web Worker was not worth its complexity at ~1 GB/s. WebCrypto's SHA-256 is
-//   not incremental, so a SHA-256 part is read whole; checksums are computed one at a time.
+//   driven (slicing-by-8) over 8 MiB reads, so memory stays small and the page gets the event
+//   loop between chunks (a few ms each). Checksums are computed one at a time, the next batch's
+//   while the current parts upload. Measured in headless Chromium on a busy 2-core machine:
+//   ~400 MB/s over memory, ~150-230 MB/s including reading the picked file, so it caps an upload
+//   only on links faster than about 1.5 Gbit/s; a Web Worker (one more core) was not worth its
+//   complexity for that. `checksum: null` skips it. WebCrypto's SHA-256 is not incremental, so a
+//   SHA-256 part is read whole.
 // - A successful PUT whose ETag cannot be read means the bucket's CORS rules hide it; that is
 //   reported as such rather than as a vague failure.
 // - All network access goes through a Transport ({ fetchJson, putPart }); the default one uses
