@@ -73,9 +73,19 @@ function progressText(done, total, speed, eta) {
 
 // --- the list ----------------------------------------------------------------------------------
 
+const PENDING = ['queued', 'active', 'paused', 'failed'];
+
 /** @param {File} file */
 function addFile(file) {
-  if (!batch.some((e) => ['queued', 'active', 'paused', 'failed'].includes(e.state))) batch = [];
+  // The same file picked again while it is listed: retry it if it failed, else leave it be.
+  const listed = batch.find((e) => PENDING.includes(e.state) && e.file.name === file.name &&
+    e.file.size === file.size && e.file.lastModified === file.lastModified);
+  if (listed) {
+    if (listed.state === 'failed') setState(listed, 'queued');
+    else message(listed, `${file.name} is already in the list.`);
+    return;
+  }
+  if (!batch.some((e) => PENDING.includes(e.state))) batch = [];
   const li = /** @type {HTMLLIElement} */ ($('#upload-item').content.firstElementChild.cloneNode(true));
   const entry = { file, li, up: null, state: 'queued', done: 0, speed: 0, eta: null };
   $('.name', li).textContent = file.name;

@@ -35,9 +35,11 @@
 // - A fatal error cancels the running PUTs and rejects start(); the upload is kept on the service
 //   and its resume record stays, so a new HoistUpload of the same file continues where it stopped.
 //   A HoistUpload is single use.
+// - One upload of a file at a time per browser: a Web Lock named after the file is held while it
+//   uploads; a second HoistUpload of the same file (another tab) is refused with code 'busy'.
 // - Resume: after create, {upload id, key, part size, part count, file fingerprint} is stored under
 //   (endpoint, name, size, lastModified) in a ResumeStore (IndexedDB in browsers, memory
-//   elsewhere). The fingerprint adds SHA-256 of the first and last MiB, so a file that was
+//   elsewhere). The fingerprint adds CRC32C of the first and last MiB, so a file that was
 //   rewritten in place is not taken for the same one. When the same file is started again, the
 //   service's part list (what S3 holds) decides which parts are skipped: a listed part counts
 //   only if its size is the planned one. If the service says the upload is gone (404/410, or state
@@ -85,6 +87,7 @@
  * @property {() => number} [random] in [0, 1) (default Math.random)
  * @property {() => number} [now] ms (default Date.now)
  * @property {(ms: number, signal: AbortSignal) => Promise<void>} [sleep]
+ * @property {LockManager | null} [locks] default navigator.locks; null: no locking
  */
 
 /**
@@ -164,8 +167,8 @@
  * @property {string} name
  * @property {number} size
  * @property {number} lastModified
- * @property {string} head SHA-256 (hex) of the first MiB
- * @property {string} tail SHA-256 (hex) of the last MiB
+ * @property {string} head CRC32C (base64) of the first MiB
+ * @property {string} tail CRC32C (base64) of the last MiB
  */
 
 /**
@@ -286,11 +289,6 @@ function toBase64(bytes) {
   return btoa(s);
 }
 
-/** @param {ArrayBuffer} buf */
-function toHex(buf) {
-  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
 /** CRC32C reads a Blob this much at a time: measured in Chromium, 1 MiB reads of a picked file
  * ran at ~80 MB/s and 8 MiB reads at ~120 MB/s; memory stays at one chunk. */
 const CHECKSUM_CHUNK = 8 * MiB;
@@ -305,6 +303,9 @@ const CHECKSUM_CHUNK = 8 * MiB;
  */
 export async function blobChecksum(blob, algorithm) {
   if (algorithm === 'sha256') {
+    if (!globalThis.crypto?.subtle) {
+      throw new HoistError('insecure_context', "SHA-256 part checksums need WebCrypto, which browsers offer only on https:// or localhost pages; serve the page over https or use checksum 'crc32c'.");
+    }
     return toBase64(new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer())));
   }
   let crc = 0;
@@ -315,19 +316,20 @@ export async function blobChecksum(blob, algorithm) {
 }
 
 /**
- * What identifies a file across page loads: its name, size and modification time, and SHA-256 of
+ * What identifies a file across page loads: its name, size and modification time, and CRC32C of
  * its first and last MiB (so a file rewritten in place with the same size and time is caught).
+ * CRC32C rather than SHA-256 because this detects change, not tampering, and it works on plain
+ * http pages too, where browsers offer no WebCrypto.
  * @param {File} file
  * @returns {Promise<Fingerprint>}
  */
 export async function fingerprint(file) {
-  const sha = async (blob) => toHex(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
   return {
     name: file.name,
     size: file.size,
     lastModified: file.lastModified,
-    head: await sha(file.slice(0, MiB)),
-    tail: await sha(file.slice(Math.max(0, file.size - MiB))),
+    head: await blobChecksum(file.slice(0, MiB), 'crc32c'),
+    tail: await blobChecksum(file.slice(Math.max(0, file.size - MiB)), 'crc32c'),
   };
 }
 
@@ -488,6 +490,7 @@ export class HoistUpload {
   #random;
   #now;
   #sleep;
+  #locks;
 
   /** 'idle' → 'preparing' → 'uploading' → 'completing' → 'done' | 'failed' | 'aborted' */
   #phase = 'idle';
@@ -555,6 +558,7 @@ export class HoistUpload {
     this.#random = options.random ?? Math.random;
     this.#now = options.now ?? Date.now;
     this.#sleep = options.sleep ?? sleepFor;
+    this.#locks = options.locks === undefined ? globalThis.navigator?.locks ?? null : options.locks;
   }
 
   /** The upload id, once created or resumed. */
@@ -575,25 +579,49 @@ export class HoistUpload {
     if (this.#phase !== 'idle') throw new Error('HoistUpload.start() runs once; create a new HoistUpload to try again (it resumes)');
     this.#setPhase('preparing');
     try {
-      this.#opened = this.#open();
-      await this.#opened;
-      this.#throwIfStopped();
-      this.#setPhase('uploading');
-      await this.#sendParts();
-      this.#setPhase('completing');
-      const parts = [...this.#etags].sort((a, b) => a[0] - b[0])
-        .map(([part_number, etag]) => ({ part_number, etag }));
-      const result = await this.#api('POST', `/v1/uploads/${this.#id}/complete`, { parts });
-      this.#throwIfStopped();
-      await this.#store?.delete(this.#resumeKey);
-      this.#setPhase('done');
-      return { id: this.#id, ...result };
+      const fp = await fingerprint(this.#file);
+      this.#resumeKey = [this.#endpoint, fp.name, fp.size, fp.lastModified].join('\n');
+      return await this.#exclusively(() => this.#run(fp));
     } catch (e) {
       if (this.#aborted) throw new HoistError('aborted', 'The upload was cancelled.', { cause: e });
       this.#stop.abort();
       this.#setPhase('failed');
       throw e;
     }
+  }
+
+  /**
+   * Runs `fn` holding a Web Lock named after the file, so that two uploads of one file in this
+   * browser (two tabs, or the file picked twice) never work on the same service upload at once:
+   * the second is refused. Without Web Locks (Node, or a page that is not https:// or localhost)
+   * `fn` just runs.
+   */
+  async #exclusively(fn) {
+    if (!this.#locks) return fn();
+    return this.#locks.request(`hoist-upload\n${this.#resumeKey}`, { ifAvailable: true }, (lock) => {
+      if (!lock) {
+        throw new HoistError('busy', `${this.#file.name} is already being uploaded in another tab or window of this browser (or twice on this page); let that one finish or cancel it.`);
+      }
+      return fn();
+    });
+  }
+
+  /** Everything after the fingerprint: open, send the parts, complete. */
+  async #run(fp) {
+    this.#throwIfStopped();
+    this.#opened = this.#open(fp);
+    await this.#opened;
+    this.#throwIfStopped();
+    this.#setPhase('uploading');
+    await this.#sendParts();
+    this.#setPhase('completing');
+    const parts = [...this.#etags].sort((a, b) => a[0] - b[0])
+      .map(([part_number, etag]) => ({ part_number, etag }));
+    const result = await this.#api('POST', `/v1/uploads/${this.#id}/complete`, { parts });
+    this.#throwIfStopped();
+    await this.#store?.delete(this.#resumeKey);
+    this.#setPhase('done');
+    return { id: this.#id, ...result };
   }
 
   /** Stops starting parts; the running ones finish. */
@@ -631,9 +659,8 @@ export class HoistUpload {
 
   // --- opening: resume or create -------------------------------------------------------------
 
-  async #open() {
-    const fp = await fingerprint(this.#file);
-    this.#resumeKey = [this.#endpoint, fp.name, fp.size, fp.lastModified].join('\n');
+  /** @param {Fingerprint} fp */
+  async #open(fp) {
     const record = await this.#store?.get(this.#resumeKey);
     if (record && !sameFingerprint(record.fingerprint, fp)) {
       this.#notice('changed', `${fp.name} changed since its upload was interrupted; uploading it anew.`);

@@ -14,7 +14,7 @@
 // equal what we compute from the file; the service offers no download); pause stops new part
 // PUTs and resume finishes; a reload mid-upload and the same file picked again completes without
 // re-sending the parts already stored (PUTs counted from the browser's own requests), and one
-// can be discarded instead; a part PUT
+// can be discarded instead; a second tab cannot upload the same file at the same time; a part PUT
 // that fails (connection reset injected) is retried; a part URL answered with 403 "Request has
 // expired" is signed again and retried; cancel leaves the upload aborted; the module imported
 // directly as in its documentation; screenshots at 360, 800 and 1280 px in test/screenshots/.
@@ -165,12 +165,26 @@ async function openPage() {
   return t;
 }
 
-/** Delays every part PUT by `ms`, so that a test can act while parts are in flight. */
-async function slowPuts(page, ms) {
+/**
+ * Holds part PUTs in the browser until release(), except those of parts `pass` lets through, so
+ * that a test acts while parts are in flight whatever the machine's speed. Held requests the page
+ * cancels meanwhile (reload, cancel) just go away.
+ */
+async function holdPuts(page, pass = () => false) {
+  const held = [];
+  let holding = true;
   await page.route((url) => !url.href.startsWith(origin), async (route) => {
-    if (route.request().method() === 'PUT') await sleep(ms);
-    await route.continue().catch(() => {}); // the page may have cancelled it meanwhile
+    const r = route.request();
+    if (holding && r.method() === 'PUT' && !pass(partOf(r.url()))) held.push(route);
+    else await route.continue().catch(() => {});
   });
+  return {
+    held,
+    release() {
+      holding = false;
+      for (const route of held.splice(0)) route.continue().catch(() => {});
+    },
+  };
 }
 
 async function until(cond, what, ms = 60_000) {
@@ -250,17 +264,16 @@ test('a 64 MiB file uploads through the page, byte-identical, each part sent onc
 
 test('pause stops new part PUTs; resume finishes the upload', { timeout: 240_000 }, async () => {
   const t = await openPage();
-  await slowPuts(t.page, 400);
+  const hold = await holdPuts(t.page);
   const file = makeFile('pause.bin', 6 * partSize, 11);
   const done = uploadThroughPage(t, file);
-  await until(() => t.puts.length >= 1, 'a first part PUT');
+  await until(() => hold.held.length === 3, 'three part PUTs in flight (the page sends 3 at a time)');
   await t.page.click('.upload .pause');
   assert.equal(await t.page.textContent('.upload .pause'), 'Resume');
-  await until(() => t.puts.every((p) => p.status !== null), 'the running parts to finish');
-  const sent = t.puts.length;
+  hold.release();
+  await until(() => t.puts.length === 3 && t.puts.every((p) => p.status === 200), 'the running parts to finish');
   await sleep(1500);
-  assert.equal(t.puts.length, sent, 'no part PUT started while paused');
-  assert.ok(sent < 6, `parts left to send after pausing (sent ${sent})`);
+  assert.equal(t.puts.length, 3, 'no part PUT started while paused');
   await t.page.click('.upload .pause');
   const result = await done;
   assert.equal(unquote(result.etag), multipartEtag(file.bytes, partSize));
@@ -270,17 +283,19 @@ test('pause stops new part PUTs; resume finishes the upload', { timeout: 240_000
 
 test('a reload mid-upload, then the same file picked again, completes without re-sending stored parts', { timeout: 240_000 }, async () => {
   const t = await openPage();
-  await slowPuts(t.page, 300);
+  const hold = await holdPuts(t.page, (part) => part <= 2);
   const file = makeFile('reload.bin', 8 * partSize, 13);
   await t.page.setInputFiles('#files', file.path);
-  await until(() => okParts(t).size >= 2, 'two stored parts');
+  await until(() => okParts(t).size === 2 && hold.held.length > 0, 'parts 1 and 2 stored, others in flight');
   const stored = okParts(t);
   await t.page.reload();
+  hold.release();
   const before = t.puts.length;
   assert.match(await t.page.locator('#interrupted-list').textContent(), /reload\.bin/, 'the page lists the interrupted upload');
   const result = await uploadThroughPage(t, file);
   const again = t.puts.slice(before).map((p) => p.part);
   for (const n of stored) assert.ok(!again.includes(n), `part ${n} was stored before the reload and sent again`);
+  assert.deepEqual(again.sort((a, b) => a - b), [3, 4, 5, 6, 7, 8], 'the rest were sent once each');
   assert.equal(t.creates.length, 1, 'the second pick resumed rather than created an upload');
   assert.match(await t.page.textContent('#finished'), /reload\.bin/);
   assert.equal(unquote(result.etag), multipartEtag(file.bytes, partSize));
@@ -290,10 +305,11 @@ test('a reload mid-upload, then the same file picked again, completes without re
 
 test('an interrupted upload can be discarded from the page', { timeout: 240_000 }, async () => {
   const t = await openPage();
-  await slowPuts(t.page, 300);
+  const hold = await holdPuts(t.page, (part) => part === 1);
   await t.page.setInputFiles('#files', makeFile('discard.bin', 4 * partSize, 37).path);
-  await until(() => okParts(t).size >= 1, 'a stored part');
+  await until(() => okParts(t).size === 1, 'a stored part');
   await t.page.reload();
+  hold.release();
   await t.page.getByRole('button', { name: 'Discard the interrupted upload of discard.bin' }).click();
   await t.page.locator('#interrupted').waitFor({ state: 'hidden' });
   assert.equal((await api('GET', `/v1/uploads/${t.creates[0].id}`)).state, 'aborted');
@@ -333,12 +349,31 @@ test('a part PUT that fails is retried, and a part URL answered "expired" is sig
   await t.page.close();
 });
 
+test('the same file picked in a second tab while it uploads is refused there', { timeout: 240_000 }, async () => {
+  const a = await openPage();
+  await holdPuts(a.page);
+  const file = makeFile('twice.bin', 4 * partSize, 41);
+  await a.page.setInputFiles('#files', file.path);
+  await until(() => a.puts.length >= 1, 'a first part PUT in the first tab');
+  const b = await openPage();
+  await b.page.setInputFiles('#files', file.path);
+  const refused = b.page.locator('.upload[data-state="failed"] .message');
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /already being uploaded in another tab/);
+  assert.equal(b.creates.length, 0, 'the second tab created no upload');
+  assert.equal(b.puts.length, 0, 'and sent no part');
+  await a.page.click('.upload .cancel');
+  await a.page.locator('#uploads .upload').waitFor({ state: 'detached' });
+  await b.page.close();
+  await a.page.close();
+});
+
 test('cancel stops the part PUTs and leaves the upload aborted', { timeout: 240_000 }, async () => {
   const t = await openPage();
-  await slowPuts(t.page, 500);
+  const hold = await holdPuts(t.page, (part) => part === 1);
   const file = makeFile('cancel.bin', 6 * partSize, 19);
   await t.page.setInputFiles('#files', file.path);
-  await until(() => t.puts.length >= 1, 'a first part PUT');
+  await until(() => okParts(t).size === 1 && hold.held.length > 0, 'part 1 stored, others in flight');
   await t.page.click('.upload .cancel');
   await t.page.locator('#uploads .upload').waitFor({ state: 'detached' });
   const sent = t.puts.length;
@@ -370,9 +405,9 @@ test('the module works imported directly, as its documentation shows', { timeout
 
 test('screenshots at 360, 800 and 1280 px', { timeout: 240_000 }, async () => {
   const t = await openPage();
-  await slowPuts(t.page, 1000);
+  await holdPuts(t.page, (part) => part <= 2);
   await t.page.setInputFiles('#files', [makeFile('holiday-video-2026.mov', 6 * partSize, 29).path, makeFile('notes.txt', 1000, 31).path]);
-  await until(() => okParts(t).size >= 2, 'a stored part of the video');
+  await until(() => okParts(t).size === 2, 'parts 1 and 2 of the video stored');
   await t.page.locator('#finished tbody tr').first().waitFor(); // notes.txt
   await t.page.click('.upload .pause');
   mkdirSync(SHOTS, { recursive: true });

@@ -257,6 +257,32 @@ test('abort while the upload is being created waits for its id and deletes it', 
   assert.equal(fake.puts.length, 0);
 });
 
+test('a second upload of the same file while the first runs is refused (Web Lock)', async () => {
+  // navigator.locks' `ifAvailable` behaviour: the callback gets null when the name is held.
+  const held = new Set();
+  const locks = {
+    async request(name, _options, callback) {
+      if (held.has(name)) return callback(null);
+      held.add(name);
+      try { return await callback({ name }); } finally { held.delete(name); }
+    },
+  };
+  const fake = new FakeService({ partSize: 1000 });
+  const puts = holdPuts(fake);
+  const store = new MemoryResumeStore();
+  const file = makeFile(3000);
+  const first = new HoistUpload(file, optionsFor(fake, { store, locks }));
+  const done = first.start();
+  await until(() => puts.length > 0, 'the first upload sending');
+  const second = new HoistUpload(file, optionsFor(fake, { store, locks }));
+  await assert.rejects(second.start(), (e) => e.code === 'busy' && /already being uploaded/.test(e.message));
+  fake.onPut = null;
+  puts.forEach((d) => d.resolve());
+  await done;
+  assert.equal(held.size, 0, 'the lock is released when the upload ends');
+  assert.equal(fake.uploads.size, 1);
+});
+
 /** Uploads parts 1..k of a file and then fails for good (as a closed tab would leave it). */
 async function interruptedUpload(fake, file, store, partsBefore) {
   fake.onPut = ({ partNumber }) => (partNumber > partsBefore
