@@ -113,6 +113,7 @@ async function start(entry) {
   if (!token) {
     setState(entry, 'failed', 'Enter the access token first, then press Retry.');
     $('#token').focus();
+    pump();
     return;
   }
   const up = new HoistUpload(entry.file, {

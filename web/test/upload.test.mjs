@@ -242,6 +242,21 @@ test('abort cancels running PUTs, sends DELETE, starts nothing more and forgets 
   assert.equal(up.state, 'aborted');
 });
 
+test('abort while paused ends the waiting workers and deletes the upload', async () => {
+  const fake = new FakeService({ partSize: 1000 });
+  const held = holdPuts(fake);
+  const up = new HoistUpload(makeFile(6000), optionsFor(fake, { concurrency: 2 }));
+  const done = outcome(up.start());
+  await until(() => held.length === 2, 'two PUTs');
+  up.pause();
+  held.forEach((d) => d.resolve());
+  await until(() => fake.uploads.get('up1').parts.size === 2, 'the running parts to finish');
+  await up.abort();
+  assert.equal((await done).error.code, 'aborted');
+  assert.equal(fake.puts.length, 2);
+  assert.equal(fake.uploads.get('up1').state, 'aborted');
+});
+
 test('abort while the upload is being created waits for its id and deletes it', async () => {
   const fake = new FakeService({ partSize: 1000 });
   const gate = deferred();
