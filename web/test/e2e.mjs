@@ -239,6 +239,21 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
+test('without a token the page says so; typed in, Retry uploads', { timeout: 120_000 }, async () => {
+  const page = await context.newPage();
+  await page.goto(origin); // a fresh browser profile: nothing remembered yet
+  assert.match(await page.textContent('#token-status'), /No token yet/);
+  await page.setInputFiles('#files', [makeFile('a.txt', 10, 1).path, makeFile('b.txt', 20, 2).path, makeFile('c.txt', 30, 3).path]);
+  const failed = page.locator('.upload[data-state="failed"]');
+  await until(async () => (await failed.count()) === 3, 'all three files to ask for the token');
+  assert.match(await failed.first().textContent(), /Enter the access token first/);
+  await page.fill('#token', token);
+  await page.click('#token-form button');
+  for (const name of ['a.txt', 'b.txt', 'c.txt']) await page.getByRole('button', { name: `Retry ${name}` }).click();
+  await until(async () => (await page.locator('#finished tbody tr').count()) === 3, 'the three files to finish');
+  await page.close();
+});
+
 test('the token comes from the link, is remembered and leaves the address bar', { timeout: 60_000 }, async () => {
   const t = await openPage();
   assert.equal(await t.page.inputValue('#token'), token);
