@@ -74,8 +74,10 @@ async function startServer() {
     for (const stream of [server.stdout, server.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         seen.push(line);
-        origin ??= /listening on (http:\/\/\S+)/.exec(line)?.[1];
-        token ??= /dev token: (\S+)/.exec(line)?.[1];
+        // Lines that start so, as `hoist serve --dev` prints them (a store's own "listening"
+        // line, if any, must not be taken for the service's).
+        origin ??= /^listening on (http:\/\/\S+)/.exec(line)?.[1];
+        token ??= /^dev token: (\S+)/.exec(line)?.[1];
         if (origin && token) { clearTimeout(timer); resolve(); }
       });
     }
