@@ -28,8 +28,9 @@
 //   fatal (the signature itself is refused: credentials, clock or policy). A URL whose expiry has
 //   passed (with a 30 s margin) is re-signed before use. Expiry is measured on the local clock from
 //   the sign response's Date header, so a browser whose clock is off does not re-sign forever.
-// - Offline: before each request, and after a network error, `navigator.onLine === false` means
-//   waiting for the `online` event; that wait does not count as a failed attempt.
+// - Offline: before each part PUT, after a failed PUT and before retrying a service call,
+//   `navigator.onLine === false` means waiting for the `online` event instead of backing off; a
+//   PUT that failed because the network went away does not count as a failed attempt.
 // - pause() stops starting parts (and retries); running PUTs finish. resume() continues.
 //   abort() cancels running PUTs, calls DELETE /v1/uploads/{id} and forgets the resume record.
 // - A fatal error cancels the running PUTs and rejects start(); the upload is kept on the service
