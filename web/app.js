@@ -37,14 +37,21 @@ function readToken() {
   return localStorage.getItem(TOKEN_KEY) ?? '';
 }
 
+/** Shows whether a token is set; the token card stays open only while none is. */
+function showToken(saved) {
+  $('#token-status').textContent = token ? (saved ? 'Token saved in this browser.' : '') : 'No token yet: enter it to upload.';
+  $('#token-summary').textContent = token ? 'set' : 'needed';
+  if (!token) $('#token-card').open = true;
+}
+
 let token = readToken();
 $('#token').value = token;
-$('#token-status').textContent = token ? 'Token saved in this browser.' : 'No token yet: enter it to upload.';
+showToken(false);
 $('#token-form').addEventListener('submit', (e) => {
   e.preventDefault();
   token = $('#token').value.trim();
   localStorage.setItem(TOKEN_KEY, token);
-  $('#token-status').textContent = token ? 'Token saved in this browser.' : 'Token cleared.';
+  showToken(true);
 });
 
 // --- formatting --------------------------------------------------------------------------------
@@ -131,7 +138,7 @@ async function start(entry) {
     onNotice: (n) => { if (n.code !== 'offline') message(entry, n.message); },
   });
   entry.up = up;
-  setState(entry, 'active');
+  setState(entry, 'active', '');
   try {
     const result = await up.start();
     finished(entry, result);

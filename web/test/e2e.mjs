@@ -267,8 +267,14 @@ test('the token comes from the link, is remembered and leaves the address bar', 
 
 test('a 64 MiB file uploads through the page, byte-identical, each part sent once', { timeout: 240_000 }, async () => {
   const t = await openPage();
+  // What the file's status line says while parts are on their way (read when each part ends).
+  const seenWhileSending = [];
+  t.page.on('requestfinished', async (r) => {
+    if (r.method() === 'PUT') seenWhileSending.push(await t.page.locator('.upload .status').first().textContent().catch(() => ''));
+  });
   const result = await uploadThroughPage(t, big);
   const partCount = t.creates[0].part_count;
+  assert.ok(seenWhileSending.some((text) => /MiB\/s · \d+ (s|min)/.test(text)), `speed and time left were shown: ${seenWhileSending.join(' | ')}`);
   assert.equal(result.size, big.size);
   assert.equal(unquote(result.etag), multipartEtag(big.bytes, partSize), 'the stored parts are the file\'s bytes');
   assert.deepEqual(t.puts.map((p) => p.part).sort((a, b) => a - b), Array.from({ length: partCount }, (_, i) => i + 1));
