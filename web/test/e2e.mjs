@@ -1,0 +1,451 @@
+// End-to-end: the page and hoist-upload.js in real headless Chromium against `hoist serve --dev`
+// (service and embedded store on ephemeral ports), driven by playwright-core.
+//
+//   npm run test:e2e                 # needs ../target/debug/hoist (cargo build -p hoist-cli)
+//   HOIST_BIN=/path/to/hoist npm run test:e2e
+//   HOIST_E2E_FAKE=1 npm run test:e2e   # against test/fake-server.mjs instead (no Rust build)
+//   CHROMIUM=/path/to/chromium       # default /usr/bin/chromium (Debian: apt-get install chromium)
+//
+// Without the binary, a binary without `serve`, or Chromium, it says so and exits 0: skipped,
+// not passed.
+//
+// What it checks, all through the page unless said otherwise: a generated file uploads and the
+// stored object is byte-identical (its multipart ETag, MD5 of the parts' MD5s, and its size
+// equal what we compute from the file; the service offers no download); pause stops new part
+// PUTs and resume finishes; a reload mid-upload and the same file picked again completes without
+// re-sending the parts already stored (PUTs counted from the browser's own requests), and one
+// can be discarded instead; a second tab cannot upload the same file at the same time; a part PUT
+// that fails (connection reset injected) is retried; a part URL answered with 403 "Request has
+// expired" is signed again and retried; cancel leaves the upload aborted; the module imported
+// directly as in its documentation; screenshots at 360, 800 and 1280 px in test/screenshots/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const WEB = fileURLToPath(new URL('..', import.meta.url));
+const FAKE = process.env.HOIST_E2E_FAKE === '1';
+const BIN = process.env.HOIST_BIN ?? join(WEB, '..', 'target', 'debug', 'hoist');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = join(WEB, 'test', 'screenshots');
+const MiB = 1024 * 1024;
+
+/** Why the test cannot run here, or null. */
+function missing() {
+  if (!FAKE && !existsSync(BIN)) return `the hoist binary is not at ${BIN} (build it with cargo build -p hoist-cli, or set HOIST_BIN)`;
+  if (!FAKE && spawnSync(BIN, ['serve', '--help']).status !== 0) return `${BIN} has no serve command yet (the service, issue 5)`;
+  if (!existsSync(CHROMIUM)) return `Chromium is not at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)`;
+  return null;
+}
+const why = missing();
+if (why) {
+  console.log(`# e2e SKIPPED: ${why}`);
+  process.exit(0);
+}
+const { chromium } = await import('playwright-core');
+
+// --- the server --------------------------------------------------------------------------------
+
+const tmp = mkdtempSync(join(tmpdir(), 'hoist-e2e-'));
+let server;
+let origin;
+let token;
+let context;
+
+/** Starts the service and waits for the lines that give its address and dev token. */
+async function startServer() {
+  const [cmd, args] = FAKE
+    ? [process.execPath, [join(WEB, 'test', 'fake-server.mjs')]]
+    : [BIN, ['serve', '--dev', '--listen', '127.0.0.1:0', '--data', join(tmp, 'data')]];
+  server = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const seen = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "listening on" and "dev token" lines within 60 s; output:\n${seen.join('\n')}`)), 60_000);
+    server.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd} exited with ${code} before it was ready; output:\n${seen.join('\n')}`));
+    });
+    for (const stream of [server.stdout, server.stderr]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        seen.push(line);
+        // Lines that start so, as `hoist serve --dev` prints them (a store's own "listening"
+        // line, if any, must not be taken for the service's).
+        origin ??= /^listening on (http:\/\/\S+)/.exec(line)?.[1];
+        token ??= /^dev token: (\S+)/.exec(line)?.[1];
+        if (origin && token) { clearTimeout(timer); resolve(); }
+      });
+    }
+  });
+}
+
+/** A /v1 call from the test itself (not the page). */
+async function api(method, path, body) {
+  const res = await fetch(new URL(path, origin), {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+// --- files -------------------------------------------------------------------------------------
+
+/** Deterministic bytes (xorshift32); the same source runs in the page for the module test. */
+const GENERATE = `(size, seed) => {
+  const words = new Uint32Array(Math.ceil(size / 4));
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; words[i] = x; }
+  return new Uint8Array(words.buffer, 0, size);
+}`;
+const generate = new Function(`return ${GENERATE}`)();
+
+/** Writes a generated file; returns its path and bytes. */
+function makeFile(name, size, seed) {
+  const bytes = generate(size, seed);
+  const path = join(tmp, name);
+  writeFileSync(path, bytes);
+  return { path, bytes, size };
+}
+
+/** An ETag without the quotes S3 puts around it (services differ in passing them on). */
+const unquote = (etag) => String(etag).replace(/^"|"$/g, '');
+
+/** The S3 multipart ETag of `bytes` cut into `partSize` parts (the upload's own), unquoted. */
+function multipartEtag(bytes, partSize) {
+  const count = Math.max(1, Math.ceil(bytes.length / partSize));
+  const digests = [];
+  for (let i = 0; i < count; i++) {
+    digests.push(createHash('md5').update(bytes.subarray(i * partSize, (i + 1) * partSize)).digest());
+  }
+  return `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${count}`;
+}
+
+// --- the page ----------------------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The part number of a presigned part URL (S3 query, or the last path segment). */
+function partOf(url) {
+  const u = new URL(url);
+  return Number(u.searchParams.get('partNumber') ?? u.pathname.split('/').pop());
+}
+
+/**
+ * Opens the page with the token in the fragment and records its traffic: part PUTs with their
+ * outcome (status, 0 when failed), sign requests, and created uploads.
+ */
+async function openPage() {
+  const page = await context.newPage();
+  const t = { puts: [], signs: [], creates: [], page };
+  page.on('request', (r) => {
+    if (r.method() === 'PUT' && !r.url().startsWith(origin)) {
+      t.puts.push({ part: partOf(r.url()), url: r.url(), status: null, request: r });
+    } else if (r.method() === 'POST' && /\/v1\/uploads\/[^/]+\/parts$/.test(new URL(r.url()).pathname)) {
+      t.signs.push(JSON.parse(r.postData()).part_numbers);
+    }
+  });
+  const outcome = (r, status) => { const p = t.puts.find((x) => x.request === r); if (p) p.status = status; };
+  // Events can arrive as a test closes its page; their lookups then fail harmlessly.
+  page.on('requestfinished', async (r) => outcome(r, (await r.response().catch(() => null))?.status() ?? 0));
+  page.on('requestfailed', (r) => outcome(r, 0));
+  page.on('response', async (r) => {
+    if (r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads' && r.ok()) {
+      const created = await r.json().catch(() => null);
+      if (created) t.creates.push(created);
+    }
+  });
+  page.on('pageerror', (e) => console.log(`# page error: ${e.message}`));
+  await page.goto(`${origin}/#token=${token}`);
+  return t;
+}
+
+/**
+ * Holds part PUTs in the browser until release(), except those of parts `pass` lets through, so
+ * that a test acts while parts are in flight whatever the machine's speed. Held requests the page
+ * cancels meanwhile (reload, cancel) just go away.
+ */
+async function holdPuts(page, pass = () => false) {
+  const held = [];
+  let holding = true;
+  await page.route((url) => !url.href.startsWith(origin), async (route) => {
+    const r = route.request();
+    if (holding && r.method() === 'PUT' && !pass(partOf(r.url()))) held.push(route);
+    else await route.continue().catch(() => {});
+  });
+  return {
+    held,
+    release() {
+      holding = false;
+      for (const route of held.splice(0)) route.continue().catch(() => {});
+    },
+  };
+}
+
+async function until(cond, what, ms = 60_000) {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) {
+    if (await cond()) return;
+  }
+  assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/**
+ * Picks `file` in the page and returns the complete response once the upload finishes; fails as
+ * soon as the page shows the upload as failed, with the page's message.
+ */
+async function uploadThroughPage(t, file) {
+  const completed = t.page.waitForResponse((r) => r.url().endsWith('/complete') && r.request().method() === 'POST', { timeout: 180_000 });
+  const failed = t.page.locator('.upload[data-state="failed"] .message').first()
+    .waitFor({ timeout: 180_000 })
+    .then(async () => assert.fail(`the page shows the upload as failed: ${await t.page.locator('.upload[data-state="failed"] .message').first().textContent()}`));
+  failed.catch(() => {}); // observed through the race below; later rejections are not errors
+  await t.page.setInputFiles('#files', file.path);
+  const res = await Promise.race([completed, failed]);
+  assert.equal(res.status(), 200, `complete: ${await res.text()}`);
+  return res.json();
+}
+
+/** first, first + 1, …, last */
+const partNumbers = (first, last) => Array.from({ length: last - first + 1 }, (_, i) => first + i);
+
+const okParts = (t) => new Set(t.puts.filter((p) => p.status === 200).map((p) => p.part));
+
+// --- tests -------------------------------------------------------------------------------------
+
+let partSize;
+let big; // enough bytes for at least 6 parts, and at least 64 MiB
+
+before(async () => {
+  await startServer();
+  // The service decides the part size: ask it, so the multi-part tests have several parts.
+  const probe = await api('POST', '/v1/uploads', { filename: 'probe.bin', size: 64 * MiB, content_type: 'application/octet-stream', checksum_algorithm: 'crc32c' });
+  partSize = probe.part_size;
+  await api('DELETE', `/v1/uploads/${probe.id}`);
+  big = makeFile('big.bin', Math.max(64 * MiB, 6 * partSize), 7);
+  console.log(`# service at ${origin}; part size ${partSize / MiB} MiB; big file ${big.size / MiB} MiB`);
+  context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await context?.close();
+  server?.kill();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('without a token the page says so; typed in, Retry uploads', { timeout: 120_000 }, async () => {
+  const page = await context.newPage();
+  await page.goto(origin); // a fresh browser profile: nothing remembered yet
+  assert.match(await page.textContent('#token-status'), /No token yet/);
+  await page.setInputFiles('#files', [makeFile('a.txt', 10, 1).path, makeFile('b.txt', 20, 2).path, makeFile('c.txt', 30, 3).path]);
+  const failed = page.locator('.upload[data-state="failed"]');
+  await until(async () => (await failed.count()) === 3, 'all three files to ask for the token');
+  assert.match(await failed.first().textContent(), /Enter the access token first/);
+  await page.fill('#token', token);
+  await page.click('#token-form button');
+  for (const name of ['a.txt', 'b.txt', 'c.txt']) await page.getByRole('button', { name: `Retry ${name}` }).click();
+  await until(async () => (await page.locator('#finished tbody tr').count()) === 3, 'the three files to finish');
+  await page.close();
+});
+
+test('the token comes from the link, is remembered and leaves the address bar', { timeout: 60_000 }, async () => {
+  const t = await openPage();
+  assert.equal(await t.page.inputValue('#token'), token);
+  assert.equal(new URL(t.page.url()).hash, '');
+  await t.page.goto(origin);
+  assert.equal(await t.page.inputValue('#token'), token);
+  await t.page.close();
+});
+
+test('a 64 MiB file uploads through the page, byte-identical, each part sent once', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  // What the file's status line says while parts are on their way (read when each part ends).
+  const seenWhileSending = [];
+  t.page.on('requestfinished', async (r) => {
+    if (r.method() === 'PUT') seenWhileSending.push(await t.page.locator('.upload .status').first().textContent().catch(() => ''));
+  });
+  const result = await uploadThroughPage(t, big);
+  const partCount = t.creates[0].part_count;
+  assert.ok(seenWhileSending.some((text) => /MiB\/s · \d+ (s|min)/.test(text)), `speed and time left were shown: ${seenWhileSending.join(' | ')}`);
+  assert.equal(result.size, big.size);
+  assert.equal(unquote(result.etag), multipartEtag(big.bytes, t.creates[0].part_size), 'the stored parts are the file\'s bytes');
+  assert.deepEqual(t.puts.map((p) => p.part).sort((a, b) => a - b), partNumbers(1, partCount));
+  const row = t.page.locator('#finished tbody tr').first();
+  await row.waitFor();
+  assert.match(await row.textContent(), new RegExp(result.key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  assert.equal((await api('GET', `/v1/uploads/${t.creates[0].id}`)).state, 'completed');
+  await t.page.close();
+});
+
+test('pause stops new part PUTs; resume finishes the upload', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  const hold = await holdPuts(t.page);
+  const file = makeFile('pause.bin', 6 * partSize, 11);
+  const done = uploadThroughPage(t, file);
+  await until(() => hold.held.length === 3, 'three part PUTs in flight (the page sends 3 at a time)');
+  await t.page.click('.upload .pause');
+  assert.equal(await t.page.textContent('.upload .pause'), 'Resume');
+  hold.release();
+  await until(() => t.puts.length === 3 && t.puts.every((p) => p.status === 200), 'the running parts to finish');
+  await sleep(1500);
+  assert.equal(t.puts.length, 3, 'no part PUT started while paused');
+  await t.page.click('.upload .pause');
+  const result = await done;
+  assert.equal(unquote(result.etag), multipartEtag(file.bytes, t.creates[0].part_size));
+  assert.deepEqual(t.puts.map((p) => p.part).sort((a, b) => a - b), partNumbers(1, t.creates[0].part_count));
+  await t.page.close();
+});
+
+test('a reload mid-upload, then the same file picked again, completes without re-sending stored parts', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  const hold = await holdPuts(t.page, (part) => part <= 2);
+  const file = makeFile('reload.bin', 8 * partSize, 13);
+  await t.page.setInputFiles('#files', file.path);
+  await until(() => okParts(t).size === 2 && hold.held.length > 0, 'parts 1 and 2 stored, others in flight');
+  const stored = okParts(t);
+  await t.page.reload();
+  hold.release();
+  const before = t.puts.length;
+  assert.match(await t.page.locator('#interrupted-list').textContent(), /reload\.bin/, 'the page lists the interrupted upload');
+  const result = await uploadThroughPage(t, file);
+  const again = t.puts.slice(before).map((p) => p.part);
+  for (const n of stored) assert.ok(!again.includes(n), `part ${n} was stored before the reload and sent again`);
+  assert.deepEqual(again.sort((a, b) => a - b), partNumbers(3, t.creates[0].part_count), 'the rest were sent once each');
+  assert.equal(t.creates.length, 1, 'the second pick resumed rather than created an upload');
+  assert.match(await t.page.textContent('#finished'), /reload\.bin/);
+  assert.equal(unquote(result.etag), multipartEtag(file.bytes, t.creates[0].part_size));
+  assert.ok(await t.page.locator('#interrupted').isHidden(), 'nothing is left to resume');
+  await t.page.close();
+});
+
+test('an interrupted upload can be discarded from the page', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  const hold = await holdPuts(t.page, (part) => part === 1);
+  await t.page.setInputFiles('#files', makeFile('discard.bin', 4 * partSize, 37).path);
+  await until(() => okParts(t).size === 1, 'a stored part');
+  await t.page.reload();
+  hold.release();
+  await t.page.getByRole('button', { name: 'Discard the interrupted upload of discard.bin' }).click();
+  await t.page.locator('#interrupted').waitFor({ state: 'hidden' });
+  assert.equal((await api('GET', `/v1/uploads/${t.creates[0].id}`)).state, 'aborted');
+  await t.page.close();
+});
+
+test('a part PUT that fails is retried, and a part URL answered "expired" is signed again', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  let reset = false;
+  let expired = false;
+  await t.page.route((url) => !url.href.startsWith(origin), async (route) => {
+    const r = route.request();
+    if (r.method() === 'PUT' && partOf(r.url()) === 2 && !reset) {
+      reset = true;
+      return route.abort('connectionreset');
+    }
+    if (r.method() === 'PUT' && partOf(r.url()) === 3 && !expired) {
+      expired = true;
+      return route.fulfill({
+        status: 403,
+        headers: { 'content-type': 'application/xml', 'access-control-allow-origin': origin, 'access-control-expose-headers': 'ETag' },
+        body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>',
+      });
+    }
+    return route.continue();
+  });
+  const file = makeFile('flaky.bin', 4 * partSize, 17);
+  const result = await uploadThroughPage(t, file);
+  assert.ok(reset && expired, 'both faults were injected');
+  const part2 = t.puts.filter((p) => p.part === 2);
+  assert.deepEqual(part2.map((p) => p.status), [0, 200], 'part 2: failed, then retried');
+  const part3 = t.puts.filter((p) => p.part === 3);
+  assert.deepEqual(part3.map((p) => p.status), [403, 200], 'part 3: expired, then sent again');
+  assert.notEqual(part3[0].url, part3[1].url, 'with a fresh URL');
+  assert.ok(t.signs.filter((s) => s.includes(3)).length >= 2, 'part 3 was signed again');
+  assert.equal(unquote(result.etag), multipartEtag(file.bytes, t.creates[0].part_size));
+  await t.page.close();
+});
+
+test('the same file picked in a second tab while it uploads is refused there', { timeout: 240_000 }, async () => {
+  const a = await openPage();
+  await holdPuts(a.page);
+  const file = makeFile('twice.bin', 4 * partSize, 41);
+  await a.page.setInputFiles('#files', file.path);
+  await until(() => a.puts.length >= 1, 'a first part PUT in the first tab');
+  const b = await openPage();
+  await b.page.setInputFiles('#files', file.path);
+  const refused = b.page.locator('.upload[data-state="failed"] .message');
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /already being uploaded in another tab/);
+  assert.equal(b.creates.length, 0, 'the second tab created no upload');
+  assert.equal(b.puts.length, 0, 'and sent no part');
+  await a.page.click('.upload .cancel');
+  await a.page.locator('#uploads .upload').waitFor({ state: 'detached' });
+  await b.page.close();
+  await a.page.close();
+});
+
+test('cancel stops the part PUTs and leaves the upload aborted', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  const hold = await holdPuts(t.page, (part) => part === 1);
+  const file = makeFile('cancel.bin', 6 * partSize, 19);
+  await t.page.setInputFiles('#files', file.path);
+  await until(() => okParts(t).size === 1 && hold.held.length > 0, 'part 1 stored, others in flight');
+  await t.page.click('.upload .cancel');
+  await t.page.locator('#uploads .upload').waitFor({ state: 'detached' });
+  const sent = t.puts.length;
+  await sleep(1500);
+  assert.equal(t.puts.length, sent, 'no part PUT after cancel');
+  const info = await api('GET', `/v1/uploads/${t.creates[0].id}`);
+  assert.equal(info.state, 'aborted');
+  await t.page.close();
+});
+
+test('the module works imported directly, as its documentation shows', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  const size = 3 * partSize + 12_345;
+  const out = await t.page.evaluate(async ({ token, size, GENERATE }) => {
+    const { HoistUpload } = await import('/hoist-upload.js');
+    const bytes = new Function(`return ${GENERATE}`)()(size, 23);
+    const file = new File([bytes], 'direct.bin', { type: 'application/octet-stream' });
+    let events = 0;
+    const up = new HoistUpload(file, { endpoint: location.origin, token, concurrency: 4, checksum: 'crc32c', onProgress: () => { events++; } });
+    const result = await up.start();
+    return { result, events };
+  }, { token, size, GENERATE });
+  assert.equal(out.result.size, size);
+  const info = await api('GET', `/v1/uploads/${out.result.id}`);
+  assert.equal(unquote(out.result.etag), multipartEtag(generate(size, 23), info.part_size));
+  assert.ok(out.events > 4, 'progress events were sent');
+  assert.equal(info.state, 'completed');
+  await t.page.close();
+});
+
+test('screenshots at 360, 800 and 1280 px', { timeout: 240_000 }, async () => {
+  const t = await openPage();
+  await holdPuts(t.page, (part) => part <= 2);
+  await t.page.setInputFiles('#files', [makeFile('holiday-video-2026.mov', 6 * partSize, 29).path, makeFile('notes.txt', 1000, 31).path]);
+  await until(() => okParts(t).size === 2, 'parts 1 and 2 of the video stored');
+  await t.page.locator('#finished tbody tr').first().waitFor(); // notes.txt
+  await t.page.click('.upload .pause');
+  mkdirSync(SHOTS, { recursive: true });
+  for (const width of [360, 800, 1280]) {
+    await t.page.setViewportSize({ width, height: 900 });
+    const path = join(SHOTS, `page-${width}.png`);
+    await t.page.screenshot({ path, fullPage: true });
+    const overflow = await t.page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    assert.ok(!overflow, `no horizontal scrolling at ${width} px`);
+    console.log(`# screenshot: ${path}`);
+  }
+  await t.page.click('.upload .cancel');
+  await t.page.close();
+});
