@@ -186,7 +186,9 @@ async fn page_module_spec_health_and_request_ids_are_served() {
     let page = reqwest::get(format!("{}/", svc.url)).await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(page.text().await.unwrap().contains("hoist-upload.js"));
+    assert!(page.text().await.unwrap().contains("src=\"app.js\""));
+    let app = reqwest::get(format!("{}/app.js", svc.url)).await.unwrap().text().await.unwrap();
+    assert!(app.contains("hoist-upload.js"), "the page's script loads the module");
     let module = reqwest::get(format!("{}/hoist-upload.js", svc.url)).await.unwrap();
     assert!(module.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
     assert!(module.text().await.unwrap().contains("export class HoistUpload"));
