@@ -1,5 +1,5 @@
-//! Embeds the browser files of `web/` (top level only: `.html`, `.js`, `.css`, `.d.ts`; not
-//! tests or `node_modules`) into the binary, so `hoist serve` is one file to deploy.
+//! Embeds the browser files of `web/` (top level only: `.html`, `.js`, `.css`; not tests or
+//! `node_modules`) into the binary, so `hoist serve` is one file to deploy.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,16 +14,12 @@ fn main() {
     let mut out = String::from("/// Files served at `/NAME`: (name, bytes, content type).\npub(crate) static FILES: &[(&str, &[u8], &str)] = &[\n");
     for path in files {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let mime = if name.ends_with(".html") {
-            "text/html; charset=utf-8"
-        } else if name.ends_with(".js") {
-            "text/javascript; charset=utf-8"
-        } else if name.ends_with(".css") {
-            "text/css; charset=utf-8"
-        } else if name.ends_with(".d.ts") {
-            "application/typescript; charset=utf-8"
-        } else {
-            continue;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+        let mime = match ext.as_str() {
+            "html" => "text/html; charset=utf-8",
+            "js" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            _ => continue,
         };
         println!("cargo:rerun-if-changed={}", path.display());
         let _ = writeln!(out, "    ({name:?}, include_bytes!({:?}), {mime:?}),", path.canonicalize().unwrap_or(path.clone()).display());

@@ -354,3 +354,33 @@ fn ctrl_c_keeps_parts_and_hoist_resume_finishes_the_upload() {
     let list = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("nothing to resume"));
 }
+
+#[test]
+fn aborting_an_interrupted_upload_removes_its_journal() {
+    let store = StoreProc::start();
+    store.mb("resume-bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let journals = || std::fs::read_dir(state.join("journals")).map(|d| d.count()).unwrap_or(0);
+    for (key, how) in [("by-abort", "abort"), ("by-prune", "prune")] {
+        let src = file(dir.path(), key, 30 * MIB, 6);
+        interrupted(&store, &state, &src, key);
+        assert_eq!(journals(), 1, "{how}: the interrupted upload has a journal");
+        let listed = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+        assert!(String::from_utf8_lossy(&listed.stdout).contains(key), "{listed:?}");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let id = rt.block_on(async {
+            let ups = sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").prefix(key).send().await.unwrap();
+            ups.uploads()[0].upload_id().unwrap().to_owned()
+        });
+        let args: Vec<String> = match how {
+            "abort" => ["uploads", "abort", &format!("s3://resume-bkt/{key}"), "--upload-id", &id].map(String::from).to_vec(),
+            _ => ["uploads", "prune", &format!("s3://resume-bkt/{key}"), "--older-than", "0s"].map(String::from).to_vec(),
+        };
+        let o = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).args(&args).output().unwrap();
+        assert!(o.status.success(), "{how}: {}", stderr(&o));
+        assert_eq!(journals(), 0, "{how}: the journal of the aborted upload must be removed");
+        let listed = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+        assert!(!String::from_utf8_lossy(&listed.stdout).contains(key), "{how}: {listed:?}");
+    }
+}
