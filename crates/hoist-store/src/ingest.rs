@@ -25,7 +25,7 @@
 //!   0.7–1.0 sys on a quiet moment). A profile put 63 % of the store's CPU in MD5; the system
 //!   time is mostly the two copies the kernel must make (socket → user, user → file) and the
 //!   scheduler, not page faults (≈ 1 %) nor syscall counts (≈ 3 reads of 370 KB per MiB).
-//!   Now: ≈ 2.0–2.2 s/GiB (1.25–1.35 user), the MD5 share in lock-step lanes ≈ 40 %.
+//!   Now: ≈ 2.1–2.35 s/GiB (1.35–1.45 user), the MD5 share in lock-step lanes ≈ 40 %.
 //! - Copying into pooled 1 MiB buffers costs one memcpy (≈ 5 % of the CPU; the `BufWriter`
 //!   before made the same copy), gives block-aligned data for the lanes, releases hyper's read
 //!   buffer at once (so it is reused, not reallocated), and makes one hand-off per MiB.
@@ -357,12 +357,11 @@ impl Hub {
                     if left.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(left).ok() }
                 }
             };
-            match msg {
-                Some(m) => self.apply(m),
-                None => {
-                    self.hash_round();
-                    waiting_since = None;
-                }
+            if let Some(m) = msg {
+                self.apply(m);
+            } else {
+                self.hash_round();
+                waiting_since = None;
             }
         }
     }
@@ -523,7 +522,7 @@ mod tests {
     }
 
     fn tmp_files(layout: &Layout) -> usize {
-        std::fs::read_dir(layout.tmp_dir()).map(Iterator::count).unwrap_or(0)
+        std::fs::read_dir(layout.tmp_dir()).map_or(0, Iterator::count)
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,8 @@
 //! independent — the parts being uploaded at the same time — can be advanced in lock-step: word
 //! `i` of every lane's state sits in one `[u32; N]`, so each MD5 operation is one SSE2 vector
 //! operation over 4 lanes (LLVM vectorises these loops on x86-64's baseline; no `unsafe`, no
-//! target features). Measured on this 2-core machine, single-thread CPU time per GiB hashed:
+//! target features). Measured on this 2-core machine while other builds ran, single-thread CPU
+//! time per GiB hashed:
 //! 1 lane ≈ 2.0 s (same code as the `md-5` crate), 4 lanes ≈ 0.85 s, 8 lanes ≈ 0.75 s; so the
 //! scheduler uses the 8-lane kernel for 5–8 ready lanes, the 4-lane one for 2–4, and 1 lane alone.
 //!
@@ -17,6 +18,10 @@
 //! on SSE2 (LLVM's cost model rejects vector rotates without AVX-512/XOP and everything stays
 //! scalar). The same rotate through a `u64` (`(x * 0x1_0000_0001) >> (32 - s)`) is vectorised as
 //! two shuffles, two 64-bit shifts and a shuffle, which is what makes the lanes pay off.
+
+// The kernel must be one function body for the lanes to stay in vector registers, hence
+// `inline(always)` on its pieces; the one-letter names are RFC 1321's (a, b, c, d, F, G, H, I).
+#![allow(clippy::inline_always, clippy::many_single_char_names)]
 
 /// Bytes per MD5 block.
 pub(crate) const BLOCK: usize = 64;
@@ -55,7 +60,7 @@ impl Default for Md5Lane {
 }
 
 impl Md5Lane {
-    /// Whether this lane holds a partial block (then only [`update`](Self::update) may follow).
+    /// Whether the lane holds no partial block: only then may [`update_lanes`] advance it.
     pub(crate) fn is_aligned(&self) -> bool {
         self.partial_len == 0
     }
