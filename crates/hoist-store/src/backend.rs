@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fs::{Layout, read_json, remove_durable, write_json};
+use crate::ingest::Ingester;
 
 /// Longest key S3 accepts, in bytes.
 pub(crate) const MAX_KEY_LEN: usize = 1024;
@@ -131,6 +132,8 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) layout: Layout,
+    /// Receives request bodies onto disk (its hashing threads end with the backend).
+    pub(crate) ingester: Ingester,
     state: Mutex<State>,
     /// Smallest part allowed at Complete except the last (S3: 5 MiB).
     pub(crate) min_part_size: u64,
@@ -167,7 +170,7 @@ impl Backend {
     pub(crate) fn open(root: &Path, min_part_size: u64) -> Result<Self> {
         let layout = Layout::open(root)?;
         let state = load(&layout)?;
-        Ok(Self { layout, state: Mutex::new(state), min_part_size })
+        Ok(Self { layout, ingester: Ingester::start()?, state: Mutex::new(state), min_part_size })
     }
 
     /// Locks the state (a poisoned lock is recovered: every mutation is written to disk first).

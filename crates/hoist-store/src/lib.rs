@@ -17,6 +17,7 @@
 //! - `fs`: on-disk layout, atomic durable writes, start-up cleanup.
 //! - `backend`: in-memory state mirrored on disk; buckets.
 //! - `ingest`: request bodies streamed to disk with MD5 and checksums computed on the way.
+//! - `md5_lanes`: MD5 of several streams at once (the parts being uploaded together).
 //! - `objects`: put, get (ranges across segments), head, delete, list.
 //! - `multipart`: the upload state machine and S3's rules for Complete.
 //! - `s3`: the `s3s::S3` trait implementation (DTOs only).
@@ -28,6 +29,7 @@ mod backend;
 mod cors;
 mod fs;
 mod ingest;
+mod md5_lanes;
 mod multipart;
 mod objects;
 mod s3;

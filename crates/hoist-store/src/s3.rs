@@ -20,7 +20,7 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::backend::{Backend, ChecksumKind, ObjectRecord, StoredChecksum};
 use crate::error::Error;
-use crate::ingest::{ingest, verify};
+use crate::ingest::verify;
 use crate::multipart::{CompletePart, check_part_number};
 use crate::objects::read_range;
 
@@ -168,7 +168,7 @@ impl S3 for HoistS3 {
         let trailer = trailer_algorithm(&req.headers);
         let mut algs: Vec<ChecksumAlgorithm> = claimed.iter().map(|(a, _)| *a).chain(declared).chain(trailer).collect();
         algs.dedup();
-        let body = ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs).await?;
+        let body = self.backend.ingester.ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs).await?;
         let mut all_claims = claimed;
         all_claims.extend(trailer_values(&req));
         let input = &req.input;
@@ -369,7 +369,7 @@ impl S3 for HoistS3 {
             claimed.iter().map(|(a, _)| *a).chain(declared).chain(trailer).chain(upload.checksum_algorithm).collect();
         algs.sort_by_key(|a| a.cli_name());
         algs.dedup();
-        let body = ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs).await?;
+        let body = self.backend.ingester.ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs).await?;
         let mut all_claims = claimed;
         all_claims.extend(trailer_values(&req));
         let input = &req.input;
