@@ -361,7 +361,7 @@ fn aborting_an_interrupted_upload_removes_its_journal() {
     store.mb("resume-bkt");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let journals = || std::fs::read_dir(state.join("journals")).map(|d| d.count()).unwrap_or(0);
+    let journals = || std::fs::read_dir(state.join("journals")).map_or(0, Iterator::count);
     for (key, how) in [("by-abort", "abort"), ("by-prune", "prune")] {
         let src = file(dir.path(), key, 30 * MIB, 6);
         interrupted(&store, &state, &src, key);

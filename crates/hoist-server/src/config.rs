@@ -91,9 +91,9 @@ pub struct ApiKeyConfig {
 pub struct ServerConfig {
     /// Listen address of the API (port 0: any free port).
     pub listen: String,
-    /// Data directory: the SQLite database, the embedded store's data, the dev token.
+    /// Data directory: the `SQLite` database, the embedded store's data, the dev token.
     pub data_dir: PathBuf,
-    /// `sqlite://…` or `postgres://…` (default: SQLite in the data dir).
+    /// `sqlite://…` or `postgres://…` (default: `SQLite` in the data dir).
     pub database_url: Option<String>,
     /// Where objects go.
     pub s3: S3Target,

@@ -1,4 +1,4 @@
-//! Upload sessions in SQL through `sqlx`'s `Any` driver: SQLite by default (a file in the data
+//! Upload sessions in SQL through `sqlx`'s `Any` driver: `SQLite` by default (a file in the data
 //! dir), Postgres when several service replicas share one database. Every statement here is
 //! portable between the two (`$n` placeholders, BIGINT times in Unix milliseconds, TEXT states),
 //! and the migrations in `migrations/` are applied in order at start, once each.
@@ -114,7 +114,7 @@ const COLUMNS: &str = "id, api_key, bucket, object_key, upload_id, filename, con
      checksum_algorithm, state, created_at, updated_at, expires_at, completed_at, etag, checksum";
 
 impl Db {
-    /// Connects (creating a SQLite file if needed) and applies pending migrations.
+    /// Connects (creating a `SQLite` file if needed) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         sqlx::any::install_default_drivers();
         // SQLite serialises writers; a few connections are plenty and avoid lock storms.
@@ -330,7 +330,7 @@ mod tests {
     use super::tests_support::session_for as session;
     use super::*;
 
-    /// The same checks against SQLite always and against Postgres when
+    /// The same checks against `SQLite` always and against Postgres when
     /// `HOIST_TEST_DATABASE_URL` names one (`.ci/run` starts one).
     async fn check_queries(db: &Db, tag: &str) {
         let a = session(&format!("{tag}a"), &format!("{tag}k"), 10);

@@ -47,6 +47,6 @@ pub async fn run(st: Arc<AppState>, interval: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        while sweep(&st).await as i64 == BATCH {}
+        while i64::try_from(sweep(&st).await).unwrap_or(0) == BATCH {}
     }
 }

@@ -19,7 +19,7 @@
 //! - [`policy`]: tokens, key scope, size, content type, metadata, rate.
 //! - [`presign`]: part URLs and POST forms signed with SigV4.
 //! - [`uploads`]: create, sign, list, complete, abort: the rules, once for every API.
-//! - [`db`]: sessions in SQLite or Postgres.
+//! - [`db`]: sessions in `SQLite` or Postgres.
 //! - [`api`]: routes (`/v1`, Uppy's `/s3`, ops, the page) and middleware.
 //! - [`janitor`]: aborts expired sessions' uploads.
 //! - [`metrics`]: counters for `/metrics`.

@@ -4,7 +4,7 @@
 //!
 //! Decisions:
 //! - Complete never trusts the client's part list alone: it is checked against ListParts
-//!   (every ETag, every planned size, no gap), and the object is HEADed afterwards (size and
+//!   (every ETag, every planned size, no gap), and a HEAD of the object follows (size and
 //!   multipart ETag computed from the parts). A mismatch is a 4xx and the upload stays
 //!   resumable; a completed upload is never reported as failed because a response was lost
 //!   (NoSuchUpload on Complete → HEAD decides).
@@ -177,7 +177,7 @@ fn planned_len(s: &Session, n: u32) -> Option<u64> {
 
 /// Signs UploadPart URLs for `numbers`, binding planned lengths and the given checksums
 /// (base64, keyed by part number as a string).
-pub async fn sign_parts(st: &AppState, s: &Session, numbers: &[u32], checksums: &HashMap<String, String>) -> ApiResult<Vec<SignedPart>> {
+pub async fn sign_parts<H: std::hash::BuildHasher>(st: &AppState, s: &Session, numbers: &[u32], checksums: &HashMap<String, String, H>) -> ApiResult<Vec<SignedPart>> {
     require_open(s)?;
     let started = Instant::now();
     if numbers.is_empty() {
@@ -339,8 +339,7 @@ pub async fn abort(st: &AppState, s: &Session) -> ApiResult<()> {
 /// AbortMultipartUpload, treating NoSuchUpload as done.
 pub async fn abort_in_store(st: &AppState, s: &Session) -> ApiResult<()> {
     match st.s3.abort(&s.bucket, &s.object_key, &s.upload_id).await {
-        Ok(()) => Ok(()),
-        Err(hoist_core::Error::Service { status: 404, .. }) => Ok(()),
+        Ok(()) | Err(hoist_core::Error::Service { status: 404, .. }) => Ok(()),
         Err(e) => Err(ApiError::store("abort the upload", e)),
     }
 }

@@ -1,6 +1,8 @@
 //! Bad input and attacks: each is a clear 4xx naming the problem, and nothing changes (no upload
 //! created, no part stored, the upload still resumable). Real HTTP to the service and the store.
 
+#![allow(clippy::cast_possible_truncation)] // sizes from JSON and test data patterns are small on purpose
+
 mod common;
 
 use common::*;
@@ -182,9 +184,9 @@ async fn complete_checks_parts_against_the_store_and_stays_resumable() {
     }
     // Still resumable: sign part 3 again, upload the right bytes, complete.
     let s = sign(&svc, BOB, &id, json!({ "part_numbers": [3] })).await;
-    let (status, etag3, _) = put_part(&s.body["parts"][0], content[10 * MIB..].to_vec()).await;
+    let (status, third_etag, _) = put_part(&s.body["parts"][0], content[10 * MIB..].to_vec()).await;
     assert_eq!(status, 200);
-    let all = json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &etag3.unwrap())]);
+    let all = json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &third_etag.unwrap())]);
     let done = complete(all.clone()).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(svc.object(&key).await, content);

@@ -1,6 +1,8 @@
 //! The whole flow over real HTTP: the service and its embedded store on ephemeral ports, a plain
 //! HTTP client doing the part PUTs to the pre-signed URLs, as a browser would.
 
+#![allow(clippy::cast_possible_truncation)] // sizes from JSON and test data patterns are small on purpose
+
 mod common;
 
 use common::*;

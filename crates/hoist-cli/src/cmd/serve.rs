@@ -49,7 +49,7 @@ pub(crate) struct ServeArgs {
     /// Address of the embedded store [default: 127.0.0.1:0, any free port].
     #[arg(long, value_name = "ADDR")]
     pub(crate) store_listen: Option<String>,
-    /// `sqlite://PATH` or `postgres://…` [default: SQLite in the data dir].
+    /// `sqlite://PATH` or `postgres://…` [default: hoist.db in the data dir].
     #[arg(long, env = "HOIST_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub(crate) database_url: Option<String>,
     /// Lifetime of a pre-signed part URL, e.g. 15m.

@@ -17,14 +17,10 @@ include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
 /// `/` (the page) and `/{file}`.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/", get(|| serve("index.html"))).route("/{file}", get(|Path(f): Path<String>| serve_owned(f)))
+    Router::new().route("/", get(|| async { serve("index.html") })).route("/{file}", get(|Path(f): Path<String>| async move { serve(&f) }))
 }
 
-async fn serve_owned(name: String) -> Response {
-    serve(&name).await
-}
-
-async fn serve(name: &str) -> Response {
+fn serve(name: &str) -> Response {
     let Some((_, bytes, mime)) = FILES.iter().find(|(n, _, _)| *n == name) else {
         return ApiError::NoRoute.into_response();
     };

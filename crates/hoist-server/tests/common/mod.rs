@@ -1,7 +1,7 @@
 //! A running `hoist serve` (with its embedded store) on ephemeral ports, and a small HTTP client
 //! for its API. Every test talks real HTTP to the service and the store.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)] // shared by several test crates; data patterns keep the low byte
 
 use std::time::Duration;
 
