@@ -185,6 +185,12 @@ impl fmt::Display for Checksum {
 #[derive(Clone)]
 pub struct Checksummer(State);
 
+impl fmt::Debug for Checksummer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Checksummer").field(&self.algorithm()).finish()
+    }
+}
+
 #[derive(Clone)]
 enum State {
     Crc32(crc32fast::Hasher),

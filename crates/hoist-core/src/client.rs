@@ -73,6 +73,54 @@ pub struct ObjectInfo {
     pub checksum: Option<(ChecksumAlgorithm, String)>,
 }
 
+/// How a part's checksum travels with it.
+#[derive(Debug, Clone, Copy)]
+pub enum PartChecksum<'a> {
+    /// No checksum.
+    None,
+    /// Computed beforehand, sent as an `x-amz-checksum-*` header.
+    Header(&'a Checksum),
+    /// Computed while the body is read and sent after it as an `aws-chunked` trailer
+    /// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`): one read of the data instead of two.
+    Trailer(ChecksumAlgorithm),
+}
+
+/// Turns an UploadPart whose body is a [`crate::source::FileRangeBody::with_trailer`] into an
+/// `aws-chunked` request with an unsigned payload and a checksum trailer: the headers S3 wants
+/// (`Content-Encoding`, `x-amz-decoded-content-length`, `x-amz-trailer`, the encoded
+/// `Content-Length`) and the payload hash `STREAMING-UNSIGNED-PAYLOAD-TRAILER` in the signature.
+///
+/// Why not the SDK's own trailer support: over `http://` it signs every chunk (SHA-256 of the
+/// whole body again, the cost unsigned payloads avoid), and it keeps the checksum to itself,
+/// while Hoist needs it for the check after Complete.
+#[derive(Debug)]
+struct AwsChunkedTrailer {
+    decoded_len: u64,
+    algorithm: ChecksumAlgorithm,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsChunkedTrailer {
+    fn name(&self) -> &'static str {
+        "HoistAwsChunkedTrailer"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let encoded = crate::source::aws_chunked_len(self.decoded_len, self.algorithm);
+        let headers = context.request_mut().headers_mut();
+        headers.insert("content-length", encoded.to_string());
+        headers.insert("content-encoding", "aws-chunked");
+        headers.insert("x-amz-decoded-content-length", self.decoded_len.to_string());
+        headers.insert("x-amz-trailer", self.algorithm.header_name());
+        cfg.interceptor_state().store_put(aws_runtime::auth::PayloadSigningOverride::StreamingUnsignedPayloadTrailer);
+        Ok(())
+    }
+}
+
 /// The S3 client Hoist uses.
 #[derive(Debug, Clone)]
 pub struct S3Client {
@@ -274,7 +322,8 @@ impl S3Client {
         out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))
     }
 
-    /// UploadPart with the bytes `offset..offset+len` of `path` streamed as the body → `ETag`.
+    /// UploadPart with the bytes `offset..offset+len` of `path` streamed as the body → `ETag`
+    /// and the part's checksum (the one given, or the one computed for the trailer).
     pub async fn upload_part_from_file(
         &self,
         target: (&str, &str, &str),
@@ -282,10 +331,28 @@ impl S3Client {
         path: &Path,
         offset: u64,
         len: u64,
-        checksum: Option<&Checksum>,
-    ) -> Result<String> {
-        let body = ByteStream::from_body_1_x(crate::source::FileRangeBody::open(path, offset, len)?);
-        self.upload_part(target, number, body, len, checksum).await
+        checksum: PartChecksum<'_>,
+    ) -> Result<(String, Option<Checksum>)> {
+        match checksum {
+            PartChecksum::None => {
+                let body = ByteStream::from_body_1_x(crate::source::FileRangeBody::open(path, offset, len)?);
+                Ok((self.upload_part(target, number, body, len, None, None).await?, None))
+            }
+            PartChecksum::Header(c) => {
+                let body = ByteStream::from_body_1_x(crate::source::FileRangeBody::open(path, offset, len)?);
+                Ok((self.upload_part(target, number, body, len, Some(c), None).await?, Some(c.clone())))
+            }
+            PartChecksum::Trailer(alg) => {
+                let (body, sent) = crate::source::FileRangeBody::with_trailer(path, offset, len, alg)?;
+                let trailer = AwsChunkedTrailer { decoded_len: len, algorithm: alg };
+                let etag = self.upload_part(target, number, ByteStream::from_body_1_x(body), len, None, Some(trailer)).await?;
+                // The store answered after reading the whole body, trailer included.
+                let checksum = sent.get().cloned().ok_or_else(|| {
+                    Error::Integrity(format!("UploadPart {number} succeeded before its checksum trailer was sent"))
+                })?;
+                Ok((etag, Some(checksum)))
+            }
+        }
     }
 
     /// UploadPart of bytes in memory → `ETag`.
@@ -297,7 +364,7 @@ impl S3Client {
         checksum: Option<&Checksum>,
     ) -> Result<String> {
         let len = data.len() as u64;
-        self.upload_part(target, number, ByteStream::from(data), len, checksum).await
+        self.upload_part(target, number, ByteStream::from(data), len, checksum, None).await
     }
 
     async fn upload_part(
@@ -307,6 +374,7 @@ impl S3Client {
         body: ByteStream,
         len: u64,
         checksum: Option<&Checksum>,
+        trailer: Option<AwsChunkedTrailer>,
     ) -> Result<String> {
         let req = self
             .inner
@@ -317,12 +385,11 @@ impl S3Client {
             .part_number(i32::try_from(number).unwrap_or(i32::MAX))
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
             .body(body);
-        let out = with_checksum!(req, checksum)
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| map_err("UploadPart", &e))?;
+        let mut op = with_checksum!(req, checksum).customize().disable_payload_signing();
+        if let Some(t) = trailer {
+            op = op.interceptor(t);
+        }
+        let out = op.send().await.map_err(|e| map_err("UploadPart", &e))?;
         out.e_tag.map(|e| unquote(&e)).ok_or_else(|| Error::Integrity(format!("UploadPart {number} returned no ETag")))
     }
 

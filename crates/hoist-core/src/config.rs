@@ -60,6 +60,19 @@ pub enum ChecksumMode {
     WhenRequired,
 }
 
+/// How the checksum of a file part travels (stdin parts and single `PutObject` calls, already in
+/// memory or read whole, always use a header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumTransport {
+    /// After the body, as an `aws-chunked` trailer computed while the part is read: the part is
+    /// read once. S3 and the embedded store accept it; so do current MinIO, Ceph and Garage.
+    #[default]
+    Trailer,
+    /// Before the body, as an `x-amz-checksum-*` header: the part is read twice (a checksum
+    /// pass, then the body). For stores that refuse `aws-chunked` bodies.
+    Header,
+}
+
 /// Settings of one upload. Defaults were chosen by measurement against the embedded store on
 /// the 2-core development machine (see BENCHMARKS.md).
 #[derive(Debug, Clone)]
@@ -69,6 +82,7 @@ pub struct UploadConfig {
     pub(crate) single_put_threshold: u64,
     pub(crate) checksum: Option<ChecksumAlgorithm>,
     pub(crate) checksum_mode: ChecksumMode,
+    pub(crate) checksum_transport: ChecksumTransport,
     pub(crate) limits: ProviderLimits,
     pub(crate) retry: RetryConfig,
     pub(crate) stall_timeout: Duration,
@@ -95,6 +109,7 @@ impl Default for UploadConfig {
             single_put_threshold: DEFAULT_SINGLE_PUT_THRESHOLD,
             checksum: Some(ChecksumAlgorithm::Crc32c),
             checksum_mode: ChecksumMode::Always,
+            checksum_transport: ChecksumTransport::Trailer,
             limits: ProviderLimits::AWS,
             retry: RetryConfig::default(),
             stall_timeout: Duration::from_secs(30),
@@ -136,6 +151,13 @@ impl UploadConfig {
     #[must_use]
     pub fn checksum_mode(mut self, mode: ChecksumMode) -> Self {
         self.checksum_mode = mode;
+        self
+    }
+
+    /// How file part checksums travel.
+    #[must_use]
+    pub fn checksum_transport(mut self, transport: ChecksumTransport) -> Self {
+        self.checksum_transport = transport;
         self
     }
 

@@ -28,7 +28,7 @@ pub mod units;
 pub mod upload;
 
 pub use client::{ClientOptions, S3Client};
-pub use config::{ChecksumMode, ProviderLimits, UploadConfig};
+pub use config::{ChecksumMode, ChecksumTransport, ProviderLimits, UploadConfig};
 pub use error::{Category, Error, Result};
 pub use progress::{Events, ProgressEvent};
 pub use journal::{Journal, JournalStore};

@@ -103,6 +103,79 @@ mod tests {
         assert!(e.to_string().contains("missing"), "{e}");
     }
 
+    /// Reads a body to its end: the concatenated data frames.
+    async fn collect(mut body: FileRangeBody) -> Vec<u8> {
+        use http_body::Body as _;
+        let mut out = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+            out.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert!(body.is_end_stream());
+        out
+    }
+
+    /// Decodes an unsigned `aws-chunked` body: (data, trailer lines).
+    fn decode_aws_chunked(mut wire: &[u8]) -> (Vec<u8>, Vec<String>) {
+        let mut data = Vec::new();
+        loop {
+            let eol = wire.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&wire[..eol]).unwrap(), 16).unwrap();
+            wire = &wire[eol + 2..];
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&wire[..n]);
+            assert_eq!(&wire[n..n + 2], b"\r\n");
+            wire = &wire[n + 2..];
+        }
+        let text = std::str::from_utf8(wire).unwrap();
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        (data, text.trim_end().split("\r\n").map(str::to_owned).collect())
+    }
+
+    #[tokio::test]
+    async fn range_body_streams_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..3 * BODY_CHUNK + 77).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        std::fs::write(&p, &data).unwrap();
+        let body = FileRangeBody::open(&p, 5, BODY_CHUNK as u64 + 9).unwrap();
+        assert_eq!(collect(body).await, &data[5..BODY_CHUNK + 14]);
+    }
+
+    #[tokio::test]
+    async fn trailer_body_is_aws_chunked_with_the_checksum_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..3 * BODY_CHUNK + 77).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        std::fs::write(&p, &data).unwrap();
+        for (offset, len) in [(0, 0), (3, 1), (0, BODY_CHUNK), (1, BODY_CHUNK + 1), (10, 3 * BODY_CHUNK + 60)] {
+            for alg in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Sha256] {
+                let (body, out) = FileRangeBody::with_trailer(&p, offset as u64, len as u64, alg).unwrap();
+                assert!(out.get().is_none());
+                let wire = collect(body).await;
+                assert_eq!(wire.len() as u64, aws_chunked_len(len as u64, alg), "length of {len} bytes");
+                let (got, trailers) = decode_aws_chunked(&wire);
+                let want = Checksum::of(alg, &data[offset..offset + len]);
+                assert_eq!(got, &data[offset..offset + len]);
+                assert_eq!(trailers, [format!("{}:{}", alg.header_name(), want.to_base64())]);
+                assert_eq!(out.get(), Some(&want));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrank_fails_the_body() {
+        use http_body::Body as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, [1u8; 1000]).unwrap();
+        let (mut body, out) = FileRangeBody::with_trailer(&p, 0, 5000, ChecksumAlgorithm::Crc32c).unwrap();
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await.unwrap();
+        assert!(frame.is_err());
+        assert!(out.get().is_none());
+    }
+
     #[test]
     fn stream_parts_fill_until_eof() {
         let data = [7u8; 10];
@@ -117,25 +190,102 @@ mod tests {
 /// sent, one read ahead). Measured: 256 KiB keeps peak RSS low with CPU close to 1 MiB reads.
 pub const BODY_CHUNK: usize = 256 * 1024;
 
+/// Where a [`FileRangeBody`] with a trailer leaves the checksum of the bytes it sent, once its
+/// last frame has been produced.
+pub type TrailerChecksum = std::sync::Arc<std::sync::OnceLock<Checksum>>;
+
+/// Bytes on the wire of an `aws-chunked` body carrying `len` bytes in [`BODY_CHUNK`] chunks,
+/// ended by a zero chunk and the one trailer `x-amz-checksum-…:BASE64` of `algorithm`.
+#[must_use]
+pub fn aws_chunked_len(len: u64, algorithm: ChecksumAlgorithm) -> u64 {
+    let chunk = BODY_CHUNK as u64;
+    // `HEX\r\n` + data + `\r\n` per chunk.
+    let framing = |n: u64| format!("{n:x}").len() as u64 + 4;
+    let full = len / chunk;
+    let rest = len % chunk;
+    let mut total = full * (chunk + framing(chunk));
+    if rest > 0 {
+        total += rest + framing(rest);
+    }
+    let value = base64_len(algorithm.digest_len()) as u64;
+    // `0\r\n` + `name:value\r\n` + `\r\n`.
+    total + 3 + algorithm.header_name().len() as u64 + 1 + value + 2 + 2
+}
+
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// What one read on the blocking pool hands back: the chunk, and the running checksum with the
+/// chunk added (when the body carries a trailer).
+type ReadResult = std::io::Result<(Bytes, Option<Checksummer>)>;
+
 /// An HTTP body streaming `len` bytes of a file from `offset` with positional reads on the
 /// blocking pool, reading one chunk ahead. Replaces the SDK's file body, which goes through
 /// `tokio::fs::File` (its own growing buffer plus a copy per read).
+///
+/// With [`FileRangeBody::with_trailer`] the body is `aws-chunked` encoded and ends with the
+/// checksum of the bytes as a trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`): the checksum is
+/// computed on the blocking thread right after each read, while the chunk is in cache, so a
+/// part is read once instead of twice (a checksum pass, then the body). Framing goes out as
+/// small frames of its own between the data chunks; the data is never copied.
 #[derive(Debug)]
 pub struct FileRangeBody {
     file: std::sync::Arc<File>,
     path: PathBuf,
     offset: u64,
     remaining: u64,
-    next: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+    next: Option<tokio::task::JoinHandle<ReadResult>>,
+    trailer: Option<Trailer>,
+}
+
+/// `aws-chunked` state of a body with a checksum trailer.
+#[derive(Debug)]
+struct Trailer {
+    /// The running checksum; `None` while a read (which holds it) is in flight.
+    hasher: Option<Checksummer>,
+    /// A data chunk whose size line went out and which is sent next.
+    queued: Option<Bytes>,
+    /// Whether a chunk has been sent (later size lines start with the previous chunk's CRLF).
+    started: bool,
+    /// Whether the final frame (zero chunk and trailer) has been produced.
+    finished: bool,
+    out: TrailerChecksum,
 }
 
 impl FileRangeBody {
     /// Opens `path` for the range `offset..offset + len`.
     pub fn open(path: &Path, offset: u64, len: u64) -> Result<Self> {
         let file = File::open(path).map_err(|e| source_err(path, e))?;
-        let mut body = Self { file: std::sync::Arc::new(file), path: path.to_path_buf(), offset, remaining: len, next: None };
+        let mut body = Self {
+            file: std::sync::Arc::new(file),
+            path: path.to_path_buf(),
+            offset,
+            remaining: len,
+            next: None,
+            trailer: None,
+        };
         body.read_ahead();
         Ok(body)
+    }
+
+    /// Opens `path` for the range `offset..offset + len` as an `aws-chunked` body that ends with
+    /// the `algorithm` checksum of the bytes as a trailer; its length on the wire is
+    /// [`aws_chunked_len`]. The checksum is also left in the returned cell once sent.
+    pub fn with_trailer(path: &Path, offset: u64, len: u64, algorithm: ChecksumAlgorithm) -> Result<(Self, TrailerChecksum)> {
+        let file = File::open(path).map_err(|e| source_err(path, e))?;
+        let out = TrailerChecksum::default();
+        let trailer = Trailer { hasher: Some(Checksummer::new(algorithm)), queued: None, started: false, finished: false, out: out.clone() };
+        let mut body = Self {
+            file: std::sync::Arc::new(file),
+            path: path.to_path_buf(),
+            offset,
+            remaining: len,
+            next: None,
+            trailer: Some(trailer),
+        };
+        body.read_ahead();
+        Ok((body, out))
     }
 
     fn read_ahead(&mut self) {
@@ -144,13 +294,38 @@ impl FileRangeBody {
         }
         let want = usize::try_from(self.remaining.min(BODY_CHUNK as u64)).unwrap_or(BODY_CHUNK);
         let (file, offset) = (self.file.clone(), self.offset);
+        let mut hasher = self.trailer.as_mut().and_then(|t| t.hasher.take());
         self.offset += want as u64;
         self.remaining -= want as u64;
         self.next = Some(tokio::task::spawn_blocking(move || {
             let mut buf = BytesMut::zeroed(want);
             file.read_exact_at(&mut buf, offset)?;
-            Ok(buf.freeze())
+            if let Some(h) = &mut hasher {
+                h.update(&buf);
+            }
+            Ok((buf.freeze(), hasher))
         }));
+    }
+
+    /// The last frame of an `aws-chunked` body: end of the previous chunk, the zero chunk, the
+    /// trailer and the blank line that ends the trailers.
+    fn final_frame(trailer: &mut Trailer) -> Bytes {
+        let checksum = trailer.hasher.take().map(Checksummer::finish);
+        let mut s = String::with_capacity(80);
+        if trailer.started {
+            s.push_str("\r\n");
+        }
+        s.push_str("0\r\n");
+        if let Some(c) = checksum {
+            s.push_str(c.algorithm().header_name());
+            s.push(':');
+            s.push_str(&c.to_base64());
+            s.push_str("\r\n");
+            let _ = trailer.out.set(c);
+        }
+        s.push_str("\r\n");
+        trailer.finished = true;
+        Bytes::from(s)
     }
 }
 
@@ -163,25 +338,46 @@ impl http_body::Body for FileRangeBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
-        let Some(next) = self.next.as_mut() else { return Poll::Ready(None) };
+        let this = &mut *self;
+        if let Some(t) = &mut this.trailer {
+            if let Some(data) = t.queued.take() {
+                return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+            }
+            if this.next.is_none() {
+                return Poll::Ready((!t.finished).then(|| Ok(http_body::Frame::data(Self::final_frame(t)))));
+            }
+        }
+        let Some(next) = this.next.as_mut() else { return Poll::Ready(None) };
         let joined = std::task::ready!(std::pin::Pin::new(next).poll(cx));
-        self.next = None;
-        let chunk = match joined {
-            Ok(Ok(chunk)) => chunk,
+        this.next = None;
+        let (chunk, hasher) = match joined {
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                let msg = format!("reading {}: {e}", self.path.display());
+                let msg = format!("reading {}: {e}", this.path.display());
                 return Poll::Ready(Some(Err(std::io::Error::new(e.kind(), msg))));
             }
             Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
         };
-        self.read_ahead();
-        Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+        let frame = match &mut this.trailer {
+            None => chunk,
+            Some(t) => {
+                t.hasher = hasher;
+                let line = if t.started { format!("\r\n{:x}\r\n", chunk.len()) } else { format!("{:x}\r\n", chunk.len()) };
+                t.started = true;
+                t.queued = Some(chunk);
+                Bytes::from(line)
+            }
+        };
+        this.read_ahead();
+        Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.next.is_none()
+        match &self.trailer {
+            None => self.next.is_none(),
+            Some(t) => t.finished,
+        }
     }
-
 }
 
 impl Drop for FileRangeBody {

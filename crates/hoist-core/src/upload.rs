@@ -3,9 +3,12 @@
 //!
 //! Semantics:
 //! - At most `concurrency` parts are in flight. A file part is streamed from the file by position
-//!   when its attempt starts (a 256 KiB buffer); its checksum is computed in a pass over the same
-//!   range just before (CRC32C ≈ 4 GiB/s, from the page cache), so memory does not grow with
-//!   part or file size. Stdin parts are buffered: at most `concurrency` parts in memory.
+//!   when its attempt starts (256 KiB reads, one ahead), so memory does not grow with part or
+//!   file size. Its checksum is computed from the same reads and sent after the data as an
+//!   `aws-chunked` trailer ([`ChecksumTransport::Trailer`], the default: the part is read once;
+//!   the value kept for verification is the one the store checked). With
+//!   [`ChecksumTransport::Header`] it is computed in a pass over the range just before and sent
+//!   as a header. Stdin parts are buffered: at most `concurrency` parts in memory.
 //! - Each call is retried per [`crate::retry`]; an attempt with no answer within the stall
 //!   timeout (plus the time the part needs at 1 MiB/s) is cancelled and retried.
 //! - With a journal ([`Uploader::with_journal`]), each confirmed part is recorded before it is
@@ -30,8 +33,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{self, Checksum};
-use crate::client::S3Client;
-use crate::config::{MIB, UploadConfig};
+use crate::client::{PartChecksum, S3Client};
+use crate::config::{ChecksumTransport, MIB, UploadConfig};
 use crate::error::{Error, Result};
 use crate::journal::{Fingerprint, JournalKey, JournalStore};
 use crate::plan::{self, Plan};
@@ -458,16 +461,23 @@ impl Uploader {
         events: &Events,
         cancel: &CancellationToken,
     ) -> Result<DonePart> {
-        let checksum = match alg {
-            Some(a) => {
+        // With a trailer the checksum is computed as the body is read (per attempt: a retry
+        // re-reads the range); with a header it needs a pass over the range first.
+        let checksum = match (alg, self.config.checksum_transport) {
+            (Some(a), ChecksumTransport::Header) => {
                 let p = path.to_path_buf();
                 Some(blocking(move || source::checksum_range(&p, spec.offset, spec.len, a)).await?)
             }
-            None => None,
+            _ => None,
+        };
+        let how = match (alg, &checksum) {
+            (_, Some(c)) => PartChecksum::Header(c),
+            (Some(a), None) => PartChecksum::Trailer(a),
+            (None, None) => PartChecksum::None,
         };
         let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-        let etag = retry(&self.config.retry, self.attempt_limit(spec.len), events, Some(spec.number), cancel, || {
-            self.client.upload_part_from_file(t, spec.number, path, spec.offset, spec.len, checksum.as_ref())
+        let (etag, checksum) = retry(&self.config.retry, self.attempt_limit(spec.len), events, Some(spec.number), cancel, || {
+            self.client.upload_part_from_file(t, spec.number, path, spec.offset, spec.len, how)
         })
         .await?;
         Ok(DonePart { number: spec.number, size: spec.len, etag, checksum })

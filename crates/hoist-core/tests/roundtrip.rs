@@ -98,6 +98,28 @@ async fn every_checksum_algorithm_verifies() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn trailer_and_header_checksums_agree_with_the_data() {
+    use hoist_core::ChecksumTransport;
+    use hoist_core::checksum::{Checksum, ChecksumAlgorithm, composite};
+    let store = TestStore::start().await;
+    store.create_bucket(BUCKET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data) = write_file(dir.path(), 11 * 1024 * 1024 + 7);
+    for alg in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Sha256] {
+        let parts: Vec<Checksum> = data.chunks(5 * 1024 * 1024).map(|p| Checksum::of(alg, p)).collect();
+        let want = format!("{alg}:{}", composite(&parts).unwrap());
+        for transport in [ChecksumTransport::Trailer, ChecksumTransport::Header] {
+            let key = format!("{alg}-{transport:?}");
+            let config = small_config().checksum(Some(alg)).checksum_transport(transport);
+            let (r, _) = upload(&store, &path, &key, config).await;
+            let out = r.unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(out.checksum.as_deref(), Some(want.as_str()), "{key}");
+            assert_eq!(read_back(&store, &key).await, data, "{key}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_inputs_fail_clearly_and_create_nothing() {
     let store = TestStore::start().await;
     store.create_bucket(BUCKET).await;

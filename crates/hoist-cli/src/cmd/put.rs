@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use hoist_core::checksum::ChecksumAlgorithm;
 use hoist_core::config::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_SINGLE_PUT_THRESHOLD};
 use hoist_core::{
-    CancellationToken, ChecksumMode, ClientOptions, Events, OnFailure, S3Client, Source, UploadConfig,
+    CancellationToken, ChecksumMode, ChecksumTransport, ClientOptions, Events, OnFailure, S3Client, Source, UploadConfig,
     UploadOutcome, UploadRequest, Uploader,
 };
 
@@ -67,6 +67,11 @@ pub(crate) struct PutArgs {
     /// `when_required` sends no checksum headers (for stores that reject them).
     #[arg(long, default_value = "always", value_parser = ["always", "when_required"])]
     pub(crate) checksum_mode: String,
+    /// How file part checksums travel: `trailer` (after the data, computed while it is read:
+    /// one read per part) or `header` (before the data: a checksum pass first; for stores that
+    /// refuse aws-chunked bodies).
+    #[arg(long, default_value = "trailer", value_parser = ["trailer", "header"])]
+    pub(crate) checksum_transport: String,
     /// Content-Type of the object.
     #[arg(long)]
     pub(crate) content_type: Option<String>,
@@ -105,6 +110,7 @@ impl PutArgs {
             .single_put_threshold(self.single_put_threshold)
             .checksum(self.checksum.parse::<ChecksumAlgorithm>().ok())
             .checksum_mode(mode)
+            .checksum_transport(if self.checksum_transport == "header" { ChecksumTransport::Header } else { ChecksumTransport::Trailer })
     }
 
     fn source(&self) -> Result<Source, CliError> {
