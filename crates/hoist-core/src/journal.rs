@@ -153,6 +153,24 @@ impl JournalStore {
         &self.dir
     }
 
+    /// Removes temp files that a killed writer left behind (`*.tmpPID`), when older than
+    /// `older_than` (a live writer's temp file exists for milliseconds). Returns how many.
+    #[must_use = "the count says whether anything was cleaned"]
+    pub fn remove_stale_temp_files(&self, older_than: std::time::Duration) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        let now = std::time::SystemTime::now();
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().and_then(|x| x.to_str()).is_some_and(|x| x.starts_with("tmp")))
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= older_than)
+            })
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
     fn path(&self, k: &JournalKey<'_>) -> PathBuf {
         let mut h = Sha256::new();
         for part in [k.endpoint.as_bytes(), k.bucket.as_bytes(), k.key.as_bytes(), k.source.as_os_str().as_encoded_bytes()] {
@@ -261,6 +279,23 @@ impl JournalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temp_files_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JournalStore::new(dir.path());
+        let old = dir.path().join("abc.tmp123");
+        let fresh = dir.path().join("def.tmp456");
+        let journal = dir.path().join("abc.json");
+        for p in [&old, &fresh, &journal] {
+            fs::write(p, b"{").unwrap();
+        }
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(1);
+        File::options().write(true).open(&old).unwrap().set_modified(an_hour_ago).unwrap();
+        File::options().write(true).open(&journal).unwrap().set_modified(an_hour_ago).unwrap();
+        assert_eq!(store.remove_stale_temp_files(std::time::Duration::from_mins(1)), 1);
+        assert!(!old.exists() && fresh.exists() && journal.exists());
+    }
 
     fn key(source: &Path) -> JournalKey<'_> {
         JournalKey { endpoint: "http://127.0.0.1:1", bucket: "bkt", key: "k", source }

@@ -31,6 +31,7 @@ pub fn router(state: Arc<AppState>, cors_origins: Vec<String>) -> Router {
         .merge(web::routes())
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(axum::middleware::from_fn(middleware::drain_refused))
         .layer(axum::middleware::from_fn_with_state(middleware::CorsOrigins(Arc::new(cors_origins)), middleware::cors))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)

@@ -14,6 +14,7 @@
 //!
 //! # Layout
 //! - [`error`]: the one error enum and its mapping to S3 error codes.
+//! - [`drain`]: refused requests read what is left of their body, so the client sees the error.
 //! - `fs`: on-disk layout, atomic durable writes, start-up cleanup.
 //! - `backend`: in-memory state mirrored on disk; buckets.
 //! - `ingest`: request bodies streamed to disk with MD5 and checksums computed on the way.
@@ -23,6 +24,7 @@
 //! - `s3`: the `s3s::S3` trait implementation (DTOs only).
 //! - `cors`: preflight and CORS headers.
 
+pub mod drain;
 pub mod error;
 
 mod backend;
@@ -202,7 +204,12 @@ impl Store {
             return Ok(self.cors.preflight(req.headers()));
         }
         let headers = req.headers().clone();
-        let mut resp = hyper::service::Service::call(&self.service, req).await?;
+        let (parts, body) = req.into_parts();
+        let (body, rest) = drain::reclaimable(body);
+        let mut resp = self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?;
+        if resp.status().is_client_error() {
+            drain::drain(rest).await;
+        }
         self.cors.decorate(&headers, &mut resp);
         Ok(resp)
     }

@@ -227,14 +227,22 @@ pub(crate) async fn upload(
 
 /// The journal directory: `$HOIST_STATE_DIR`, else the XDG state dir (`~/.local/state/hoist`).
 pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
-    if let Some(dir) = std::env::var_os("HOIST_STATE_DIR") {
-        return Ok(hoist_core::JournalStore::new(PathBuf::from(dir).join("journals")));
+    let dir = if let Some(dir) = std::env::var_os("HOIST_STATE_DIR") {
+        PathBuf::from(dir).join("journals")
+    } else {
+        let dirs = directories::ProjectDirs::from("", "", "hoist").ok_or_else(|| {
+            CliError::new(Exit::Failure, "cannot find a home directory for resume state").with_hint("set HOIST_STATE_DIR")
+        })?;
+        dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).join("journals")
+    };
+    let store = hoist_core::JournalStore::new(dir);
+    // A hoist killed while writing its journal leaves a temp file; a minute is far longer than
+    // any live write takes.
+    let removed = store.remove_stale_temp_files(std::time::Duration::from_mins(1));
+    if removed > 0 {
+        tracing::debug!(removed, "removed stale journal temp files");
     }
-    let dirs = directories::ProjectDirs::from("", "", "hoist").ok_or_else(|| {
-        CliError::new(Exit::Failure, "cannot find a home directory for resume state").with_hint("set HOIST_STATE_DIR")
-    })?;
-    let base = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir());
-    Ok(hoist_core::JournalStore::new(base.join("journals")))
+    Ok(store)
 }
 
 fn resume_command(args: &PutArgs) -> String {

@@ -1,7 +1,8 @@
 //! Cross-cutting request handling: a request id on every request (taken from `x-request-id` if
 //! the caller sent a sane one, else generated), in the tracing span and echoed in the response;
-//! and CORS for the API when the operator lists other origins (the service's own page is
-//! same-origin and needs none).
+//! CORS for the API when the operator lists other origins (the service's own page is
+//! same-origin and needs none); and refused requests drain their body first (see
+//! `hoist_store::drain`), so a client still sending it reads the error.
 
 use std::sync::Arc;
 
@@ -68,5 +69,16 @@ pub async fn cors(State(origins): State<CorsOrigins>, req: Request, next: Next) 
     );
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after, x-request-id"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    resp
+}
+
+/// Drains what is left of a refused request's body before answering.
+pub async fn drain_refused(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let (body, rest) = hoist_store::drain::reclaimable(body);
+    let resp = next.run(Request::from_parts(parts, axum::body::Body::new(body))).await;
+    if resp.status().is_client_error() {
+        hoist_store::drain::drain(rest).await;
+    }
     resp
 }
