@@ -205,10 +205,10 @@ impl Store {
         }
         let headers = req.headers().clone();
         let (parts, body) = req.into_parts();
-        let (body, rest) = drain::reclaimable(body);
+        let (body, leftover) = drain::reclaimable(body);
         let mut resp = self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?;
         if resp.status().is_client_error() {
-            drain::drain(rest).await;
+            drain::drain(leftover).await;
         }
         self.cors.decorate(&headers, &mut resp);
         Ok(resp)

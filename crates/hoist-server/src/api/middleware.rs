@@ -75,10 +75,10 @@ pub async fn cors(State(origins): State<CorsOrigins>, req: Request, next: Next) 
 /// Drains what is left of a refused request's body before answering.
 pub async fn drain_refused(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let (body, rest) = hoist_store::drain::reclaimable(body);
+    let (body, leftover) = hoist_store::drain::reclaimable(body);
     let resp = next.run(Request::from_parts(parts, axum::body::Body::new(body))).await;
     if resp.status().is_client_error() {
-        hoist_store::drain::drain(rest).await;
+        hoist_store::drain::drain(leftover).await;
     }
     resp
 }
