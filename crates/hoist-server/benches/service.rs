@@ -36,7 +36,7 @@ async fn main() {
     let store = hoist_store::Store::builder(dir.path().join("store")).min_part_size(1).build().unwrap();
     let creds = store.credentials().clone();
     let handle = store.start("127.0.0.1:0").await.unwrap();
-    let s3 = store_client(&handle.endpoint_url(), &creds);
+    let s3 = hoist_testkit::sdk_client(&handle.endpoint_url(), &creds);
     s3.create_bucket().bucket("bench").send().await.unwrap();
 
     let mut c = ServerConfig::new(dir.path().join("serve"));
@@ -108,16 +108,4 @@ async fn main() {
     println!("complete a {parts_n}-part upload:              {:>8.1} ms (median of {complete_rounds})", complete.as_secs_f64() * 1e3);
     println!("sign (one request) + complete:              {:>8.1} ms (target ≤ 1000)", (sign1 + complete).as_secs_f64() * 1e3);
     handle.shutdown().await;
-}
-
-fn store_client(endpoint: &str, c: &hoist_store::Credentials) -> aws_sdk_s3::Client {
-    let creds = aws_sdk_s3::config::Credentials::new(&c.access_key, &c.secret_key, None, None, "bench");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
 }

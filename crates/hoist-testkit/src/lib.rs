@@ -9,4 +9,4 @@
 pub mod fault_proxy;
 pub mod store;
 
-pub use store::TestStore;
+pub use store::{TestStore, sdk_client};

@@ -72,15 +72,7 @@ impl TestStore {
     /// A client with this store's credentials for another URL (a proxy in front of the store).
     #[must_use]
     pub fn client_for(&self, endpoint_url: &str) -> aws_sdk_s3::Client {
-        let creds = AwsCredentials::new(&self.credentials.access_key, &self.credentials.secret_key, None, None, "test");
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint_url)
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        sdk_client(endpoint_url, &self.credentials)
     }
 
     /// Creates a bucket.
@@ -97,4 +89,19 @@ impl TestStore {
             h.shutdown().await;
         }
     }
+}
+
+/// An aws-sdk-s3 client for any store at `endpoint_url` (path-style, region us-east-1), for
+/// checks made behind the back of the code under test.
+#[must_use]
+pub fn sdk_client(endpoint_url: &str, credentials: &Credentials) -> aws_sdk_s3::Client {
+    let creds = AwsCredentials::new(&credentials.access_key, &credentials.secret_key, None, None, "test");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint_url)
+        .force_path_style(true)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }

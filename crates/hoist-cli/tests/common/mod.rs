@@ -65,15 +65,7 @@ impl Drop for StoreProc {
 
 /// A client for checks behind the CLI's back.
 pub(crate) fn sdk(endpoint: &str) -> aws_sdk_s3::Client {
-    let creds = aws_sdk_s3::config::Credentials::new(ACCESS, SECRET, None, None, "t");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    hoist_testkit::sdk_client(endpoint, &hoist_store::Credentials::new(ACCESS, SECRET))
 }
 
 /// A file of `len` patterned bytes.

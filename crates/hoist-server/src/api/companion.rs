@@ -66,6 +66,18 @@ fn auth(caller: std::result::Result<Caller, ApiError>) -> Result<Caller> {
     caller.map_err(CompanionError)
 }
 
+/// The caller and the session Uppy names by `{upload_id}` in the path and `?key=`.
+async fn session(
+    st: &AppState,
+    caller: std::result::Result<Caller, ApiError>,
+    path: &HashMap<String, String>,
+    q: &KeyQuery,
+) -> Result<(Caller, crate::db::Session)> {
+    let caller = auth(caller)?;
+    let s = uploads::get_by_upload_id(st, &caller, path.get("upload_id").map_or("", String::as_str), &q.key).await?;
+    Ok((caller, s))
+}
+
 #[derive(Debug, Deserialize)]
 struct CreateBody {
     filename: String,
@@ -106,13 +118,11 @@ async fn sign(
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<serde_json::Value>> {
-    let caller = auth(caller)?;
-    let upload_id = p.get("upload_id").cloned().unwrap_or_default();
     let n: u32 = p
         .get("part_number")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("the part number in the path is not a number from 1 to 10000".into()))?;
-    let s = uploads::get_by_upload_id(&st, &caller, &upload_id, &q.key).await?;
+    let (_, s) = session(&st, caller, &p, &q).await?;
     let signed = uploads::sign_parts(&st, &s, &[n], &HashMap::new()).await?;
     let part = signed.into_iter().next().ok_or_else(|| ApiError::BadRequest("nothing to sign".into()))?;
     Ok(Json(json!({ "url": part.url, "expires": st.part_url_ttl.as_secs() })))
@@ -124,8 +134,7 @@ async fn list_parts(
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<Vec<serde_json::Value>>> {
-    let caller = auth(caller)?;
-    let s = uploads::get_by_upload_id(&st, &caller, p.get("upload_id").map_or("", String::as_str), &q.key).await?;
+    let (_, s) = session(&st, caller, &p, &q).await?;
     let parts = uploads::list_parts(&st, &s).await?;
     Ok(Json(parts.into_iter().map(|p| json!({ "PartNumber": p.number, "ETag": format!("\"{}\"", p.etag), "Size": p.size })).collect()))
 }
@@ -150,8 +159,7 @@ async fn complete(
     Query(q): Query<KeyQuery>,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> Result<Json<serde_json::Value>> {
-    let caller = auth(caller)?;
-    let s = uploads::get_by_upload_id(&st, &caller, p.get("upload_id").map_or("", String::as_str), &q.key).await?;
+    let (caller, s) = session(&st, caller, &p, &q).await?;
     let mut parts: Vec<(u32, String)> = body.parts.into_iter().map(|p| (p.part_number, p.etag)).collect();
     parts.sort_by_key(|p| p.0);
     let done = uploads::complete(&st, &caller, &s, &parts).await?;
@@ -164,8 +172,7 @@ async fn abort(
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<serde_json::Value>> {
-    let caller = auth(caller)?;
-    let s = uploads::get_by_upload_id(&st, &caller, p.get("upload_id").map_or("", String::as_str), &q.key).await?;
+    let (_, s) = session(&st, caller, &p, &q).await?;
     uploads::abort(&st, &s).await?;
     Ok(Json(json!({})))
 }

@@ -73,15 +73,7 @@ impl Service {
     /// An aws-sdk-s3 client straight to the embedded store (to check what S3 holds).
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let (c, _) = hoist_store::Credentials::load_or_generate(&self.data.path().join("store")).unwrap();
-        let creds = aws_sdk_s3::config::Credentials::new(c.access_key, c.secret_key, None, None, "test");
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&self.store_url)
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        hoist_testkit::sdk_client(&self.store_url, &c)
     }
 
     pub async fn object(&self, key: &str) -> Vec<u8> {
