@@ -26,7 +26,8 @@
 // - A 403 on a part PUT most often means the presigned URL expired (slow link, long pause, laptop
 //   asleep): the part is re-signed and retried at once; a second 403 right after a fresh URL is
 //   fatal (the signature itself is refused: credentials, clock or policy). A URL whose expiry has
-//   passed (with a 30 s margin) is re-signed before use. Expiry is measured on the local clock from
+//   passed (with a 30 s margin) is re-signed before use, and a part's URL is looked at only once
+//   the part may go (after a pause or an offline wait, not before it). Expiry is measured on the local clock from
 //   the sign response's Date header, so a browser whose clock is off does not re-sign forever.
 // - Offline: before each part PUT, after a failed PUT and before retrying a service call,
 //   `navigator.onLine === false` means waiting for the `online` event instead of backing off; a
@@ -782,8 +783,7 @@ export class HoistUpload {
     let resignedAfter403 = false;
     for (let attempt = 0; ;) {
       part.attempt = attempt;
-      const signed = await this.#signedUrl(n);
-      await this.#gate();
+      const signed = await this.#readyUrl(n);
       part.state = 'sending';
       part.loaded = 0;
       let res;
@@ -831,6 +831,23 @@ export class HoistUpload {
       this.#emit(true);
       await this.#sleep(delay, this.#stop.signal);
       this.#throwIfStopped();
+    }
+  }
+
+  /**
+   * Waits until part n may be sent (not paused, online), then returns a URL for it that is valid
+   * now. The URL is looked at after the wait, never before: a URL taken before a pause or an
+   * offline spell longer than URLs live would reach the store expired, and a 403 right after a
+   * re-sign is fatal. Paused or offline again while signing: wait, and look at the URL again.
+   */
+  async #readyUrl(n) {
+    for (;;) {
+      // Synchronously when nothing stops it: the worker that took the first part must sign the
+      // batch while the parts after it are still queued.
+      if (this.#paused || !this.#network.isOnline()) await this.#gate();
+      this.#throwIfStopped();
+      const signed = await this.#signedUrl(n);
+      if (!this.#paused && this.#network.isOnline()) return signed;
     }
   }
 

@@ -16,14 +16,21 @@
 // re-sending the parts already stored (PUTs counted from the browser's own requests), and one
 // can be discarded instead; a second tab cannot upload the same file at the same time; a part PUT
 // that fails (connection reset injected) is retried; a part URL answered with 403 "Request has
-// expired" is signed again and retried; cancel leaves the upload aborted; the module imported
-// directly as in its documentation; screenshots at 360, 800 and 1280 px in test/screenshots/.
+// expired" is signed again and retried; cancel leaves the upload aborted, and the store itself
+// (asked with `hoist uploads ls` and its own credentials) holds no multipart upload for it; with
+// a second service whose part URLs live 2 s (--part-url-ttl), an upload paused until its URLs
+// expired re-signs and completes against the real store; the module imported directly as in its
+// documentation; screenshots at 360, 800 and 1280 px in test/screenshots/.
+//
+// The browser files under test are web/'s: when the binary embeds older copies (built before they
+// changed), app.js, hoist-upload.js and style.css come from web/ while a page loads, and a line
+// says so (index.html must match: rebuild if it changed).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -53,42 +60,131 @@ const { chromium } = await import('playwright-core');
 // --- the server --------------------------------------------------------------------------------
 
 const tmp = mkdtempSync(join(tmpdir(), 'hoist-e2e-'));
-let server;
+/** The services this run started (killed at the end). */
+const servers = [];
+/** The service most tests use. @type {Server} */
+let main;
 let origin;
 let token;
 let context;
 
-/** Starts the service and waits for the lines that give its address and dev token. */
-async function startServer() {
+/**
+ * A running `hoist serve --dev` (or the fake): its page origin, dev token, and (real service
+ * only) the embedded store's endpoint and data directory.
+ * @typedef {{ proc: import('node:child_process').ChildProcess, origin: string, token: string, store: string | null, data: string }} Server
+ */
+
+/**
+ * Starts a service with a data directory of its own and waits for the lines that give its
+ * address and dev token. `extra`: more arguments, as [real service's, fake's].
+ * @returns {Promise<Server>}
+ */
+async function startServer([extra, fakeExtra] = [[], []]) {
+  const data = mkdtempSync(join(tmp, 'data-'));
   const [cmd, args] = FAKE
-    ? [process.execPath, [join(WEB, 'test', 'fake-server.mjs')]]
-    : [BIN, ['serve', '--dev', '--listen', '127.0.0.1:0', '--data', join(tmp, 'data')]];
-  server = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    ? [process.execPath, [join(WEB, 'test', 'fake-server.mjs'), ...fakeExtra]]
+    : [BIN, ['serve', '--dev', '--listen', '127.0.0.1:0', '--data', data, ...extra]];
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const srv = { proc, origin: null, token: null, store: null, data };
+  servers.push(srv);
   const seen = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "listening on" and "dev token" lines within 60 s; output:\n${seen.join('\n')}`)), 60_000);
-    server.once('exit', (code) => {
+    proc.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`${cmd} exited with ${code} before it was ready; output:\n${seen.join('\n')}`));
     });
-    for (const stream of [server.stdout, server.stderr]) {
+    for (const stream of [proc.stdout, proc.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         seen.push(line);
         // Lines that start so, as `hoist serve --dev` prints them (a store's own "listening"
-        // line, if any, must not be taken for the service's).
-        origin ??= /^listening on (http:\/\/\S+)/.exec(line)?.[1];
-        token ??= /^dev token: (\S+)/.exec(line)?.[1];
-        if (origin && token) { clearTimeout(timer); resolve(); }
+        // line, if any, must not be taken for the service's). The store line comes first.
+        srv.origin ??= /^listening on (http:\/\/\S+)/.exec(line)?.[1] ?? null;
+        srv.store ??= /^store: (http:\/\/\S+)/.exec(line)?.[1] ?? null;
+        srv.token ??= /^dev token: (\S+)/.exec(line)?.[1] ?? null;
+        if (srv.origin && srv.token) { clearTimeout(timer); resolve(srv); }
       });
     }
   });
 }
 
+/** The environment without AWS settings that could point `hoist uploads ls` elsewhere. */
+const storeEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^AWS_/.test(k)));
+
+/**
+ * The keys of the multipart uploads the store itself still holds, as `hoist uploads ls` lists
+ * them with the store's own credentials: what S3 says, not what the service remembers.
+ * @param {Server} srv
+ */
+function storeUploads(srv) {
+  const { access_key, secret_key } = JSON.parse(readFileSync(join(srv.data, 'store', 'credentials.json'), 'utf8'));
+  const ls = spawnSync(BIN, ['uploads', 'ls', 's3://hoist', '--json', '--endpoint-url', srv.store], {
+    encoding: 'utf8',
+    env: { ...storeEnv, AWS_ACCESS_KEY_ID: access_key, AWS_SECRET_ACCESS_KEY: secret_key },
+  });
+  assert.equal(ls.status, 0, `hoist uploads ls failed: ${ls.stderr}`);
+  return ls.stdout.split('\n').filter((line) => line.trim()).map((line) => JSON.parse(line).key);
+}
+
+/** The files the page loads, as `hoist serve` embeds them from web/ at build time. */
+const WEB_FILES = { '/app.js': 'app.js', '/hoist-upload.js': 'hoist-upload.js', '/style.css': 'style.css' };
+
+/**
+ * The files under test are web/'s. A binary built before they last changed serves older copies:
+ * then the browser gets web/'s files from disk instead while a page loads (the API and the store
+ * stay the real ones; see navigate), and a line says so. Rebuilding the binary makes this a no-op.
+ * Not the document itself: Chromium does not know the address of a document a test fulfils, and
+ * so blocks its requests to the loopback store (Local Network Access).
+ * @param {Server} srv
+ */
+async function useWebFromDisk(srv) {
+  const page = Buffer.from(await (await fetch(srv.origin)).arrayBuffer());
+  if (!page.equals(readFileSync(join(WEB, 'index.html')))) {
+    throw new Error(`${BIN} serves an older index.html than web/'s: rebuild it (cargo build -p hoist-cli)`);
+  }
+  const stale = [];
+  for (const file of Object.values(WEB_FILES)) {
+    const served = Buffer.from(await (await fetch(new URL(file, srv.origin))).arrayBuffer());
+    if (!served.equals(readFileSync(join(WEB, file)))) stale.push(file);
+  }
+  if (stale.length === 0) return;
+  console.log(`# ${srv.origin} serves older ${stale.join(', ')} than web/ (binary built before they changed): the browser gets web/'s copies`);
+  const TYPES = { html: 'text/html', js: 'text/javascript', css: 'text/css' };
+  srv.webFromDisk = {
+    match: (url) => url.origin === srv.origin && url.pathname in WEB_FILES,
+    handler: (route) => {
+      const file = WEB_FILES[new URL(route.request().url()).pathname];
+      return route.fulfill({
+        status: 200,
+        headers: { 'content-type': TYPES[file.split('.').pop()], 'cache-control': 'no-cache' },
+        body: readFileSync(join(WEB, file)),
+      });
+    },
+  };
+}
+
+/**
+ * Runs `go` (a goto or reload of `page`, which resolves once the page and its modules loaded)
+ * with web/'s files from disk if the binary's are stale. Only while loading: a route makes
+ * Playwright intercept every request of the page, part PUTs too, which delays each 16 MiB PUT
+ * by a second or more and turns the store's early 403 into a network error.
+ */
+async function navigate(page, srv, go) {
+  const web = srv.webFromDisk;
+  if (!web) return go();
+  await page.route(web.match, web.handler);
+  try {
+    return await go();
+  } finally {
+    await page.unroute(web.match, web.handler);
+  }
+}
+
 /** A /v1 call from the test itself (not the page). */
-async function api(method, path, body) {
-  const res = await fetch(new URL(path, origin), {
+async function api(method, path, body, srv = main) {
+  const res = await fetch(new URL(path, srv.origin), {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: { authorization: `Bearer ${srv.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const json = await res.json().catch(() => null);
@@ -142,7 +238,8 @@ function partOf(url) {
  * Opens the page with the token in the fragment and records its traffic: part PUTs with their
  * outcome (status, 0 when failed), sign requests, and created uploads.
  */
-async function openPage() {
+async function openPage(srv = main) {
+  const { origin, token } = srv;
   const page = await context.newPage();
   const t = { puts: [], signs: [], creates: [], page };
   page.on('request', (r) => {
@@ -163,7 +260,7 @@ async function openPage() {
     }
   });
   page.on('pageerror', (e) => console.log(`# page error: ${e.message}`));
-  await page.goto(`${origin}/#token=${token}`);
+  await navigate(page, srv, () => page.goto(`${origin}/#token=${token}`));
   return t;
 }
 
@@ -173,18 +270,23 @@ async function openPage() {
  * cancels meanwhile (reload, cancel) just go away.
  */
 async function holdPuts(page, pass = () => false) {
+  const { origin } = new URL(page.url()); // the page's service, whichever it is
   const held = [];
   let holding = true;
-  await page.route((url) => !url.href.startsWith(origin), async (route) => {
+  const toStore = (url) => !url.href.startsWith(origin);
+  const handler = async (route) => {
     const r = route.request();
     if (holding && r.method() === 'PUT' && !pass(partOf(r.url()))) held.push(route);
     else await route.continue().catch(() => {});
-  });
+  };
+  await page.route(toStore, handler);
   return {
     held,
-    release() {
+    /** Lets the held PUTs go; later requests go straight to the network, not through the test. */
+    async release() {
       holding = false;
       for (const route of held.splice(0)) route.continue().catch(() => {});
+      await page.unroute(toStore, handler).catch(() => {});
     },
   };
 }
@@ -223,7 +325,8 @@ let partSize;
 let big; // enough bytes for at least 6 parts, and at least 64 MiB
 
 before(async () => {
-  await startServer();
+  main = await startServer();
+  ({ origin, token } = main);
   // The service decides the part size: ask it, so the multi-part tests have several parts.
   const probe = await api('POST', '/v1/uploads', { filename: 'probe.bin', size: 64 * MiB, content_type: 'application/octet-stream', checksum_algorithm: 'crc32c' });
   partSize = probe.part_size;
@@ -236,17 +339,18 @@ before(async () => {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
+  await useWebFromDisk(main);
 });
 
 after(async () => {
   await context?.close();
-  server?.kill();
+  for (const srv of servers) srv.proc.kill();
   rmSync(tmp, { recursive: true, force: true });
 });
 
 test('without a token the page says so; typed in, Retry uploads', { timeout: 120_000 }, async () => {
   const page = await context.newPage();
-  await page.goto(origin); // a fresh browser profile: nothing remembered yet
+  await navigate(page, main, () => page.goto(origin)); // a fresh browser profile: nothing remembered yet
   assert.match(await page.textContent('#token-status'), /No token yet/);
   await page.setInputFiles('#files', [makeFile('a.txt', 10, 1).path, makeFile('b.txt', 20, 2).path, makeFile('c.txt', 30, 3).path]);
   const failed = page.locator('.upload[data-state="failed"]');
@@ -263,7 +367,7 @@ test('the token comes from the link, is remembered and leaves the address bar', 
   const t = await openPage();
   assert.equal(await t.page.inputValue('#token'), token);
   assert.equal(new URL(t.page.url()).hash, '');
-  await t.page.goto(origin);
+  await navigate(t.page, main, () => t.page.goto(origin));
   assert.equal(await t.page.inputValue('#token'), token);
   await t.page.close();
 });
@@ -296,7 +400,7 @@ test('pause stops new part PUTs; resume finishes the upload', { timeout: 240_000
   await until(() => hold.held.length === 3, 'three part PUTs in flight (the page sends 3 at a time)');
   await t.page.click('.upload .pause');
   assert.equal(await t.page.textContent('.upload .pause'), 'Resume');
-  hold.release();
+  await hold.release();
   await until(() => t.puts.length === 3 && t.puts.every((p) => p.status === 200), 'the running parts to finish');
   await sleep(1500);
   assert.equal(t.puts.length, 3, 'no part PUT started while paused');
@@ -314,8 +418,8 @@ test('a reload mid-upload, then the same file picked again, completes without re
   await t.page.setInputFiles('#files', file.path);
   await until(() => okParts(t).size === 2 && hold.held.length > 0, 'parts 1 and 2 stored, others in flight');
   const stored = okParts(t);
-  await t.page.reload();
-  hold.release();
+  await navigate(t.page, main, () => t.page.reload());
+  await hold.release();
   const before = t.puts.length;
   assert.match(await t.page.locator('#interrupted-list').textContent(), /reload\.bin/, 'the page lists the interrupted upload');
   const result = await uploadThroughPage(t, file);
@@ -334,8 +438,8 @@ test('an interrupted upload can be discarded from the page', { timeout: 240_000 
   const hold = await holdPuts(t.page, (part) => part === 1);
   await t.page.setInputFiles('#files', makeFile('discard.bin', 4 * partSize, 37).path);
   await until(() => okParts(t).size === 1, 'a stored part');
-  await t.page.reload();
-  hold.release();
+  await navigate(t.page, main, () => t.page.reload());
+  await hold.release();
   await t.page.getByRole('button', { name: 'Discard the interrupted upload of discard.bin' }).click();
   await t.page.locator('#interrupted').waitFor({ state: 'hidden' });
   assert.equal((await api('GET', `/v1/uploads/${t.creates[0].id}`)).state, 'aborted');
@@ -394,12 +498,14 @@ test('the same file picked in a second tab while it uploads is refused there', {
   await a.page.close();
 });
 
-test('cancel stops the part PUTs and leaves the upload aborted', { timeout: 240_000 }, async () => {
+test('cancel stops the part PUTs and leaves no multipart upload in the store', { timeout: 240_000 }, async () => {
   const t = await openPage();
   const hold = await holdPuts(t.page, (part) => part === 1);
   const file = makeFile('cancel.bin', 6 * partSize, 19);
   await t.page.setInputFiles('#files', file.path);
   await until(() => okParts(t).size === 1 && hold.held.length > 0, 'part 1 stored, others in flight');
+  const { key } = t.creates[0];
+  if (!FAKE) assert.ok(storeUploads(main).includes(key), `the store lists the upload of ${key} while it runs`);
   await t.page.click('.upload .cancel');
   await t.page.locator('#uploads .upload').waitFor({ state: 'detached' });
   const sent = t.puts.length;
@@ -407,6 +513,58 @@ test('cancel stops the part PUTs and leaves the upload aborted', { timeout: 240_
   assert.equal(t.puts.length, sent, 'no part PUT after cancel');
   const info = await api('GET', `/v1/uploads/${t.creates[0].id}`);
   assert.equal(info.state, 'aborted');
+  // The service's word is not enough: ask the store itself (ListMultipartUploads).
+  if (!FAKE) assert.deepEqual(storeUploads(main).filter((k) => k === key), [], `the store still holds an upload of ${key}`);
+  await t.page.close();
+});
+
+test('part URLs that really expire (service with --part-url-ttl 2s): paused past expiry, the upload re-signs and completes', { timeout: 240_000 }, async () => {
+  // S3 presigned URLs count whole seconds from X-Amz-Date, so "2 s" is 1 to 2 s in fact.
+  const short = await startServer([['--part-url-ttl', '2s'], ['--url-ttl', '2']]);
+  await useWebFromDisk(short);
+
+  // What a browser meets: a part PUT of 16 MiB with an expired URL, straight to the store (no
+  // interception), gets the store's 403 (readable through CORS), not a connection error,
+  // although the store refuses it before reading the body.
+  const probe = await api('POST', '/v1/uploads', { filename: 'probe.bin', size: partSize, content_type: 'application/octet-stream', checksum_algorithm: null }, short);
+  const [{ url }] = (await api('POST', `/v1/uploads/${probe.id}/parts`, { part_numbers: [1] }, short)).parts;
+  await sleep(2500);
+  const probePage = await openPage(short);
+  const answer = await probePage.page.evaluate(({ url, size }) => new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', url);
+    xhr.onload = () => resolve(`${xhr.status} ${xhr.responseText}`);
+    xhr.onerror = () => resolve('network error');
+    xhr.send(new Blob([new Uint8Array(size)]));
+  }), { url, size: partSize });
+  assert.match(answer, /^403 .*Request has expired/, 'an expired URL is answered 403');
+  await api('DELETE', `/v1/uploads/${probe.id}`, undefined, short);
+  await probePage.page.close();
+
+  // The page: three PUTs held in the browser, paused, released after their URLs expired, and
+  // resumed after more than a URL's lifetime.
+  const t = await openPage(short);
+  const hold = await holdPuts(t.page);
+  const file = makeFile('expiry.bin', 6 * partSize, 43);
+  const done = uploadThroughPage(t, file);
+  await until(() => hold.held.length === 3, 'three part PUTs in flight, held in the browser');
+  await t.page.click('.upload .pause');
+  await sleep(2500); // the held PUTs' URLs have expired
+  await hold.release(); // they reach the store now
+  await until(() => t.puts.slice(0, 3).every((p) => p.status !== null), 'the held PUTs to end');
+  const first = t.puts.slice(0, 3);
+  assert.deepEqual(first.map((p) => p.status), [403, 403, 403], 'the store refused the expired URLs');
+  const signs = t.signs.length;
+  await sleep(2500); // paused longer than a URL lives
+  assert.equal(t.signs.length, signs, 'nothing was signed while paused (it would expire unused)');
+  await t.page.click('.upload .pause'); // resume
+  const result = await done;
+  assert.equal(unquote(result.etag), multipartEtag(file.bytes, t.creates[0].part_size), 'the stored object is the file');
+  const after = t.puts.slice(3);
+  assert.ok(after.every((p) => p.status === 200), `after resume every PUT is accepted: ${JSON.stringify(after.map((p) => [p.part, p.status]))}`);
+  assert.deepEqual(after.map((p) => p.part).sort((a, b) => a - b), partNumbers(1, t.creates[0].part_count), 'each part stored once');
+  for (const p of first) assert.ok(after.some((q) => q.part === p.part && q.url !== p.url), `part ${p.part} was sent again with a fresh URL`);
+  if (!FAKE) assert.deepEqual(storeUploads(short), [], 'nothing is left incomplete in the store');
   await t.page.close();
 });
 

@@ -199,6 +199,28 @@ test('a URL whose expiry has passed is re-signed before it is used', async () =>
   assert.deepEqual(fake.signed(), [[1, 2, 3, 4], [3, 4, 5, 6], [5, 6]]);
 });
 
+test('paused longer than a URL lives: PUTs refused as expired are signed again only after resume, and complete', async () => {
+  const fake = new FakeService({ partSize: 1000, urlTtlMs: 60_000 });
+  const held = holdPuts(fake);
+  const up = new HoistUpload(makeFile(4000), optionsFor(fake, { concurrency: 2 }));
+  const done = outcome(up.start());
+  await until(() => held.length === 2, 'two PUTs');
+  up.pause();
+  fake.clock += 120_000; // the running PUTs reach the store after their URLs expired
+  fake.onPut = null;
+  held.forEach((d) => d.resolve());
+  await until(() => fake.puts.filter((p) => p.status === 403).length === 2, 'both refused as expired');
+  await realDelay(50);
+  assert.equal(fake.signed().length, 1, 'nothing is signed while paused: it could expire before resume');
+  fake.clock += 120_000; // still paused, longer than a URL lives
+  up.resume();
+  const { value, error } = await done;
+  assert.equal(error, undefined, 'the upload completes');
+  assert.equal(value.size, 4000);
+  assert.deepEqual(fake.puts.map((p) => p.status), [403, 403, 200, 200, 200, 200]);
+  assert.deepEqual(fake.putNumbers().slice(2).sort(), [1, 2, 3, 4]);
+});
+
 test('pause stops starting parts and lets running ones finish; resume continues', async () => {
   const fake = new FakeService({ partSize: 1000 });
   const held = holdPuts(fake);
