@@ -117,6 +117,8 @@ impl Presigner {
 
     /// Signs one UploadPart valid for `ttl` from `now`.
     pub fn upload_part(&self, creds: &Credentials, now: SystemTime, ttl: Duration, part: &PartToSign<'_>) -> ApiResult<SignedPart> {
+        // SigV4 dates are whole seconds; the URL expires `ttl` after that second, so say so.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
         let url = format!(
             "{}?partNumber={}&uploadId={}",
             self.object_url(part.key),
@@ -231,6 +233,9 @@ mod tests {
         assert!(s.url.contains("X-Amz-Expires=900"), "{}", s.url);
         assert_eq!(s.headers.get("x-amz-checksum-crc32c"), Some(&c.to_base64()));
         assert_eq!(s.expires_at, "2027-01-15T08:15:00Z");
+        // Signed at a fraction of a second: the URL's clock starts at the whole second.
+        let late = p.upload_part(&creds, SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_900), Duration::from_mins(15), &part).unwrap();
+        assert_eq!(late.expires_at, "2027-01-15T08:15:00Z");
         // Another part number gives another signature.
         let other = p.upload_part(&creds, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000), Duration::from_mins(15), &PartToSign { part_number: 4, ..part }).unwrap();
         let sig = |u: &str| u.split("X-Amz-Signature=").nth(1).unwrap().to_owned();
