@@ -29,6 +29,6 @@ echo "== web: unit tests (node --test)"
 (cd web && npm test)
 
 echo "== web: end to end in Chromium against hoist serve --dev"
-(cd web && HOIST_BIN="$PWD/../target/debug/hoist" npm run test:e2e)
+(cd web && HOIST_BIN="${CARGO_TARGET_DIR:-$PWD/../target}/debug/hoist" npm run test:e2e)
 
 echo "== all tests passed"
