@@ -226,3 +226,55 @@ async fn abort_leaves_nothing_and_rate_limits_say_when_to_retry() {
     assert_eq!(call("GET", &format!("{}/v1/uploads/nope", svc.url), Some(BOB), None).await.status, 404);
     svc.stop().await;
 }
+
+/// Uppy's routes: errors in Companion's `{"message"}` shape, the size limit enforced at complete
+/// (Uppy never declares a size) with the oversized upload aborted, and CORS for another origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn companion_errors_size_limit_at_complete_and_cors() {
+    let svc = Service::start_with(|c| {
+        c.keys[1].policy.max_size = 6 * MIB as u64; // bob
+        c.cors_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let r = call("POST", &format!("{}/u/wrong-token/s3/multipart", svc.url), None, Some(json!({ "filename": "a.bin" }))).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body["message"].as_str().unwrap().contains("token"), "{}", r.body);
+    assert!(r.body.get("error").is_none(), "Companion's shape, not /v1's: {}", r.body);
+    let r = call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": "../x" }))).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().contains("path separator"), "{}", r.body);
+
+    let base = format!("{}/u/{BOB}/s3", svc.url);
+    let c = call("POST", &format!("{base}/multipart"), None, Some(json!({ "filename": "big.bin", "type": "application/octet-stream" }))).await;
+    let (key, upload_id) = (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
+    let q = format!("key={}", percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC));
+    let mut parts = Vec::new();
+    for (n, len) in [(1, 5 * MIB), (2, 2 * MIB)] {
+        let s = call("GET", &format!("{base}/multipart/{upload_id}/{n}?{q}"), None, None).await;
+        let (status, etag, _) = put_part(&json!({ "url": s.body["url"] }), data(len, 7)).await;
+        assert_eq!(status, 200);
+        parts.push(json!({ "PartNumber": n, "ETag": etag.unwrap() }));
+    }
+    let done = call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), None, Some(json!({ "parts": parts }))).await;
+    assert_eq!(done.status, 413, "{}", done.body);
+    assert!(done.body["message"].as_str().unwrap().contains("6291456"), "{}", done.body);
+    assert_eq!(svc.open_uploads().await, 0, "the oversized upload must be aborted, not left behind");
+    assert!(svc.s3().head_object().bucket("hoist").key(&key).send().await.is_err(), "no object may be created");
+
+    // CORS: the configured origin gets a preflight answer and headers; another origin does not.
+    let http = reqwest::Client::new();
+    let pre = http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/uploads", svc.url))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let other = http.request(reqwest::Method::OPTIONS, format!("{}/v1/uploads", svc.url)).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    svc.stop().await;
+}
