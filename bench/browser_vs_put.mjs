@@ -38,6 +38,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { waitForServe } from '../web/test/serve-output.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 1024 * 1024;
@@ -131,20 +132,8 @@ async function startService() {
   }
   const proc = spawn(opt.hoist, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const srv = { proc, data, origin: null, store: external?.endpoint ?? null, token: null, external };
-  const seen = [];
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`hoist serve not ready in 30 s:\n${seen.join('\n')}`)), 30_000);
-    proc.once('exit', (code) => reject(new Error(`hoist serve exited with ${code}:\n${seen.join('\n')}`)));
-    for (const stream of [proc.stdout, proc.stderr]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        seen.push(line);
-        srv.origin ??= /^listening on (http:\/\/\S+)/.exec(line)?.[1] ?? null;
-        srv.store ??= /^store: (http:\/\/\S+)/.exec(line)?.[1] ?? null;
-        srv.token ??= /^dev token: (\S+)/.exec(line)?.[1] ?? null;
-        if (srv.origin && srv.store && srv.token) { clearTimeout(timer); resolve(); }
-      });
-    }
-  });
+  const ready = await waitForServe(proc, { needStore: !external, timeoutMs: 30_000 });
+  Object.assign(srv, { origin: ready.origin, token: ready.token, store: srv.store ?? ready.store });
   return srv;
 }
 

@@ -33,8 +33,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { waitForServe } from './serve-output.mjs';
 
 const WEB = fileURLToPath(new URL('..', import.meta.url));
 const FAKE = process.env.HOIST_E2E_FAKE === '1';
@@ -87,25 +87,7 @@ async function startServer([extra, fakeExtra] = [[], []]) {
   const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const srv = { proc, origin: null, token: null, store: null, data };
   servers.push(srv);
-  const seen = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" and "dev token" lines within 60 s; output:\n${seen.join('\n')}`)), 60_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${cmd} exited with ${code} before it was ready; output:\n${seen.join('\n')}`));
-    });
-    for (const stream of [proc.stdout, proc.stderr]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        seen.push(line);
-        // Lines that start so, as `hoist serve --dev` prints them (a store's own "listening"
-        // line, if any, must not be taken for the service's). The store line comes first.
-        srv.origin ??= /^listening on (http:\/\/\S+)/.exec(line)?.[1] ?? null;
-        srv.store ??= /^store: (http:\/\/\S+)/.exec(line)?.[1] ?? null;
-        srv.token ??= /^dev token: (\S+)/.exec(line)?.[1] ?? null;
-        if (srv.origin && srv.token) { clearTimeout(timer); resolve(srv); }
-      });
-    }
-  });
+  return waitForServe(proc, { name: cmd }).then((ready) => Object.assign(srv, ready));
 }
 
 /** The environment without AWS settings that could point `hoist uploads ls` elsewhere. */

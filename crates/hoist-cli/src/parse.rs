@@ -23,7 +23,7 @@ impl S3Url {
         if bucket.is_empty() {
             return Err(format!("{s:?} has no bucket: write it as s3://BUCKET/KEY"));
         }
-        if !valid_bucket_name(bucket) {
+        if !hoist_core::config::is_valid_bucket_name(bucket) {
             return Err(format!(
                 "{bucket:?} is not a valid bucket name: 3-63 characters, lowercase letters, digits, '.' and '-'"
             ));
@@ -52,14 +52,6 @@ impl fmt::Display for S3Url {
     }
 }
 
-/// S3's bucket naming rules (general purpose buckets), the part a client can check offline.
-fn valid_bucket_name(b: &str) -> bool {
-    (3..=63).contains(&b.len())
-        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
-        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
 pub(crate) use hoist_core::units::{parse_duration, parse_size};
 
 /// Parses one `key=value` metadata pair (key: letters, digits, `-` and `_`).
@@ -67,7 +59,7 @@ pub(crate) fn parse_metadata(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not key=value: write metadata as --metadata name=value"))?;
-    if k.is_empty() || !k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+    if !hoist_core::config::is_valid_metadata_name(k) {
         return Err(format!(
             "metadata name {k:?} is not allowed: use letters, digits, '-' and '_'"
         ));

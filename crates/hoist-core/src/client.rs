@@ -121,6 +121,39 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsChunkedTrail
     }
 }
 
+/// How an object, as HEAD reports it, compares with the parts it was completed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartsMatch {
+    /// The composite checksum matches (`alg:value-N`).
+    Checksum(String),
+    /// No checksum to compare, but the multipart `ETag` matches.
+    ETag,
+    /// Nothing comparable (no checksum, `ETags` not MD5s).
+    Unknown,
+}
+
+impl ObjectInfo {
+    /// Compares the object with the `parts` it was completed from: the composite checksum if
+    /// both sides have one, else the multipart `ETag`. `Err` names the mismatch. The size is the
+    /// caller's to check.
+    pub fn compare_with_parts(&self, parts: &[PartInfo]) -> std::result::Result<PartsMatch, String> {
+        let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
+        if let (Some(want), Some((alg, got))) = (sums.as_deref().and_then(crate::checksum::composite), &self.checksum) {
+            return if want == *got {
+                Ok(PartsMatch::Checksum(format!("{alg}:{got}")))
+            } else {
+                Err(format!("the store's composite {alg} is {got}, the parts sent give {want}"))
+            };
+        }
+        let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| crate::checksum::etag_to_md5(&p.etag)).collect();
+        if md5s.len() != parts.len() {
+            return Ok(PartsMatch::Unknown);
+        }
+        let want = crate::checksum::multipart_etag(&md5s);
+        if want == self.etag { Ok(PartsMatch::ETag) } else { Err(format!("the store's ETag is {}, the parts give {want}", self.etag)) }
+    }
+}
+
 /// The S3 client Hoist uses.
 #[derive(Debug, Clone)]
 pub struct S3Client {

@@ -13,6 +13,23 @@ pub const GIB: u64 = 1024 * MIB;
 /// One TiB.
 pub const TIB: u64 = 1024 * GIB;
 
+/// S3's naming rules for general purpose buckets (3-63 lowercase letters, digits, `.` and `-`,
+/// starting and ending with a letter or digit, no `..`): the part anyone can check offline.
+#[must_use]
+pub fn is_valid_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !name.contains("..")
+}
+
+/// Whether `name` can be a user metadata name (`x-amz-meta-NAME`): letters, digits, `-`, `_`.
+#[must_use]
+pub fn is_valid_metadata_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// What a provider allows for multipart uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderLimits {

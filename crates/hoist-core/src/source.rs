@@ -133,22 +133,26 @@ mod tests {
         (data, text.trim_end().split("\r\n").map(str::to_owned).collect())
     }
 
+    /// A file `f` of a little over three body chunks of patterned bytes, and its bytes.
+    fn three_chunk_file() -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3 * BODY_CHUNK + 77).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        std::fs::write(dir.path().join("f"), &data).unwrap();
+        (dir, data)
+    }
+
     #[tokio::test]
     async fn range_body_streams_the_range() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, data) = three_chunk_file();
         let p = dir.path().join("f");
-        let data: Vec<u8> = (0..3 * BODY_CHUNK + 77).map(|i| u8::try_from(i % 251).unwrap()).collect();
-        std::fs::write(&p, &data).unwrap();
         let body = FileRangeBody::open(&p, 5, BODY_CHUNK as u64 + 9).unwrap();
         assert_eq!(collect(body).await, &data[5..BODY_CHUNK + 14]);
     }
 
     #[tokio::test]
     async fn trailer_body_is_aws_chunked_with_the_checksum_last() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, data) = three_chunk_file();
         let p = dir.path().join("f");
-        let data: Vec<u8> = (0..3 * BODY_CHUNK + 77).map(|i| u8::try_from(i % 251).unwrap()).collect();
-        std::fs::write(&p, &data).unwrap();
         for (offset, len) in [(0, 0), (3, 1), (0, BODY_CHUNK), (1, BODY_CHUNK + 1), (10, 3 * BODY_CHUNK + 60)] {
             for alg in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Sha256] {
                 let (body, out) = FileRangeBody::with_trailer(&p, offset as u64, len as u64, alg).unwrap();

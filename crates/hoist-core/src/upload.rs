@@ -32,8 +32,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::{self, Checksum};
-use crate::client::{PartChecksum, S3Client};
+use crate::checksum::Checksum;
+use crate::client::{PartChecksum, PartInfo, PartsMatch, S3Client};
 use crate::config::{ChecksumTransport, MIB, UploadConfig};
 use crate::error::{Error, Result};
 use crate::journal::{Fingerprint, JournalKey, JournalStore};
@@ -115,15 +115,6 @@ struct Opened {
     part_size: u64,
     alg: Option<crate::checksum::ChecksumAlgorithm>,
     ledger: Ledger,
-}
-
-/// A part that was stored.
-#[derive(Debug, Clone)]
-struct DonePart {
-    number: u32,
-    size: u64,
-    etag: String,
-    checksum: Option<Checksum>,
 }
 
 type Target = (String, String, String);
@@ -294,8 +285,8 @@ impl Uploader {
         if !all_parts || head.size != j.fingerprint.size {
             return Err(gone());
         }
-        let parts: Vec<DonePart> = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
-        if !matches!(compare(&parts, &head), Ok(Match::Checksum(_) | Match::ETag)) {
+        let parts: Vec<PartInfo> = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
+        if !matches!(head.compare_with_parts(&parts), Ok(PartsMatch::Checksum(_) | PartsMatch::ETag)) {
             return Err(gone());
         }
         tracing::info!(upload_id = %id, "the interrupted upload had already completed");
@@ -460,7 +451,7 @@ impl Uploader {
         alg: Option<crate::checksum::ChecksumAlgorithm>,
         events: &Events,
         cancel: &CancellationToken,
-    ) -> Result<DonePart> {
+    ) -> Result<PartInfo> {
         // With a trailer the checksum is computed as the body is read (per attempt: a retry
         // re-reads the range); with a header it needs a pass over the range first.
         let checksum = match (alg, self.config.checksum_transport) {
@@ -480,7 +471,7 @@ impl Uploader {
             self.client.upload_part_from_file(t, spec.number, path, spec.offset, spec.len, how)
         })
         .await?;
-        Ok(DonePart { number: spec.number, size: spec.len, etag, checksum })
+        Ok(PartInfo { number: spec.number, size: spec.len, etag, checksum })
     }
 
     #[allow(clippy::too_many_lines)] // one loop reads, plans and dispatches parts; splitting it hides the flow
@@ -596,7 +587,7 @@ impl Uploader {
                         this.client.upload_part_bytes(t, n, data.clone(), checksum.as_ref())
                     })
                     .await?;
-                    Ok(DonePart { number: n, size, etag, checksum })
+                    Ok(PartInfo { number: n, size, etag, checksum })
                 });
                 while let Some(r) = set.try_join_next() {
                     ledger.confirm(r)?;
@@ -632,7 +623,7 @@ impl Uploader {
         &self,
         target: &Target,
         size: u64,
-        parts: Vec<DonePart>,
+        parts: Vec<PartInfo>,
         events: &Events,
         cancel: &CancellationToken,
     ) -> Result<UploadOutcome> {
@@ -647,9 +638,9 @@ impl Uploader {
         if head.size != size {
             return Err(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size)));
         }
-        let checksum = match compare(&parts, &head) {
-            Ok(Match::Checksum(c)) => Some(c),
-            Ok(Match::ETag | Match::Unknown) => None,
+        let checksum = match head.compare_with_parts(&parts) {
+            Ok(PartsMatch::Checksum(c)) => Some(c),
+            Ok(PartsMatch::ETag | PartsMatch::Unknown) => None,
             Err(problem) => return Err(Error::Integrity(problem)),
         };
         Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
@@ -703,38 +694,9 @@ impl Uploader {
     }
 }
 
-/// How an object, as HEAD reports it, compares with the parts that were sent for it.
-enum Match {
-    /// The composite checksum matches (`alg:value-N`).
-    Checksum(String),
-    /// No checksum to compare, but the multipart `ETag` matches.
-    ETag,
-    /// Nothing comparable (no checksum, `ETags` not MD5s).
-    Unknown,
-}
-
-/// Compares the store's object with `parts`: composite checksum if both sides have one, else
-/// the multipart `ETag`. `Err` names the mismatch.
-fn compare(parts: &[DonePart], head: &crate::client::ObjectInfo) -> std::result::Result<Match, String> {
-    let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
-    if let (Some(want), Some((alg, got))) = (sums.as_deref().and_then(checksum::composite), &head.checksum) {
-        return if want == *got {
-            Ok(Match::Checksum(format!("{alg}:{got}")))
-        } else {
-            Err(format!("the store's composite {alg} is {got}, the parts sent give {want}"))
-        };
-    }
-    let md5s: Vec<[u8; 16]> = parts.iter().filter_map(|p| checksum::etag_to_md5(&p.etag)).collect();
-    if md5s.len() != parts.len() {
-        return Ok(Match::Unknown);
-    }
-    let want = checksum::multipart_etag(&md5s);
-    if want == head.etag { Ok(Match::ETag) } else { Err(format!("the store's ETag is {}, the parts give {want}", head.etag)) }
-}
-
 /// Parts confirmed so far: recorded in the journal (when there is one) before they are reported.
 struct Ledger {
-    done: BTreeMap<u32, DonePart>,
+    done: BTreeMap<u32, PartInfo>,
     bytes_done: u64,
     events: Events,
     journal: Option<(JournalStore, crate::journal::Journal)>,
@@ -746,7 +708,7 @@ impl Ledger {
         if let Some((_, j)) = &journal {
             for (n, p) in &j.parts {
                 let checksum = j.checksum.zip(p.checksum.as_deref()).and_then(|(a, v)| Checksum::from_base64(a, v));
-                done.insert(*n, DonePart { number: *n, size: p.size, etag: p.etag.clone(), checksum });
+                done.insert(*n, PartInfo { number: *n, size: p.size, etag: p.etag.clone(), checksum });
             }
         }
         let bytes_done = done.values().map(|p| p.size).sum();
@@ -758,7 +720,7 @@ impl Ledger {
     }
 
     /// Records a finished part task: journal first, then the event.
-    fn confirm(&mut self, joined: std::result::Result<Result<DonePart>, tokio::task::JoinError>) -> Result<()> {
+    fn confirm(&mut self, joined: std::result::Result<Result<PartInfo>, tokio::task::JoinError>) -> Result<()> {
         let part = joined.map_err(|e| Error::Config(format!("a part task failed: {e}")))??;
         if let Some((store, j)) = &mut self.journal {
             j.parts.insert(part.number, crate::journal::JournalPart {
@@ -779,7 +741,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn parts(&self) -> Vec<DonePart> {
+    fn parts(&self) -> Vec<PartInfo> {
         self.done.values().cloned().collect()
     }
 

@@ -187,7 +187,7 @@ impl ServerConfig {
         }
         hoist_core::plan::check_part_size(self.part_size, &hoist_core::ProviderLimits::AWS)
             .map_err(|e| ConfigError(format!("part size: {e}")))?;
-        if !valid_bucket(&self.bucket) {
+        if !hoist_core::config::is_valid_bucket_name(&self.bucket) {
             return bad(format!("{:?} is not a valid bucket name: 3-63 lowercase letters, digits, '.' and '-'", self.bucket));
         }
         if self.keys.is_empty() && !self.dev && !self.allow_anonymous {
@@ -207,13 +207,6 @@ impl ServerConfig {
         }
         Ok(())
     }
-}
-
-fn valid_bucket(b: &str) -> bool {
-    (3..=63).contains(&b.len())
-        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
-        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// A setting that cannot be used.

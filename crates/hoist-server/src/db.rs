@@ -93,6 +93,15 @@ pub struct Session {
     pub checksum: Option<String>,
 }
 
+impl Session {
+    /// The state as of now: an open session past its expiry counts as expired even before the
+    /// janitor has aborted it.
+    #[must_use]
+    pub fn state_now(&self) -> State {
+        if self.state.is_open() && self.expires_at < now_ms() { State::Expired } else { self.state }
+    }
+}
+
 /// The migrations, in order. Each runs once; applied versions are recorded.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_uploads.sql"))];
 
@@ -203,18 +212,13 @@ impl Db {
     /// Moves a session from one of `from` to `to`; false if it was in none of them (another
     /// request or replica won the race).
     pub async fn transition(&self, id: &str, from: &[State], to: State) -> Result<bool, sqlx::Error> {
-        let mut affected = 0;
+        let placeholders: Vec<String> = (4..4 + from.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND state IN ({})", placeholders.join(", "));
+        let mut q = sqlx::query(&sql).bind(to.as_str()).bind(now_ms()).bind(id);
         for f in from {
-            affected += sqlx::query("UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
-                .bind(to.as_str())
-                .bind(now_ms())
-                .bind(id)
-                .bind(f.as_str())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            q = q.bind(f.as_str());
         }
-        Ok(affected > 0)
+        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
     }
 
     /// Records a completed upload's result.

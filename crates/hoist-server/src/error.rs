@@ -126,20 +126,27 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Logs the error (causes included) and answers with its status, `Retry-After` where it
+    /// applies, and `body` (the API's shape of the error).
+    pub(crate) fn respond(self, body: serde_json::Value) -> Response {
         match &self {
             Self::Store { source, .. } => tracing::error!(error = %source, code = self.code(), "object store call failed"),
             Self::Database(e) => tracing::error!(error = %e, "database call failed"),
             _ => tracing::info!(code = self.code(), message = %self, "request refused"),
         }
-        let status = self.status();
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = (self.status(), axum::Json(body)).into_response();
         if let Self::RateLimited(secs) = self {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        self.respond(body)
     }
 }
 

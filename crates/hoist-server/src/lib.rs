@@ -40,7 +40,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use hoist_core::{ClientOptions, ProviderLimits, S3Client};
 use rand::RngCore as _;
 
@@ -155,16 +154,15 @@ impl Server {
         }
         origins.extend(config.cors_origins.iter().cloned());
 
-        let (s3, presigner, store) = match &config.s3 {
+        let (s3, endpoint, store) = match &config.s3 {
             S3Target::Embedded { listen } => {
                 let store = hoist_store::Store::builder(config.data_dir.join("store")).cors_origins(origins.clone()).build()?;
                 let creds = store.credentials().clone();
                 let handle = store.start(listen).await?;
-                let endpoint = handle.endpoint_url();
                 let s3 = S3Client::connect(&ClientOptions {
-                    endpoint_url: Some(endpoint.clone()),
+                    endpoint_url: Some(handle.endpoint_url()),
                     region: Some("us-east-1".into()),
-                    credentials: Some((creds.access_key.clone(), creds.secret_key.clone())),
+                    credentials: Some((creds.access_key, creds.secret_key)),
                     ..ClientOptions::default()
                 })
                 .await?;
@@ -173,15 +171,7 @@ impl Server {
                         hoist_core::Error::Config(format!("cannot create bucket {} in the embedded store: {e}", config.bucket))
                     })?;
                 }
-                let provider = SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
-                    creds.access_key,
-                    creds.secret_key,
-                    None,
-                    None,
-                    "hoist-store",
-                ));
-                let presigner = Presigner::new(Endpoint::PathStyle(endpoint), &config.bucket, "us-east-1", provider);
-                (s3, presigner, Some(handle))
+                (s3, Endpoint::PathStyle(handle.endpoint_url()), Some(handle))
             }
             S3Target::External { endpoint, region, profile, credentials } => {
                 let s3 = S3Client::connect(&ClientOptions {
@@ -193,15 +183,15 @@ impl Server {
                 })
                 .await?;
                 s3.head_bucket(&config.bucket).await?;
-                let conf = s3.sdk().config();
-                let provider = s3
-                    .credentials_provider()
-                    .ok_or_else(|| hoist_core::Error::Config("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile".into()))?;
-                let region = conf.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
-                let ep = endpoint.clone().map_or(Endpoint::Aws, Endpoint::PathStyle);
-                (s3.clone(), Presigner::new(ep, &config.bucket, &region, provider), None)
+                (s3, endpoint.clone().map_or(Endpoint::Aws, Endpoint::PathStyle), None)
             }
         };
+        // Part URLs are signed with the same credentials and region as the service's own calls.
+        let provider = s3
+            .credentials_provider()
+            .ok_or_else(|| hoist_core::Error::Config("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile".into()))?;
+        let region = s3.sdk().config().region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
+        let presigner = Presigner::new(endpoint, &config.bucket, &region, provider);
 
         let dev_token = if config.dev { Some(dev_token(&config.data_dir)?) } else { None };
         let mut keys = config.keys.clone();

@@ -119,7 +119,7 @@ pub const MAX_METADATA_BYTES: usize = 2048;
 pub fn check_metadata(meta: &[(String, String)]) -> ApiResult<()> {
     let mut total = 0;
     for (k, v) in meta {
-        if k.is_empty() || !k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+        if !hoist_core::config::is_valid_metadata_name(k) {
             return Err(ApiError::BadRequest(format!("metadata name {k:?} is not allowed: use letters, digits, '-' and '_'")));
         }
         if !v.bytes().all(|c| (0x20..0x7f).contains(&c)) {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::str::FromStr as _;
 use std::time::{Instant, SystemTime};
 
-use hoist_core::checksum::{Checksum, ChecksumAlgorithm, etag_to_md5, multipart_etag};
+use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
 use hoist_core::client::PartInfo;
 use hoist_core::plan::PlanError;
 use rand::RngCore as _;
@@ -159,7 +159,7 @@ pub async fn get_by_upload_id(st: &AppState, caller: &Caller, upload_id: &str, k
 
 /// Refuses calls on sessions that are finished or past their expiry.
 fn require_open(s: &Session) -> ApiResult<()> {
-    let state = if s.state.is_open() && s.expires_at < now_ms() { State::Expired } else { s.state };
+    let state = s.state_now();
     let hint = match state {
         State::Created | State::Uploading => return Ok(()),
         State::Completed => "it is complete; GET /v1/uploads/{id} shows the result",
@@ -294,8 +294,6 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     }
     let target = (s.bucket.as_str(), s.object_key.as_str(), s.upload_id.as_str());
     let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-    let md5s: Option<Vec<[u8; 16]>> = chosen.iter().map(|p| etag_to_md5(&p.etag)).collect();
-    let expected_etag = md5s.map(|m| multipart_etag(&m));
     match st.s3.complete(target, &list).await {
         Ok(_) => {}
         // The upload is gone: a previous Complete may have succeeded and its response was lost.
@@ -305,11 +303,13 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
         Err(e) => return Err(ApiError::store("complete the upload", e)),
     }
     let head = st.s3.head(&s.bucket, &s.object_key).await.map_err(|e| ApiError::store("verify the completed object", e))?;
-    if head.size != total || expected_etag.as_ref().is_some_and(|e| !same_etag(e, &head.etag)) {
-        return Err(ApiError::store(
-            "verify the completed object",
-            hoist_core::Error::Integrity(format!("object is {} bytes with ETag {}, expected {total} bytes with ETag {expected_etag:?}", head.size, head.etag)),
-        ));
+    let verified = if head.size == total {
+        head.compare_with_parts(&chosen)
+    } else {
+        Err(format!("the object is {} bytes, its parts add up to {total}", head.size))
+    };
+    if let Err(problem) = verified {
+        return Err(ApiError::store("verify the completed object", hoist_core::Error::Integrity(problem)));
     }
     let checksum = head.checksum.map(|(a, v)| format!("{}:{v}", a.s3_name()));
     st.db.complete(&s.id, &head.etag, checksum.as_deref(), total).await?;

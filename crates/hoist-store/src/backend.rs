@@ -146,12 +146,7 @@ pub(crate) fn now() -> i64 {
 
 /// S3's bucket naming rules for general purpose buckets.
 pub(crate) fn check_bucket_name(name: &str) -> Result<()> {
-    let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && !name.contains("..");
-    if ok { Ok(()) } else { Err(Error::InvalidBucketName(name.to_owned())) }
+    if hoist_core::config::is_valid_bucket_name(name) { Ok(()) } else { Err(Error::InvalidBucketName(name.to_owned())) }
 }
 
 /// Keys are opaque but at most 1,024 bytes and not empty.

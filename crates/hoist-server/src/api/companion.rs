@@ -35,18 +35,8 @@ impl From<ApiError> for CompanionError {
 
 impl IntoResponse for CompanionError {
     fn into_response(self) -> Response {
-        let status = self.0.status();
-        let message = self.0.to_string();
-        // Log and headers (Retry-After) as for /v1, body as Companion words it.
-        let mut resp = self.0.into_response();
-        let headers = std::mem::take(resp.headers_mut());
-        let mut out = (status, Json(json!({ "message": message }))).into_response();
-        for (k, v) in &headers {
-            if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
-                out.headers_mut().insert(k, v.clone());
-            }
-        }
-        out
+        let body = json!({ "message": self.0.to_string() });
+        self.0.respond(body)
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::extract::ApiJson;
-use crate::db::{Session, State as UploadState, now_ms};
+use crate::db::{Session, State as UploadState};
 use crate::error::ApiResult;
 use crate::policy::Caller;
 use crate::presign::SignedPart;
@@ -99,9 +99,8 @@ struct View {
 
 impl From<Session> for View {
     fn from(s: Session) -> Self {
-        let state = if s.state.is_open() && s.expires_at < now_ms() { UploadState::Expired } else { s.state };
         Self {
-            state,
+            state: s.state_now(),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
             expires_at: rfc3339(s.expires_at),
