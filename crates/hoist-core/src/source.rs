@@ -260,6 +260,10 @@ struct Trailer {
 impl FileRangeBody {
     /// Opens `path` for the range `offset..offset + len`.
     pub fn open(path: &Path, offset: u64, len: u64) -> Result<Self> {
+        Self::start(path, offset, len, None)
+    }
+
+    fn start(path: &Path, offset: u64, len: u64, trailer: Option<Trailer>) -> Result<Self> {
         let file = File::open(path).map_err(|e| source_err(path, e))?;
         let mut body = Self {
             file: std::sync::Arc::new(file),
@@ -267,7 +271,7 @@ impl FileRangeBody {
             offset,
             remaining: len,
             next: None,
-            trailer: None,
+            trailer,
         };
         body.read_ahead();
         Ok(body)
@@ -277,19 +281,9 @@ impl FileRangeBody {
     /// the `algorithm` checksum of the bytes as a trailer; its length on the wire is
     /// [`aws_chunked_len`]. The checksum is also left in the returned cell once sent.
     pub fn with_trailer(path: &Path, offset: u64, len: u64, algorithm: ChecksumAlgorithm) -> Result<(Self, TrailerChecksum)> {
-        let file = File::open(path).map_err(|e| source_err(path, e))?;
         let out = TrailerChecksum::default();
         let trailer = Trailer { hasher: Some(Checksummer::new(algorithm)), queued: None, started: false, finished: false, out: out.clone() };
-        let mut body = Self {
-            file: std::sync::Arc::new(file),
-            path: path.to_path_buf(),
-            offset,
-            remaining: len,
-            next: None,
-            trailer: Some(trailer),
-        };
-        body.read_ahead();
-        Ok((body, out))
+        Ok((Self::start(path, offset, len, Some(trailer))?, out))
     }
 
     fn read_ahead(&mut self) {
