@@ -13,6 +13,9 @@ received, and the latency of CompleteMultipartUpload for a 1 GiB / 100-part uplo
 
 Usage: bench/store_bench.py [--runs 2] [--part-sizes 8,16,64] [--put-only]
                             [--hoist target/release/hoist] [--store BIN ...]
+                            [--concurrency N] [--data-dir DIR]
+--concurrency: `hoist put --concurrency` (default: hoist put's own); --data-dir: where the stores
+keep their data (default: tmpfs, /dev/shm; give a directory on disk to count a disk's costs).
 Needs: a release build and `pip install boto3`.
 """
 
@@ -40,10 +43,10 @@ def cpu(pid):
 
 
 class Store:
-    def __init__(self, binary, work, env, index):
+    def __init__(self, binary, data, env, index):
         self.binary = binary
         self.proc = subprocess.Popen(
-            [binary, "store", "--data", str(work / f"data{index}"), "--listen", "127.0.0.1:0"],
+            [binary, "store", "--data", str(data / f"data{index}"), "--listen", "127.0.0.1:0"],
             env=env, stdout=subprocess.PIPE, text=True)
         self.endpoint = re.search(r"http://\S+", self.proc.stdout.readline()).group(0)
 
@@ -60,6 +63,8 @@ def main():
     root = Path(__file__).resolve().parent.parent
     ap.add_argument("--hoist", default=str(root / "target/release/hoist"), help="client binary")
     ap.add_argument("--store", action="append", help="store binary (repeatable; default: --hoist)")
+    ap.add_argument("--concurrency", type=int, help="hoist put --concurrency (default: its own)")
+    ap.add_argument("--data-dir", type=Path, help="parent of the stores' data (default: tmpfs)")
     args = ap.parse_args()
     stores_bins = args.store or [args.hoist]
     sizes = [int(s) for s in args.part_sizes.split(",")]
@@ -67,11 +72,12 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="hoist-store-bench-", dir="/dev/shm"))
     env = dict(os.environ, HOIST_STORE_ACCESS_KEY=ACCESS, HOIST_STORE_SECRET_KEY=SECRET,
                AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
+    data = Path(tempfile.mkdtemp(prefix="hoist-store-bench-", dir=args.data_dir)) if args.data_dir else work
     stores = []
     results = {}  # (store index, part MiB) -> [(user, sys)] per GiB
     try:
         for i, b in enumerate(stores_bins):
-            stores.append(Store(b, work, env, i))
+            stores.append(Store(b, data, env, i))
         clients = [client(st) for st in stores]
         for c in clients:
             c.create_bucket(Bucket="bench")
@@ -86,7 +92,8 @@ def main():
                     key = f"s3://bench/obj{run}-{mib}"
                     u0, s0 = cpu(st.proc.pid)
                     subprocess.run([args.hoist, "put", str(src), key, "--endpoint-url", st.endpoint,
-                                    "--part-size", f"{mib}MiB", "--checksum", "crc32c", "--no-progress", "-q"],
+                                    "--part-size", f"{mib}MiB", "--checksum", "crc32c", "--no-progress", "-q",
+                                    *(["--concurrency", str(args.concurrency)] if args.concurrency else [])],
                                    env=env, check=True)
                     u1, s1 = cpu(st.proc.pid)
                     results.setdefault((i, mib), []).append(((u1 - u0) / size_gib, (s1 - s0) / size_gib))
@@ -110,6 +117,7 @@ def main():
             except Exception:  # noqa: BLE001 - best effort
                 st.proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def client(st):

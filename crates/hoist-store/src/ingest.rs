@@ -10,7 +10,7 @@
 //! 2. The hub writes each buffer to the request's temp file and updates its checksums (CRC32C
 //!    etc.) as it arrives, and keeps it until its MD5 is done. MD5 — required, the part `ETag` is
 //!    the MD5 of the part's bytes — is the dominant cost and is serial within one stream, so the
-//!    hub advances the MD5 of all the requests it serves in lock-step (`md5_lanes`: 4 or 8
+//!    hub advances the MD5 of all the requests it serves in lock-step (`md5_lanes`: up to 8
 //!    streams per vector instruction). It waits to hash until every body in flight has a buffer
 //!    ready (or one is ending, or one has used all its credit, so a stalled client never holds
 //!    up the others), which keeps the lanes full.

@@ -18,10 +18,16 @@
 //! on SSE2 (LLVM's cost model rejects vector rotates without AVX-512/XOP and everything stays
 //! scalar). The same rotate through a `u64` (`(x * 0x1_0000_0001) >> (32 - s)`) is vectorised as
 //! two shuffles, two 64-bit shifts and a shuffle, which is what makes the lanes pay off.
+//!
+//! On CPUs with AVX2 (checked at run time, so one binary serves every x86-64), 2–8 lanes go to
+//! the 8-lane kernel in [`avx2`] instead: ≈ 0.29 s per GiB with 8 lanes busy, ≈ 0.58 s with 4.
 
 // The kernel must be one function body for the lanes to stay in vector registers, hence
 // `inline(always)` on its pieces; the one-letter names are RFC 1321's (a, b, c, d, F, G, H, I).
 #![allow(clippy::inline_always, clippy::many_single_char_names)]
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Bytes per MD5 block.
 pub(crate) const BLOCK: usize = 64;
@@ -127,19 +133,30 @@ pub(crate) fn update_lanes(lanes: &mut [&mut Md5Lane], data: &[&[u8]]) {
     let len = first.len();
     assert!(len % BLOCK == 0 && data.iter().all(|d| d.len() == len), "lanes need equal whole blocks");
     assert!(lanes.iter().all(|l| l.is_aligned()), "a lane holds a partial block");
+    #[cfg(target_arch = "x86_64")]
+    if (2..=8).contains(&lanes.len())
+        && let Some(avx2) = avx2::Avx2::detect()
+    {
+        return run::<8>(lanes, data, |st, d| avx2.compress_blocks(st, d));
+    }
     match lanes.len() {
         1 => lanes[0].update(first),
-        2..=4 => run::<4>(lanes, data),
-        5..=8 => run::<8>(lanes, data),
+        2..=4 => run::<4>(lanes, data, compress_blocks),
+        5..=8 => run::<8>(lanes, data, compress_blocks),
         _ => {
             let (l8, rest) = lanes.split_at_mut(8);
-            run::<8>(l8, &data[..8]);
+            update_lanes(l8, &data[..8]);
             update_lanes(rest, &data[8..]);
         }
     }
 }
 
-fn run<const N: usize>(lanes: &mut [&mut Md5Lane], data: &[&[u8]]) {
+/// Advances up to `N` lanes with an `N`-lane `kernel`.
+fn run<const N: usize>(
+    lanes: &mut [&mut Md5Lane],
+    data: &[&[u8]],
+    kernel: impl FnOnce(&mut [W<N>; 4], [&[u8]; N]),
+) {
     let mut st = [[0u32; N]; 4];
     for (i, lane) in lanes.iter().enumerate() {
         for (w, s) in st.iter_mut().zip(lane.state) {
@@ -147,7 +164,7 @@ fn run<const N: usize>(lanes: &mut [&mut Md5Lane], data: &[&[u8]]) {
         }
     }
     let input: [&[u8]; N] = std::array::from_fn(|i| data.get(i).copied().unwrap_or(data[0]));
-    compress_blocks(&mut st, input);
+    kernel(&mut st, input);
     for (i, lane) in lanes.iter_mut().enumerate() {
         for (s, w) in lane.state.iter_mut().zip(&st) {
             *s = w[i];
@@ -298,6 +315,34 @@ mod tests {
                 lane.update(&s[at..]);
                 assert_eq!(lane.finish(), reference(s), "width {width}, stream of {} bytes", s.len());
             }
+        }
+    }
+
+    /// Every kernel (the portable 4- and 8-lane ones, and AVX2's where the CPU has it), whatever
+    /// `update_lanes` would pick here, on lanes with different histories and idle kernel lanes.
+    #[test]
+    fn every_kernel_matches_md5_crate() {
+        fn check<const N: usize>(name: &str, kernel: impl Fn(&mut [W<N>; 4], [&[u8]; N])) {
+            for width in 2..=N {
+                let streams: Vec<Vec<u8>> = (0..width).map(|w| bytes(300 + u32::try_from(w).unwrap(), 9 * BLOCK + 64 * w)).collect();
+                let mut lanes: Vec<Md5Lane> = vec![Md5Lane::default(); width];
+                // Each lane first alone over a different length, then all in lock-step.
+                for (lane, s) in lanes.iter_mut().zip(&streams) {
+                    lane.update(&s[..s.len() - 8 * BLOCK]);
+                }
+                let mut refs: Vec<&mut Md5Lane> = lanes.iter_mut().collect();
+                let data: Vec<&[u8]> = streams.iter().map(|s| &s[s.len() - 8 * BLOCK..]).collect();
+                run::<N>(&mut refs, &data, &kernel);
+                for (lane, s) in lanes.into_iter().zip(&streams) {
+                    assert_eq!(lane.finish(), reference(s), "{name}, {width} lanes");
+                }
+            }
+        }
+        check::<4>("portable 4", compress_blocks);
+        check::<8>("portable 8", compress_blocks);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = avx2::Avx2::detect() {
+            check::<8>("avx2", |st, d| avx2.compress_blocks(st, d));
         }
     }
 
