@@ -17,6 +17,7 @@
 //! - [`drain`]: refused requests read what is left of their body, so the client sees the error.
 //! - `fs`: on-disk layout, atomic durable writes, start-up cleanup.
 //! - `backend`: in-memory state mirrored on disk; buckets.
+//! - `direct_io`: temp files written past the page cache (`O_DIRECT`), aligned buffers.
 //! - `ingest`: request bodies streamed to disk with MD5 and checksums computed on the way.
 //! - `md5_lanes`: MD5 of several streams at once (the parts being uploaded together).
 //! - `objects`: put, get (ranges across segments), head, delete, list.
@@ -30,6 +31,7 @@ pub mod error;
 mod backend;
 mod cors;
 mod fs;
+mod direct_io;
 mod ingest;
 mod md5_lanes;
 mod multipart;
