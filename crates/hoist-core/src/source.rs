@@ -168,6 +168,36 @@ mod tests {
         }
     }
 
+    /// Chunks the HTTP stack has dropped are read into again; one it still holds is never
+    /// touched (its bytes stay as sent).
+    #[tokio::test]
+    async fn sent_chunks_are_reused_once_dropped_and_never_while_held() {
+        use http_body::Body as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..12 * BODY_CHUNK).map(|i| u8::try_from(i % 253).unwrap()).collect();
+        std::fs::write(&p, &data).unwrap();
+        let mut body = FileRangeBody::open(&p, 0, data.len() as u64).unwrap();
+        let mut addresses = std::collections::HashSet::new();
+        let mut held = Vec::new();
+        let mut at = 0;
+        while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+            let chunk = frame.unwrap().into_data().unwrap();
+            assert_eq!(&chunk[..], &data[at..at + chunk.len()]);
+            addresses.insert(chunk.as_ptr() as usize);
+            // Hold the first two chunks to the end, as a slow HTTP stack would; drop the rest.
+            if held.len() < 2 {
+                held.push((at, chunk.clone()));
+            }
+            at += chunk.len();
+        }
+        assert_eq!(at, data.len());
+        assert!(addresses.len() <= 2 + 3, "12 chunks in {} buffers", addresses.len());
+        for (at, chunk) in held {
+            assert_eq!(&chunk[..], &data[at..at + chunk.len()], "a held chunk was overwritten");
+        }
+    }
+
     #[tokio::test]
     async fn a_file_that_shrank_fails_the_body() {
         use http_body::Body as _;
@@ -233,6 +263,10 @@ type ReadResult = std::io::Result<(Bytes, Option<Checksummer>)>;
 /// computed on the blocking thread right after each read, while the chunk is in cache, so a
 /// part is read once instead of twice (a checksum pass, then the body). Framing goes out as
 /// small frames of its own between the data chunks; the data is never copied.
+///
+/// A chunk's memory is reused for a later read once the HTTP stack has sent and dropped it
+/// (`Bytes::try_into_mut` succeeds only then), so a part allocates and zeroes about three
+/// chunks, not one per read: zeroing fresh chunks was ≈ 7 % of `hoist put`'s CPU.
 #[derive(Debug)]
 pub struct FileRangeBody {
     file: std::sync::Arc<File>,
@@ -241,7 +275,12 @@ pub struct FileRangeBody {
     remaining: u64,
     next: Option<tokio::task::JoinHandle<ReadResult>>,
     trailer: Option<Trailer>,
+    /// Chunks handed to the HTTP stack, oldest first, to be reused once it lets go of them.
+    sent: std::collections::VecDeque<Bytes>,
 }
+
+/// Chunks a body remembers for reuse: the one being sent and the one before.
+const SENT_KEPT: usize = 2;
 
 /// `aws-chunked` state of a body with a checksum trailer.
 #[derive(Debug)]
@@ -272,6 +311,7 @@ impl FileRangeBody {
             remaining: len,
             next: None,
             trailer,
+            sent: std::collections::VecDeque::with_capacity(SENT_KEPT + 1),
         };
         body.read_ahead();
         Ok(body)
@@ -295,8 +335,16 @@ impl FileRangeBody {
         let mut hasher = self.trailer.as_mut().and_then(|t| t.hasher.take());
         self.offset += want as u64;
         self.remaining -= want as u64;
+        let reused = if self.sent.len() >= SENT_KEPT { self.sent.pop_front().and_then(|b| b.try_into_mut().ok()) } else { None };
         self.next = Some(tokio::task::spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(want);
+            let mut buf = match reused {
+                Some(mut buf) if buf.capacity() >= want => {
+                    // Only bytes beyond the old length are zeroed (none for a full-size chunk).
+                    buf.resize(want, 0);
+                    buf
+                }
+                _ => BytesMut::zeroed(want),
+            };
             file.read_exact_at(&mut buf, offset)?;
             if let Some(h) = &mut hasher {
                 h.update(&buf);
@@ -356,6 +404,7 @@ impl http_body::Body for FileRangeBody {
             }
             Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
         };
+        this.sent.push_back(chunk.clone());
         let frame = match &mut this.trailer {
             None => chunk,
             Some(t) => {
