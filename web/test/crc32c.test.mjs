@@ -1,6 +1,6 @@
 // CRC32C against published vectors (RFC 3720 appendix B.4 and the common check value), against a
-// bit-at-a-time reference for every length and alignment the slicing-by-8 loop distinguishes,
-// and in the base64 big-endian form S3's x-amz-checksum-crc32c header carries.
+// bit-at-a-time reference for every length and alignment the slicing-by-16 loop distinguishes and
+// at random lengths, offsets and chunk splits, and in the base64 big-endian form S3's x-amz-checksum-crc32c header carries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32c, blobChecksum } from '../hoist-upload.js';
@@ -26,7 +26,7 @@ function reference(data) {
 
 test('matches the bitwise definition at every length and offset, and continues across chunks', () => {
   const data = Uint8Array.from({ length: 300 }, (_, i) => (i * 167 + 13) & 0xff);
-  for (let len = 0; len <= 40; len++) {
+  for (let len = 0; len <= 72; len++) {
     for (let off = 0; off < 9; off++) {
       const slice = data.subarray(off, off + len);
       assert.equal(crc32c(slice), reference(slice), `len ${len} offset ${off}`);
@@ -34,6 +34,24 @@ test('matches the bitwise definition at every length and offset, and continues a
   }
   for (const cut of [0, 1, 7, 8, 9, 150, 299, 300]) {
     assert.equal(crc32c(data.subarray(cut), crc32c(data.subarray(0, cut))), reference(data), `cut ${cut}`);
+  }
+});
+
+test('matches the bitwise definition at random lengths, offsets and chunk splits', () => {
+  let seed = 0x9e3779b9;
+  /** xorshift32: a repeatable sequence, so that a failure can be replayed. */
+  const next = () => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return seed >>> 0; };
+  const data = Uint8Array.from({ length: 70_000 }, () => next() & 0xff);
+  for (let round = 0; round < 200; round++) {
+    const off = next() % 64;
+    const slice = data.subarray(off, off + (next() % (data.length - off)));
+    let crc = 0;
+    for (let at = 0; at < slice.length;) {
+      const cut = Math.min(slice.length, at + 1 + (next() % 5000));
+      crc = crc32c(slice.subarray(at, cut), crc);
+      at = cut;
+    }
+    assert.equal(crc, reference(slice), `round ${round}: offset ${off}, length ${slice.length}`);
   }
 });
 
