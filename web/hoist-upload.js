@@ -23,11 +23,11 @@
 //   checksum was measured far slower (Chromium 148, 2026-11-25, bench/browser_body_sink.mjs: 16 MiB
 //   parts to a local server that discards them): an ArrayBuffer or Uint8Array body, by XHR or
 //   fetch, went at ~10 MiB/s at any part size from 1 to 16 MiB, and a Blob made of the read bytes
-//   at ~115 MiB/s, against ~150-230 MiB/s for Blob slices of the file.
+//   at ~90-115 MiB/s, against ~115-160 MiB/s for Blob slices of the file in the same runs.
 // - At most `concurrency` PUTs are in flight (default 4: HTTP/1.1 browsers open about 6
 //   connections per origin). Parts go out in ascending order. 6 was measured against 4 into a local
-//   store (Chromium 148, 2026-11-25): ~10 % faster without checksums, but with CRC32C between 10 %
-//   slower and 6 % faster in five paired runs (noise), so 4 stays and leaves connections to the
+//   store (Chromium 148, 2026-11-25): ~10 % faster without checksums, but with CRC32C between 9 %
+//   slower and 5 % faster in six paired runs (noise), so 4 stays and leaves connections to the
 //   origin for other requests.
 // - Retries: network errors, 408, 429 and 5xx are retried with exponential backoff and full jitter,
 //   delay = random() · min(cap, base · 2^attempt) (attempt 0 for the first retry), up to
