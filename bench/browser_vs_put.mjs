@@ -15,7 +15,12 @@
 // Then prints per tool the median seconds and MiB/s, and browser ÷ put (the issue's target is
 // ≥ 50 %). Each run's figures also go to bench/results/browser_vs_put-*.json.
 //
-// The page is the binary's, but hoist-upload.js is this checkout's web/hoist-upload.js (served
+// Browser variants: --concurrency and --checksum take comma-separated lists and --module may be
+// given more than once (each a copy of hoist-upload.js); every combination is a variant of its
+// own, measured in turn with put in every run, so that before/after comparisons share the
+// machine's load.
+//
+// The page is the binary's, but hoist-upload.js is this checkout's web/hoist-upload.js (or --module; served
 // from disk while the page loads, so a binary built before the module last changed still
 // measures the module as it is now; the part PUTs themselves are never intercepted).
 //
@@ -23,7 +28,8 @@
 // chromium), and `cd web && npm ci` (playwright-core).
 //
 // Usage: node bench/browser_vs_put.mjs [--size-mib 1024] [--runs 3] [--hoist target/release/hoist]
-//          [--chromium /usr/bin/chromium] [--concurrency 4] [--checksum crc32c|sha256|none]
+//          [--chromium /usr/bin/chromium] [--concurrency 4[,6]] [--checksum crc32c|sha256|none[,…]]
+//          [--module web/hoist-upload.js [--module OTHER.js]]
 //          [--part-size 16MiB] [--only browser,put] [--tmp /dev/shm]
 //          [--store-bin HOIST --put-bin HOIST]
 // --store-bin: run that binary's `hoist store` (CORS open, its bucket made with boto3) and start
@@ -52,6 +58,7 @@ const { values: opt } = parseArgs({
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
     concurrency: { type: 'string', default: '4' },
     checksum: { type: 'string', default: 'crc32c' },
+    module: { type: 'string', multiple: true, default: [join(ROOT, 'web', 'hoist-upload.js')] },
     'part-size': { type: 'string' },
     only: { type: 'string', default: 'browser,put' },
     'store-bin': { type: 'string' },
@@ -62,9 +69,14 @@ const { values: opt } = parseArgs({
 const size = Number(opt['size-mib']) * MiB;
 const runs = Number(opt.runs);
 const tools = opt.only.split(',');
-const checksum = opt.checksum === 'none' ? null : opt.checksum;
+/** The browser variants: every combination of module, concurrency and checksum. */
+const variants = opt.module.flatMap((module) => opt.concurrency.split(',').flatMap((concurrency) =>
+  opt.checksum.split(',').map((checksum) => ({
+    name: ['browser', opt.module.length > 1 ? module : '', `c${concurrency}`, checksum].filter(Boolean).join(' '),
+    module, concurrency: Number(concurrency), checksum: checksum === 'none' ? null : checksum,
+  }))));
 const putBin = opt['put-bin'] ?? opt.hoist;
-for (const [what, path] of [['hoist binary', opt.hoist], ['Chromium', opt.chromium], ['hoist for put', putBin], ...(opt['store-bin'] ? [['hoist for the store', opt['store-bin']]] : [])]) {
+for (const [what, path] of [['hoist binary', opt.hoist], ['Chromium', opt.chromium], ['hoist for put', putBin], ...(opt['store-bin'] ? [['hoist for the store', opt['store-bin']]] : []), ...opt.module.map((m) => ['module', m])]) {
   if (!existsSync(path)) { console.error(`${what} not found at ${path}`); process.exit(2); }
 }
 const require = createRequire(join(ROOT, 'web', 'package.json'));
@@ -151,10 +163,10 @@ async function stopService(srv) {
 
 let browser;
 
-/** One upload through hoist-upload.js in Chromium; returns seconds (timed in the page). */
-async function runBrowser(srv) {
+/** One upload through a variant's hoist-upload.js in Chromium; returns seconds (timed in the page). */
+async function runBrowser(srv, variant) {
   const page = await browser.newPage();
-  const module = readFileSync(join(ROOT, 'web', 'hoist-upload.js'));
+  const module = readFileSync(variant.module);
   const match = (url) => url.origin === srv.origin && url.pathname === '/hoist-upload.js';
   const fulfil = (route) => route.fulfill({ status: 200, headers: { 'content-type': 'text/javascript' }, body: module });
   await page.route(match, fulfil);
@@ -172,7 +184,7 @@ async function runBrowser(srv) {
     const t0 = performance.now();
     const result = await up.start();
     return { seconds: (performance.now() - t0) / 1000, size: result.size };
-  }, { token: srv.token, concurrency: Number(opt.concurrency), checksum });
+  }, { token: srv.token, concurrency: variant.concurrency, checksum: variant.checksum });
   await page.close();
   if (out.size !== size) throw new Error(`browser upload stored ${out.size} bytes, not ${size}`);
   return out.seconds;
@@ -200,30 +212,33 @@ try {
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const results = Object.fromEntries(tools.map((t) => [t, []]));
-  const runners = { browser: runBrowser, put: runPut };
+  /** What each run measures, in turn: a name and a function of the service giving seconds. */
+  const entries = tools.flatMap((tool) => (tool === 'browser'
+    ? variants.map((v) => ({ name: v.name, run: (srv) => runBrowser(srv, v) }))
+    : [{ name: tool, run: runPut }]));
+  const results = Object.fromEntries(entries.map((e) => [e.name, []]));
   const warmup = Number(opt.warmup);
-  console.log(`${size / MiB} MiB file in ${work}; serve: ${opt.hoist}; store: ${opt['store-bin'] ?? 'embedded in serve'}; put: ${putBin}; browser: concurrency ${opt.concurrency}, checksum ${opt.checksum}${opt['part-size'] ? `, part size ${opt['part-size']}` : ''}; ${warmup} warm-up + ${runs} runs each, alternating`);
+  console.log(`${size / MiB} MiB file in ${work}; serve: ${opt.hoist}; store: ${opt['store-bin'] ?? 'embedded in serve'}; put: ${putBin}; Chromium ${browser.version()}; browser: ${variants.map((v) => v.name).join('; ')}${opt['part-size'] ? `, part size ${opt['part-size']}` : ''}; ${warmup} warm-up + ${runs} runs each, alternating`);
   for (let i = -warmup; i < runs; i++) {
-    for (const tool of tools) {
+    for (const { name, run } of entries) {
       const srv = await startService();
       try {
-        const seconds = await runners[tool](srv);
-        console.log(`${i < 0 ? 'warm-up' : `run ${i + 1}`}  ${tool.padEnd(7)} ${seconds.toFixed(2)} s  ${mibs(seconds).toFixed(0)} MiB/s`);
-        if (i >= 0) results[tool].push(seconds);
+        const seconds = await run(srv);
+        console.log(`${i < 0 ? 'warm-up' : `run ${i + 1}`}  ${name.padEnd(7)} ${seconds.toFixed(2)} s  ${mibs(seconds).toFixed(0)} MiB/s`);
+        if (i >= 0) results[name].push(seconds);
       } finally {
         await stopService(srv);
       }
     }
   }
-  console.log('\n| tool | median s | MiB/s | runs (s) |\n| --- | ---: | ---: | --- |');
-  for (const tool of tools) {
-    const m = median(results[tool]);
-    console.log(`| ${tool} | ${m.toFixed(2)} | ${mibs(m).toFixed(0)} | ${results[tool].map((s) => s.toFixed(2)).join(', ')} |`);
+  const put = results.put ? median(results.put) : null;
+  console.log('\n| tool | median s | MiB/s | ÷ put | runs (s) |\n| --- | ---: | ---: | ---: | --- |');
+  for (const [name, seconds] of Object.entries(results)) {
+    const m = median(seconds);
+    const ratio = put && name !== 'put' ? `${(100 * put / m).toFixed(0)} %` : '';
+    console.log(`| ${name} | ${m.toFixed(2)} | ${mibs(m).toFixed(0)} | ${ratio} | ${seconds.map((s) => s.toFixed(2)).join(', ')} |`);
   }
-  if (results.browser && results.put) {
-    console.log(`\nbrowser ÷ put throughput: ${(100 * median(results.put) / median(results.browser)).toFixed(0)} % (target ≥ 50 %)`);
-  }
+  if (put && tools.includes('browser')) console.log('\n÷ put: browser throughput over hoist put\'s, medians (target ≥ 50 %)');
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   const out = join(ROOT, 'bench', 'results', `browser_vs_put-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), options: opt, sizeBytes: size, seconds: results }, null, 2));
