@@ -7,6 +7,7 @@
 //! - [`config`]: [`UploadConfig`] (setters clamp) and [`ProviderLimits`] (AWS, 5 TiB stores, R2).
 //! - [`plan`]: part sizing, pure and property-tested.
 //! - [`source`]: files read by position, streams read part by part.
+//! - `cached_read`: reading a file chunk in place when it is in memory, else on the blocking pool.
 //! - [`client`]: the S3 calls Hoist makes, on aws-sdk-s3.
 //! - [`retry`]: full-jitter backoff; what is retryable is [`Error::is_retryable`].
 //! - [`progress`]: the event stream the CLI renders.
@@ -15,6 +16,7 @@
 //! - [`units`]: parsing sizes (`64MiB`) and durations (`7d`) written by people.
 //! - [`error`]: the one error type and its categories.
 
+mod cached_read;
 pub mod checksum;
 pub mod client;
 pub mod config;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::cached_read::ReadMode;
 use crate::checksum::{Checksum, ChecksumAlgorithm, Checksummer};
 use crate::error::{Error, Result};
 
@@ -168,6 +169,30 @@ mod tests {
         }
     }
 
+    /// Whichever way chunks are read (in place, cached first, on the pool), the body is the
+    /// range, and a file that is shorter than the range fails it.
+    #[tokio::test]
+    async fn every_read_mode_streams_the_range_and_fails_a_short_file() {
+        use http_body::Body as _;
+        let (dir, data) = three_chunk_file();
+        let p = dir.path().join("f");
+        for mode in [ReadMode::InPlace, ReadMode::CachedFirst, ReadMode::Pool] {
+            let body = FileRangeBody::with_mode(File::open(&p).unwrap(), &p, 3, 2 * BODY_CHUNK as u64 + 50, None, mode);
+            assert_eq!(collect(body).await, &data[3..2 * BODY_CHUNK + 53], "{mode:?}");
+            let too_long = data.len() as u64 + 1;
+            let mut body = FileRangeBody::with_mode(File::open(&p).unwrap(), &p, 0, too_long, None, mode);
+            let mut failed = false;
+            while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+                if let Err(e) = frame {
+                    assert!(e.to_string().contains("reading"), "{e}");
+                    failed = true;
+                    break;
+                }
+            }
+            assert!(failed, "{mode:?}: a short file must fail the body");
+        }
+    }
+
     /// Chunks the HTTP stack has dropped are read into again; one it still holds is never
     /// touched (its bytes stay as sent).
     #[tokio::test]
@@ -254,8 +279,9 @@ fn base64_len(n: usize) -> usize {
 /// chunk added (when the body carries a trailer).
 type ReadResult = std::io::Result<(Bytes, Option<Checksummer>)>;
 
-/// An HTTP body streaming `len` bytes of a file from `offset` with positional reads on the
-/// blocking pool, reading one chunk ahead. Replaces the SDK's file body, which goes through
+/// An HTTP body streaming `len` bytes of a file from `offset` with positional reads, reading one
+/// chunk ahead: in place when the bytes are in memory, else on the blocking pool
+/// ([`ReadMode`]). Replaces the SDK's file body, which goes through
 /// `tokio::fs::File` (its own growing buffer plus a copy per read).
 ///
 /// With [`FileRangeBody::with_trailer`] the body is `aws-chunked` encoded and ends with the
@@ -273,7 +299,8 @@ pub struct FileRangeBody {
     path: PathBuf,
     offset: u64,
     remaining: u64,
-    next: Option<tokio::task::JoinHandle<ReadResult>>,
+    next: Option<Pending>,
+    mode: ReadMode,
     trailer: Option<Trailer>,
     /// Chunks handed to the HTTP stack, oldest first, to be reused once it lets go of them.
     sent: std::collections::VecDeque<Bytes>,
@@ -281,6 +308,15 @@ pub struct FileRangeBody {
 
 /// Chunks a body remembers for reuse: the one being sent and the one before.
 const SENT_KEPT: usize = 2;
+
+/// The chunk read ahead.
+#[derive(Debug)]
+enum Pending {
+    /// Read in place.
+    Read(ReadResult),
+    /// Being read on the blocking pool.
+    Reading(tokio::task::JoinHandle<ReadResult>),
+}
 
 /// `aws-chunked` state of a body with a checksum trailer.
 #[derive(Debug)]
@@ -304,17 +340,23 @@ impl FileRangeBody {
 
     fn start(path: &Path, offset: u64, len: u64, trailer: Option<Trailer>) -> Result<Self> {
         let file = File::open(path).map_err(|e| source_err(path, e))?;
+        let mode = ReadMode::of(&file);
+        Ok(Self::with_mode(file, path, offset, len, trailer, mode))
+    }
+
+    fn with_mode(file: File, path: &Path, offset: u64, len: u64, trailer: Option<Trailer>, mode: ReadMode) -> Self {
         let mut body = Self {
             file: std::sync::Arc::new(file),
             path: path.to_path_buf(),
             offset,
             remaining: len,
             next: None,
+            mode,
             trailer,
             sent: std::collections::VecDeque::with_capacity(SENT_KEPT + 1),
         };
         body.read_ahead();
-        Ok(body)
+        body
     }
 
     /// Opens `path` for the range `offset..offset + len` as an `aws-chunked` body that ends with
@@ -336,21 +378,27 @@ impl FileRangeBody {
         self.offset += want as u64;
         self.remaining -= want as u64;
         let reused = if self.sent.len() >= SENT_KEPT { self.sent.pop_front().and_then(|b| b.try_into_mut().ok()) } else { None };
-        self.next = Some(tokio::task::spawn_blocking(move || {
-            let mut buf = match reused {
-                Some(mut buf) if buf.capacity() >= want => {
-                    // Only bytes beyond the old length are zeroed (none for a full-size chunk).
-                    buf.resize(want, 0);
-                    buf
-                }
-                _ => BytesMut::zeroed(want),
-            };
-            file.read_exact_at(&mut buf, offset)?;
+        let mut buf = match reused {
+            Some(mut buf) if buf.capacity() >= want => {
+                // Only bytes beyond the old length are zeroed (none for a full-size chunk).
+                buf.resize(want, 0);
+                buf
+            }
+            _ => BytesMut::zeroed(want),
+        };
+        // Whatever is read in place, the rest (if any) on the pool; the checksum where it ends.
+        let finish = move |mut buf: BytesMut, done: usize| -> ReadResult {
+            file.read_exact_at(&mut buf[done..], offset + done as u64)?;
             if let Some(h) = &mut hasher {
                 h.update(&buf);
             }
             Ok((buf.freeze(), hasher))
-        }));
+        };
+        self.next = Some(match self.mode.read_in_place(&self.file, &mut buf, offset) {
+            Ok(done) if done == want => Pending::Read(finish(buf, done)),
+            Ok(done) => Pending::Reading(tokio::task::spawn_blocking(move || finish(buf, done))),
+            Err(e) => Pending::Read(Err(e)),
+        });
     }
 
     /// The last frame of an `aws-chunked` body: end of the previous chunk, the zero chunk, the
@@ -393,16 +441,23 @@ impl http_body::Body for FileRangeBody {
                 return Poll::Ready((!t.finished).then(|| Ok(http_body::Frame::data(Self::final_frame(t)))));
             }
         }
-        let Some(next) = this.next.as_mut() else { return Poll::Ready(None) };
-        let joined = std::task::ready!(std::pin::Pin::new(next).poll(cx));
-        this.next = None;
-        let (chunk, hasher) = match joined {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
+        let read = match this.next.take() {
+            None => return Poll::Ready(None),
+            Some(Pending::Read(read)) => read,
+            Some(Pending::Reading(mut handle)) => match std::pin::Pin::new(&mut handle).poll(cx) {
+                Poll::Ready(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                Poll::Pending => {
+                    this.next = Some(Pending::Reading(handle));
+                    return Poll::Pending;
+                }
+            },
+        };
+        let (chunk, hasher) = match read {
+            Ok(read) => read,
+            Err(e) => {
                 let msg = format!("reading {}: {e}", this.path.display());
                 return Poll::Ready(Some(Err(std::io::Error::new(e.kind(), msg))));
             }
-            Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
         };
         this.sent.push_back(chunk.clone());
         let frame = match &mut this.trailer {
@@ -429,8 +484,8 @@ impl http_body::Body for FileRangeBody {
 
 impl Drop for FileRangeBody {
     fn drop(&mut self) {
-        if let Some(next) = self.next.take() {
-            next.abort();
+        if let Some(Pending::Reading(handle)) = self.next.take() {
+            handle.abort();
         }
     }
 }
