@@ -19,16 +19,15 @@
 //          [--tmp /dev/shm]
 // Needs Chromium (Debian: apt-get install chromium) and `cd web && npm ci` (playwright-core).
 
-import { randomFillSync } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { launchChromium, median, MiB, writeRandomFile } from './browser_common.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MiB = 1024 * 1024;
 const { values: opt } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '1024' },
@@ -45,13 +44,7 @@ const { chromium } = createRequire(join(ROOT, 'web', 'package.json'))('playwrigh
 
 const work = mkdtempSync(join(opt.tmp, 'hoist-sink-'));
 const file = join(work, 'bench.bin');
-const fd = openSync(file, 'w');
-const chunk = Buffer.alloc(8 * MiB);
-for (let left = size; left > 0; left -= chunk.length) {
-  randomFillSync(chunk);
-  writeSync(fd, chunk, 0, Math.min(left, chunk.length));
-}
-closeSync(fd);
+writeRandomFile(file, size);
 
 const module = readFileSync(join(ROOT, 'web', 'hoist-upload.js'));
 const server = createServer((req, res) => {
@@ -65,11 +58,7 @@ const server = createServer((req, res) => {
 });
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 
-const browser = await chromium.launch({
-  executablePath: opt.chromium,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium(chromium, opt.chromium);
 try {
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
@@ -116,7 +105,6 @@ try {
       if (run > 0) results[variant].push(size / MiB / seconds);
     }
   }
-  const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
   console.log('\n| variant | median MiB/s | runs |\n| --- | ---: | --- |');
   for (const [variant, xs] of Object.entries(results)) {
     console.log(`| ${variant} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} |`);

@@ -37,17 +37,16 @@
 // a debug build while the bytes go to a release store; --put-bin: the binary for `hoist put`.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { waitForServe } from '../web/test/serve-output.mjs';
+import { launchChromium, median, MiB, writeRandomFile } from './browser_common.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MiB = 1024 * 1024;
 
 const { values: opt } = parseArgs({
   options: {
@@ -84,17 +83,6 @@ const { chromium } = require('playwright-core');
 
 const work = mkdtempSync(join(opt.tmp, 'hoist-bvp-'));
 const file = join(work, 'bench.bin');
-
-/** A random file, written 8 MiB at a time. */
-function makeFile() {
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(8 * MiB);
-  for (let left = size; left > 0; left -= chunk.length) {
-    randomFillSync(chunk);
-    writeSync(fd, chunk, 0, Math.min(left, chunk.length));
-  }
-  closeSync(fd);
-}
 
 /** Lines of a child's output until `want` (a map name → regexp) all matched; resolves with them. */
 function waitFor(proc, what, want) {
@@ -202,16 +190,11 @@ function runPut(srv) {
   return seconds;
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const mibs = (seconds) => size / MiB / seconds;
 
 try {
-  makeFile();
-  browser = await chromium.launch({
-    executablePath: opt.chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  writeRandomFile(file, size);
+  browser = await launchChromium(chromium, opt.chromium);
   /** What each run measures, in turn: a name and a function of the service giving seconds. */
   const entries = tools.flatMap((tool) => (tool === 'browser'
     ? variants.map((v) => ({ name: v.name, run: (srv) => runBrowser(srv, v) }))

@@ -111,7 +111,10 @@ pub struct UploadConfig {
 pub const DEFAULT_PART_SIZE: u64 = 16 * MIB;
 /// Default parts in flight. Measured on the 2-core development machine, 1 GiB into the
 /// embedded store over loopback (2026-11-24): 4, 6 and 8 gave the same wall time (2.16-2.21 s),
-/// peak RSS 19.2, 21.0 and 22.2 MiB; so 4. Links with high latency may want more (`--concurrency`).
+/// peak RSS 19.2, 21.0 and 22.2 MiB; so 4. Again after chunks were read in place (2026-11-25):
+/// 8 was 15-20 % faster (1.42-1.55 s against 1.74-1.85) and cost the embedded store 20 % less
+/// CPU (its MD5 lanes fill), but peak RSS rose from 23-24 to 27-28 MiB, above s5cmd's 21; 4 stays.
+/// Links with high latency want more (`--concurrency`).
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Below this size one PutObject is used.
 pub const DEFAULT_SINGLE_PUT_THRESHOLD: u64 = 16 * MIB;
