@@ -286,7 +286,7 @@ type ReadResult = std::io::Result<(Bytes, Option<Checksummer>)>;
 ///
 /// With [`FileRangeBody::with_trailer`] the body is `aws-chunked` encoded and ends with the
 /// checksum of the bytes as a trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`): the checksum is
-/// computed on the blocking thread right after each read, while the chunk is in cache, so a
+/// computed right after each read (wherever it ran), while the chunk is in cache, so a
 /// part is read once instead of twice (a checksum pass, then the body). Framing goes out as
 /// small frames of its own between the data chunks; the data is never copied.
 ///
