@@ -19,15 +19,18 @@
 //! scalar). The same rotate through a `u64` (`(x * 0x1_0000_0001) >> (32 - s)`) is vectorised as
 //! two shuffles, two 64-bit shifts and a shuffle, which is what makes the lanes pay off.
 //!
-//! On CPUs with AVX2 (checked at run time, so one binary serves every x86-64), 2–8 lanes go to
-//! the 8-lane kernel in [`avx2`] instead: ≈ 0.29 s per GiB with 8 lanes busy, ≈ 0.58 s with 4.
+//! On CPUs with AVX2 or AVX-512 (checked at run time, so one binary serves every x86-64), 2–8
+//! lanes go to an 8-lane kernel in [`x86`] instead. One core, CPU time per GiB hashed (the
+//! thread's own, from `/proc/thread-self/schedstat`, 8 GiB each, 2026-11-29, the other core
+//! busy): AVX-512 0.21 s with 8 busy lanes and 0.39–0.41 with 4; AVX2 0.26–0.27 and 0.48–0.51;
+//! the portable 8-lane kernel 0.56–0.58 and 1.12–1.15.
 
 // The kernel must be one function body for the lanes to stay in vector registers, hence
 // `inline(always)` on its pieces; the one-letter names are RFC 1321's (a, b, c, d, F, G, H, I).
 #![allow(clippy::inline_always, clippy::many_single_char_names)]
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+mod x86;
 
 /// Bytes per MD5 block.
 pub(crate) const BLOCK: usize = 64;
@@ -135,9 +138,9 @@ pub(crate) fn update_lanes(lanes: &mut [&mut Md5Lane], data: &[&[u8]]) {
     assert!(lanes.iter().all(|l| l.is_aligned()), "a lane holds a partial block");
     #[cfg(target_arch = "x86_64")]
     if (2..=8).contains(&lanes.len())
-        && let Some(avx2) = avx2::Avx2::detect()
+        && let Some(x86) = x86::X86::detect()
     {
-        return run::<8>(lanes, data, |st, d| avx2.compress_blocks(st, d));
+        return run::<8>(lanes, data, |st, d| x86.compress_blocks(st, d));
     }
     match lanes.len() {
         1 => lanes[0].update(first),
@@ -341,8 +344,8 @@ mod tests {
         check::<4>("portable 4", compress_blocks);
         check::<8>("portable 8", compress_blocks);
         #[cfg(target_arch = "x86_64")]
-        if let Some(avx2) = avx2::Avx2::detect() {
-            check::<8>("avx2", |st, d| avx2.compress_blocks(st, d));
+        for x86 in x86::X86::all() {
+            check::<8>(x86.name(), |st, d| x86.compress_blocks(st, d));
         }
     }
 
