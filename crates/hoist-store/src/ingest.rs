@@ -7,8 +7,9 @@
 //!    taken from a shared pool, and sends each full buffer to a hashing thread (the hub); at
 //!    most `CREDITS` buffers of one request are in the hub at a time, so a body is never held
 //!    in memory whole and a fast client waits for the disk and the hashes.
-//! 2. The hub writes each buffer to the request's temp file and updates its checksums (CRC32C
-//!    etc.) as it arrives, and keeps it until its MD5 is done. MD5 — required, the part `ETag` is
+//! 2. The hub writes each buffer to the request's temp file and updates its checksums (SHA-256,
+//!    CRC32 etc.) as it arrives, and keeps it until its MD5 is done (CRC32C, the common one, is
+//!    computed with the MD5 in the lanes, where it costs next to nothing: see `md5_lanes`). MD5 — required, the part `ETag` is
 //!    the MD5 of the part's bytes — is the dominant cost and is serial within one stream, so the
 //!    hub advances the MD5 of all the requests it serves in lock-step (`md5_lanes`: up to 8
 //!    streams per vector instruction). It waits to hash until every body in flight has a buffer
@@ -387,14 +388,17 @@ impl Hub {
     fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Open { lane, file, algorithms, credit } => {
-                let checksums = algorithms.iter().map(|a| Checksummer::new(*a)).collect();
+                // CRC32C goes with the MD5 (`md5_lanes`); the others are computed on their own.
+                let crc32c = algorithms.contains(&ChecksumAlgorithm::Crc32c);
+                let checksums =
+                    algorithms.iter().filter(|a| **a != ChecksumAlgorithm::Crc32c).map(|a| Checksummer::new(*a)).collect();
                 self.lanes.insert(
                     lane,
                     Lane {
                         file: Some(file),
                         failed: None,
                         checksums,
-                        md5: Md5Lane::default(),
+                        md5: if crc32c { Md5Lane::with_crc32c() } else { Md5Lane::default() },
                         queue: VecDeque::new(),
                         hashed: 0,
                         credit,
@@ -494,7 +498,10 @@ impl Hub {
             let result = match (l.file, l.failed) {
                 (_, Some(e)) => Err(e),
                 (Some(file), None) => {
-                    Ok((file.into_file(), l.len, l.md5.finish(), l.checksums.into_iter().map(Checksummer::finish).collect()))
+                    let (md5, crc32c) = l.md5.finish();
+                    let mut checksums: Vec<Checksum> = l.checksums.into_iter().map(Checksummer::finish).collect();
+                    checksums.extend(crc32c.and_then(|c| Checksum::from_digest(ChecksumAlgorithm::Crc32c, c.to_be_bytes().to_vec())));
+                    Ok((file.into_file(), l.len, md5, checksums))
                 }
                 (None, None) => Err(std::io::Error::other("no file")),
             };
@@ -528,25 +535,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_bodies_hashed_in_lock_step_match_md5_and_crc32c() {
+    async fn concurrent_bodies_hashed_in_lock_step_match_md5_and_their_checksums() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::open(dir.path()).unwrap();
         let ing = Ingester::start().unwrap();
         // Lengths around buffer and block boundaries, received together so lanes share steps.
         let lens = [0, 1, 63, 64, BUFFER - 1, BUFFER, BUFFER + 65, 3 * BUFFER + 7, 5 * BUFFER];
         let inputs: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, n)| data(i as u8, *n)).collect();
-        let algs = [ChecksumAlgorithm::Crc32c];
+        // Lanes with CRC32C (computed with the MD5), with CRC32C and SHA-256, and with none.
+        let algs = [vec![ChecksumAlgorithm::Crc32c], vec![ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Crc32c], vec![]];
         let results = futures::future::join_all(inputs.iter().enumerate().map(|(i, d)| {
-            ing.ingest(&layout, Some(body(d, 1000 + 4093 * i)), Some(d.len() as u64), &algs)
+            ing.ingest(&layout, Some(body(d, 1000 + 4093 * i)), Some(d.len() as u64), &algs[i % 3])
         }))
         .await;
-        for (got, want) in results.into_iter().zip(&inputs) {
+        for (i, (got, want)) in results.into_iter().zip(&inputs).enumerate() {
             let got = got.unwrap();
             assert_eq!(got.len, want.len() as u64);
             assert_eq!(got.md5, <[u8; 16]>::from(Md5::digest(want)), "MD5 of {} bytes", want.len());
-            let mut crc = Checksummer::new(ChecksumAlgorithm::Crc32c);
-            crc.update(want);
-            assert_eq!(got.checksum(ChecksumAlgorithm::Crc32c), Some(&crc.finish()));
+            assert_eq!(got.checksums.len(), algs[i % 3].len());
+            for alg in &algs[i % 3] {
+                assert_eq!(got.checksum(*alg), Some(&Checksum::of(*alg, want)), "{alg} of {} bytes", want.len());
+            }
             assert_eq!(&std::fs::read(&got.tmp).unwrap(), want);
             got.discard();
         }

@@ -26,7 +26,7 @@ use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_andnot_si256, _mm256_loadu_si256, _mm256_or_si256,
     _mm256_permute2x128_si256, _mm256_rol_epi32, _mm256_set1_epi32, _mm256_slli_epi32, _mm256_srli_epi32,
     _mm256_storeu_si256, _mm256_ternarylogic_epi32, _mm256_unpackhi_epi32, _mm256_unpackhi_epi64,
-    _mm256_unpacklo_epi32, _mm256_unpacklo_epi64, _mm256_xor_si256,
+    _mm256_unpacklo_epi32, _mm256_unpacklo_epi64, _mm256_xor_si256, _mm_crc32_u64,
 };
 
 use super::{BLOCK, K};
@@ -73,15 +73,16 @@ impl X86 {
     }
 
     /// Runs the compression function over every block of the 8 lanes' `data` (equal lengths,
-    /// whole blocks): lane `i`'s state is word `i` of each `state[w]`.
-    pub(crate) fn compress_blocks(self, state: &mut [[u32; 8]; 4], data: [&[u8]; 8]) {
+    /// whole blocks): lane `i`'s state is word `i` of each `state[w]`; and advances the CRC32C of
+    /// lane `i` over the same bytes where `crcs[i]` is `Some`.
+    pub(crate) fn compress_blocks(self, state: &mut [[u32; 8]; 4], data: [&[u8]; 8], crcs: &mut [Option<u32>; 8]) {
         let blocks = data[0].len() / BLOCK;
         assert!(data.iter().all(|d| d.len() == blocks * BLOCK), "lanes need equal whole blocks");
         match self.0 {
             // SAFETY: an `X86(Avx512)` exists only if the CPU has AVX-512F and AVX-512VL.
-            Isa::Avx512 => unsafe { compress_blocks_avx512(state, &data, blocks) },
-            // SAFETY: an `X86(Avx2)` exists only if the CPU has AVX2.
-            Isa::Avx2 => unsafe { compress_blocks_avx2(state, &data, blocks) },
+            Isa::Avx512 => unsafe { compress_blocks_avx512(state, &data, crcs, blocks) },
+            // SAFETY: an `X86(Avx2)` exists only if the CPU has AVX2 (which implies SSE4.2's `crc32`).
+            Isa::Avx2 => unsafe { compress_blocks_avx2(state, &data, crcs, blocks) },
         }
     }
 }
@@ -140,6 +141,18 @@ fn transpose(r: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
+/// The CRC32C `crc` (as the `crc32c` crate keeps it: pre- and post-inverted) extended by one
+/// block, 8 bytes per `crc32` instruction.
+#[target_feature(enable = "sse4.2")]
+#[allow(clippy::cast_possible_truncation)] // `crc32` leaves the CRC in the low 32 bits
+fn crc32c_block(crc: u32, block: &[u8; BLOCK]) -> u32 {
+    let mut x = u64::from(!crc);
+    for word in block.chunks_exact(8) {
+        x = _mm_crc32_u64(x, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    }
+    !(x as u32)
+}
+
 /// Sixteen steps of one round: `$fun` is F, G, H or I, `$idx` the message word of step `t`, and
 /// `$step` the kernel's step (`a = b + rotl(a + fun + m + k, s)`).
 macro_rules! round {
@@ -158,9 +171,10 @@ macro_rules! round {
 }
 
 /// The whole compression loop of a kernel, given its step and round functions (RFC 1321's F, G,
-/// H, I); the two kernels differ only in those.
+/// H, I); the two kernels differ only in those. Each block's CRC32C work (independent of the MD5
+/// chain) is issued before its rounds, so the CPU runs it in the slots the chain leaves idle.
 macro_rules! compress_loop {
-    ($state:ident, $data:ident, $blocks:ident, $step:ident, $f:ident, $g:ident, $h:ident, $i:ident) => {{
+    ($state:ident, $data:ident, $crcs:ident, $blocks:ident, $step:ident, $f:ident, $g:ident, $h:ident, $i:ident) => {{
         let (mut a, mut b, mut c, mut d) =
             (load_words(&$state[0]), load_words(&$state[1]), load_words(&$state[2]), load_words(&$state[3]));
         for blk in 0..$blocks {
@@ -171,6 +185,11 @@ macro_rules! compress_loop {
             };
             let (lo, hi) = (half(0), half(1));
             let m: [__m256i; 16] = std::array::from_fn(|w| if w < 8 { lo[w] } else { hi[w - 8] });
+            for (crc, d) in $crcs.iter_mut().zip($data) {
+                if let Some(c) = crc {
+                    *c = crc32c_block(*c, d[blk * BLOCK..(blk + 1) * BLOCK].try_into().expect("one block"));
+                }
+            }
             let (a0, b0, c0, d0) = (a, b, c, d);
             round!($step, a, b, c, d, m, $f, 0, |t: usize| t, [7, 12, 17, 22]);
             round!($step, a, b, c, d, m, $g, 16, |t: usize| (5 * t + 1) % 16, [5, 9, 14, 20]);
@@ -216,8 +235,8 @@ macro_rules! i_avx2 {
 
 #[target_feature(enable = "avx2")]
 #[allow(clippy::cast_possible_wrap)]
-fn compress_blocks_avx2(state: &mut [[u32; 8]; 4], data: &[&[u8]; 8], blocks: usize) {
-    compress_loop!(state, data, blocks, step_avx2, f_avx2, g_avx2, h_avx2, i_avx2);
+fn compress_blocks_avx2(state: &mut [[u32; 8]; 4], data: &[&[u8]; 8], crcs: &mut [Option<u32>; 8], blocks: usize) {
+    compress_loop!(state, data, crcs, blocks, step_avx2, f_avx2, g_avx2, h_avx2, i_avx2);
 }
 
 // AVX-512VL: one `vprold` rotate, and each round function one `vpternlogd`, whose immediate is
@@ -255,6 +274,6 @@ macro_rules! i_avx512 {
 
 #[target_feature(enable = "avx512f,avx512vl")]
 #[allow(clippy::cast_possible_wrap)]
-fn compress_blocks_avx512(state: &mut [[u32; 8]; 4], data: &[&[u8]; 8], blocks: usize) {
-    compress_loop!(state, data, blocks, step_avx512, f_avx512, g_avx512, h_avx512, i_avx512);
+fn compress_blocks_avx512(state: &mut [[u32; 8]; 4], data: &[&[u8]; 8], crcs: &mut [Option<u32>; 8], blocks: usize) {
+    compress_loop!(state, data, crcs, blocks, step_avx512, f_avx512, g_avx512, h_avx512, i_avx512);
 }
