@@ -29,10 +29,11 @@
 //! two shuffles, two 64-bit shifts and a shuffle, which is what makes the lanes pay off.
 //!
 //! On CPUs with AVX2 or AVX-512 (checked at run time, so one binary serves every x86-64), 2–8
-//! lanes go to an 8-lane kernel in [`x86`] instead. One core, CPU time per GiB hashed (the
-//! thread's own, from `/proc/thread-self/schedstat`, 8 GiB each, 2026-11-29, the other core
-//! busy): AVX-512 0.21 s with 8 busy lanes and 0.39–0.41 with 4; AVX2 0.26–0.27 and 0.48–0.51;
-//! the portable 8-lane kernel 0.56–0.58 and 1.12–1.15.
+//! lanes (1–8 with AVX-512) go to an 8-lane kernel in [`x86`] instead. One core, CPU time per
+//! GiB hashed (the thread's own, from `/proc/thread-self/schedstat`, 8 GiB each, 2026-11-29, the
+//! other core busy): AVX-512 0.21 s with 8 busy lanes, 0.38–0.41 with 4 and 1.50–1.53 with 1;
+//! AVX2 0.26–0.27, 0.48–0.57 and 2.1; the portable 8-lane kernel 0.56–0.58 and 1.06–1.15 with 8
+//! and 4; one lane alone in the scalar kernel 1.71–1.72.
 
 // The kernel must be one function body for the lanes to stay in vector registers, hence
 // `inline(always)` on its pieces; the one-letter names are RFC 1321's (a, b, c, d, F, G, H, I).
@@ -157,8 +158,8 @@ pub(crate) fn update_lanes(lanes: &mut [&mut Md5Lane], data: &[&[u8]]) {
     assert!(len % BLOCK == 0 && data.iter().all(|d| d.len() == len), "lanes need equal whole blocks");
     assert!(lanes.iter().all(|l| l.is_aligned()), "a lane holds a partial block");
     #[cfg(target_arch = "x86_64")]
-    if (2..=8).contains(&lanes.len())
-        && let Some(x86) = x86::X86::detect()
+    if let Some(x86) = x86::X86::detect()
+        && (x86.min_lanes()..=8).contains(&lanes.len())
     {
         return run::<8>(lanes, data, |st, d, crcs| x86.compress_blocks(st, d, crcs));
     }
@@ -372,7 +373,7 @@ mod tests {
     #[test]
     fn every_kernel_matches_md5_and_crc32c_crates() {
         fn check<const N: usize>(name: &str, kernel: impl Fn(&mut [W<N>; 4], [&[u8]; N], &mut [Option<u32>; N])) {
-            for width in 2..=N {
+            for width in 1..=N {
                 let streams: Vec<Vec<u8>> = (0..width).map(|w| bytes(300 + u32::try_from(w).unwrap(), 9 * BLOCK + 64 * w)).collect();
                 let mut lanes: Vec<Md5Lane> = (0..width).map(lane).collect();
                 // Each lane first alone over a different length, then all in lock-step.
