@@ -1,6 +1,8 @@
 //! The store's state: buckets, objects and multipart uploads, held in memory for fast listing and
 //! mirrored record by record on disk (see `fs`) so a restart sees every acknowledged write.
-//! Buckets live here; object and multipart operations are in `objects` and `multipart`.
+//! Buckets live here, with their CORS rules (kept in the bucket record, so they go with the
+//! bucket; what a rule means is `cors`'s); object and multipart operations are in `objects` and
+//! `multipart`.
 //!
 //! Decision: one mutex over the whole state. Record writes under it are small (JSON + fsync);
 //! body bytes are received and hashed outside it (see `ingest`), so uploads of many parts still
@@ -9,11 +11,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hoist_core::checksum::ChecksumAlgorithm;
 use serde::{Deserialize, Serialize};
 
+use crate::cors::{self, CorsRule};
 use crate::error::{Error, Result};
 use crate::fs::{Layout, read_json, remove_durable, write_json};
 use crate::ingest::Ingester;
@@ -64,10 +67,14 @@ pub(crate) struct ObjectRecord {
     pub(crate) parts_dir: Option<String>,
 }
 
+/// A bucket's record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BucketRecord {
     name: String,
     created: i64,
+    /// CORS rules (none: no CORS configuration). Records written before rules existed lack it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cors: Vec<CorsRule>,
 }
 
 /// A bucket in memory.
@@ -75,6 +82,8 @@ struct BucketRecord {
 pub(crate) struct BucketState {
     pub(crate) created: i64,
     pub(crate) objects: BTreeMap<String, ObjectRecord>,
+    /// CORS rules, shared with the requests being answered (empty: none).
+    cors: Arc<[CorsRule]>,
 }
 
 /// A multipart upload's record.
@@ -182,8 +191,9 @@ impl Backend {
         }
         fs::create_dir_all(self.layout.objects_dir(name))?;
         let created = now();
-        write_json(&self.layout, &self.layout.bucket_record(name), &BucketRecord { name: name.to_owned(), created })?;
-        st.buckets.insert(name.to_owned(), BucketState { created, objects: BTreeMap::new() });
+        let record = BucketRecord { name: name.to_owned(), created, cors: Vec::new() };
+        write_json(&self.layout, &self.layout.bucket_record(name), &record)?;
+        st.buckets.insert(name.to_owned(), BucketState { created, objects: BTreeMap::new(), cors: Arc::default() });
         Ok(())
     }
 
@@ -209,6 +219,41 @@ impl Backend {
         st.buckets.remove(name);
         Ok(())
     }
+
+    /// A bucket's CORS rules (empty when it has none).
+    pub(crate) fn bucket_cors(&self, name: &str) -> Result<Arc<[CorsRule]>> {
+        let st = self.state();
+        let bucket = st.buckets.get(name).ok_or_else(|| Error::NoSuchBucket(name.to_owned()))?;
+        Ok(Arc::clone(&bucket.cors))
+    }
+
+    /// GetBucketCors.
+    pub(crate) fn get_bucket_cors(&self, name: &str) -> Result<Arc<[CorsRule]>> {
+        let rules = self.bucket_cors(name)?;
+        if rules.is_empty() { Err(Error::NoSuchCorsConfiguration(name.to_owned())) } else { Ok(rules) }
+    }
+
+    /// PutBucketCors: replaces the bucket's rules once they are valid.
+    pub(crate) fn put_bucket_cors(&self, name: &str, rules: Vec<CorsRule>) -> Result<()> {
+        cors::validate(&rules)?;
+        self.set_bucket_cors(name, rules)
+    }
+
+    /// DeleteBucketCors (a bucket without rules is fine, as on AWS).
+    pub(crate) fn delete_bucket_cors(&self, name: &str) -> Result<()> {
+        self.set_bucket_cors(name, Vec::new())
+    }
+
+    /// Rewrites the bucket record with `rules`, then makes them the ones requests see.
+    fn set_bucket_cors(&self, name: &str, rules: Vec<CorsRule>) -> Result<()> {
+        let mut st = self.state();
+        let bucket = st.buckets.get_mut(name).ok_or_else(|| Error::NoSuchBucket(name.to_owned()))?;
+        let record = BucketRecord { name: name.to_owned(), created: bucket.created, cors: rules };
+        write_json(&self.layout, &self.layout.bucket_record(name), &record)?;
+        tracing::info!(bucket = name, rules = record.cors.len(), "CORS configuration replaced");
+        bucket.cors = record.cors.into();
+        Ok(())
+    }
 }
 
 /// Reads every record of a data dir into memory; finishes a Complete interrupted by a crash.
@@ -223,7 +268,7 @@ fn load(layout: &Layout) -> Result<State> {
                 objects.insert(o.key.clone(), o);
             }
         }
-        st.buckets.insert(name, BucketState { created: rec.created, objects });
+        st.buckets.insert(name, BucketState { created: rec.created, objects, cors: rec.cors.into() });
     }
     for entry in fs::read_dir(layout.root().join("completed"))? {
         let path = entry?.path();

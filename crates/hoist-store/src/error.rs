@@ -8,6 +8,9 @@ pub enum Error {
     /// The bucket does not exist.
     #[error("the bucket {0:?} does not exist")]
     NoSuchBucket(String),
+    /// The bucket has no CORS configuration.
+    #[error("the bucket {0:?} has no CORS configuration; PutBucketCors sets one")]
+    NoSuchCorsConfiguration(String),
     /// The key does not exist.
     #[error("the key {0:?} does not exist")]
     NoSuchKey(String),
@@ -55,6 +58,10 @@ pub enum Error {
     /// An argument is out of range (part number, max-parts, ...).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The request is well formed but asks for something S3 does not allow (a CORS rule with an
+    /// unsupported method, ...).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// The Range header cannot be satisfied.
     #[error("the requested range is not satisfiable")]
     InvalidRange,
@@ -74,6 +81,7 @@ impl From<Error> for S3Error {
         let msg = e.to_string();
         match e {
             Error::NoSuchBucket(_) => s3_error!(NoSuchBucket, "{msg}"),
+            Error::NoSuchCorsConfiguration(_) => s3_error!(NoSuchCORSConfiguration, "{msg}"),
             Error::NoSuchKey(_) => s3_error!(NoSuchKey, "{msg}"),
             Error::NoSuchUpload(_) => s3_error!(NoSuchUpload, "{msg}"),
             Error::BucketAlreadyOwnedByYou(_) => s3_error!(BucketAlreadyOwnedByYou, "{msg}"),
@@ -88,6 +96,7 @@ impl From<Error> for S3Error {
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
             Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
             Error::PolicyViolation(_) => s3_error!(AccessDenied, "{msg}"),
             Error::Io(ref io) => {

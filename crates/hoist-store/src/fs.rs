@@ -6,7 +6,7 @@
 //!   credentials.json              generated access/secret key (when none was given)
 //!   tmp/                          files being written; emptied at start-up
 //!   blobs/<id>                    object data (single PUTs; completed parts are renamed here)
-//!   buckets/<name>/bucket.json    bucket record
+//!   buckets/<name>/bucket.json    bucket record: creation time, CORS rules
 //!   buckets/<name>/objects/<sha256(key)>.json   object manifest: key, size, ETag, segments
 //!   uploads/<upload id>/upload.json             multipart upload record
 //!   uploads/<upload id>/part-<n>.json           part record (points at its data file)

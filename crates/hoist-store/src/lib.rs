@@ -23,7 +23,7 @@
 //! - `objects`: put, get (ranges across segments), head, delete, list.
 //! - `multipart`: the upload state machine and S3's rules for Complete.
 //! - `s3`: the `s3s::S3` trait implementation (DTOs only).
-//! - `cors`: preflight and CORS headers.
+//! - `cors`: bucket CORS rules (validation, matching), preflight and CORS headers.
 
 pub mod drain;
 pub mod error;
@@ -114,7 +114,8 @@ impl StoreBuilder {
         self
     }
 
-    /// Origins allowed to call the store from a browser (`*` for any), for every bucket.
+    /// Origins allowed to call the store from a browser (`*` for any), for every bucket, on top
+    /// of each bucket's own CORS rules (PutBucketCors).
     #[must_use]
     pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
         self.cors_origins = origins;
@@ -136,9 +137,9 @@ impl StoreBuilder {
             None => Credentials::load_or_generate(&self.data_dir)?.0,
         };
         let backend = Arc::new(backend::Backend::open(&self.data_dir, self.min_part_size)?);
-        let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend });
+        let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend: Arc::clone(&backend) });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
-        Ok(Store { service: b.build(), cors: cors::Cors::new(self.cors_origins), credentials })
+        Ok(Store { service: b.build(), backend, cors: cors::Cors::new(self.cors_origins), credentials })
     }
 }
 
@@ -146,6 +147,8 @@ impl StoreBuilder {
 #[derive(Clone)]
 pub struct Store {
     service: S3Service,
+    /// The state behind `service`, read here for bucket CORS rules.
+    backend: Arc<backend::Backend>,
     cors: cors::Cors,
     credentials: Credentials,
 }
@@ -202,18 +205,31 @@ impl Store {
         self,
         req: http::Request<hyper::body::Incoming>,
     ) -> std::result::Result<http::Response<s3s::Body>, s3s::HttpError> {
+        // Read before the request runs: CORS is judged by the rules in force when it arrived.
+        let rules = if req.headers().contains_key(http::header::ORIGIN) {
+            self.bucket_cors(req.uri().path())
+        } else {
+            Arc::default()
+        };
         if cors::Cors::is_preflight(req.method(), req.headers()) {
-            return Ok(self.cors.preflight(req.headers()));
+            return Ok(self.cors.preflight(req.headers(), cors::bucket_of(req.uri().path()), &rules));
         }
         let headers = req.headers().clone();
+        let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let (body, leftover) = drain::reclaimable(body);
         let mut resp = self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?;
         if resp.status().is_client_error() {
             drain::drain(leftover).await;
         }
-        self.cors.decorate(&headers, &mut resp);
+        self.cors.decorate(&headers, &method, &rules, &mut resp);
         Ok(resp)
+    }
+
+    /// The CORS rules of the bucket `path` addresses (none for the root, a missing bucket or one
+    /// without rules).
+    fn bucket_cors(&self, path: &str) -> Arc<[cors::CorsRule]> {
+        cors::bucket_of(path).and_then(|b| self.backend.bucket_cors(b).ok()).unwrap_or_default()
     }
 
     /// Binds `addr` (`127.0.0.1:0` for an ephemeral port) and serves in the background.

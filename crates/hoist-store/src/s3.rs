@@ -6,19 +6,22 @@ use std::sync::Arc;
 
 use hoist_core::checksum::ChecksumAlgorithm;
 use s3s::dto::{
-    AbortMultipartUploadInput, AbortMultipartUploadOutput, Bucket, CommonPrefix, CompleteMultipartUploadInput,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, Bucket, CORSRule, CommonPrefix, CompleteMultipartUploadInput,
     CompleteMultipartUploadOutput, CreateBucketInput, CreateBucketOutput, CreateMultipartUploadInput,
-    CreateMultipartUploadOutput, DeleteBucketInput, DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput,
-    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ListObjectVersionsInput, ListObjectVersionsOutput,
+    CreateMultipartUploadOutput, DeleteBucketCorsInput, DeleteBucketCorsOutput, DeleteBucketInput, DeleteBucketOutput,
+    DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, GetBucketCorsInput,
+    GetBucketCorsOutput, ListObjectVersionsInput, ListObjectVersionsOutput,
     ObjectVersion,
     ETag, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput,
     ListBucketsInput, ListBucketsOutput, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, MultipartUpload, Object, Part,
-    PutObjectInput, PutObjectOutput, StreamingBlob, Timestamp, UploadPartInput, UploadPartOutput,
+    PutBucketCorsInput, PutBucketCorsOutput, PutObjectInput, PutObjectOutput, StreamingBlob, Timestamp,
+    UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::backend::{Backend, ChecksumKind, ObjectRecord, StoredChecksum};
+use crate::cors::CorsRule;
 use crate::error::Error;
 use crate::ingest::verify;
 use crate::multipart::{CompletePart, check_part_number};
@@ -115,6 +118,31 @@ fn wants_checksum(mode: Option<&s3s::dto::ChecksumMode>) -> bool {
     mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(s3s::dto::ChecksumMode::ENABLED))
 }
 
+/// A CORS rule as PutBucketCors sent it.
+fn cors_rule(r: CORSRule) -> CorsRule {
+    CorsRule {
+        id: r.id,
+        allowed_origins: r.allowed_origins,
+        allowed_methods: r.allowed_methods,
+        allowed_headers: r.allowed_headers.unwrap_or_default(),
+        expose_headers: r.expose_headers.unwrap_or_default(),
+        max_age_seconds: r.max_age_seconds,
+    }
+}
+
+/// A stored CORS rule as GetBucketCors returns it (empty lists left out).
+fn cors_rule_dto(r: &CorsRule) -> CORSRule {
+    let listed = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    CORSRule {
+        id: r.id.clone(),
+        allowed_origins: r.allowed_origins.clone(),
+        allowed_methods: r.allowed_methods.clone(),
+        allowed_headers: listed(&r.allowed_headers),
+        expose_headers: listed(&r.expose_headers),
+        max_age_seconds: r.max_age_seconds,
+    }
+}
+
 fn head_output(o: &ObjectRecord, with_checksum: bool) -> HeadObjectOutput {
     let mut out = HeadObjectOutput {
         content_length: i64::try_from(o.size).ok(),
@@ -157,6 +185,26 @@ impl S3 for HoistS3 {
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
         self.backend.delete_bucket(&req.input.bucket)?;
         Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = req.input;
+        let rules = input.cors_configuration.cors_rules.into_iter().map(cors_rule).collect();
+        self.backend.put_bucket_cors(&input.bucket, rules)?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let rules = self.backend.get_bucket_cors(&req.input.bucket)?;
+        Ok(S3Response::new(GetBucketCorsOutput { cors_rules: Some(rules.iter().map(cors_rule_dto).collect()) }))
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.backend.delete_bucket_cors(&req.input.bucket)?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 
     async fn put_object(&self, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {

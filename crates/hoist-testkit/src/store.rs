@@ -16,14 +16,24 @@ pub struct TestStore {
 }
 
 impl TestStore {
-    /// Starts a store on a fresh temporary data dir with a random key pair.
+    /// Starts a store on a fresh temporary data dir with a random key pair, allowing browser
+    /// calls from any origin (`--cors-origin '*'`).
     ///
     /// # Panics
     /// If the store cannot start (a broken test environment).
     pub async fn start() -> Self {
+        Self::start_with_cors_origins(vec!["*".into()]).await
+    }
+
+    /// Like [`start`](Self::start), with `origins` as the global `--cors-origin` list (empty:
+    /// only buckets' own CORS rules allow browser calls).
+    ///
+    /// # Panics
+    /// If the store cannot start.
+    pub async fn start_with_cors_origins(origins: Vec<String>) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let path = tmp.path().to_path_buf();
-        Self::launch(&path, Some(tmp)).await
+        Self::launch(&path, Some(tmp), origins).await
     }
 
     /// Starts a store on `dir` (which may hold a previous run's data), with the key pair stored
@@ -32,11 +42,11 @@ impl TestStore {
     /// # Panics
     /// If the store cannot start.
     pub async fn start_in(dir: &Path) -> Self {
-        Self::launch(dir, None).await
+        Self::launch(dir, None, vec!["*".into()]).await
     }
 
-    async fn launch(dir: &Path, tmp: Option<tempfile::TempDir>) -> Self {
-        let store = Store::builder(dir).cors_origins(vec!["*".into()]).build().expect("store builds");
+    async fn launch(dir: &Path, tmp: Option<tempfile::TempDir>, cors_origins: Vec<String>) -> Self {
+        let store = Store::builder(dir).cors_origins(cors_origins).build().expect("store builds");
         let credentials = store.credentials().clone();
         let handle = store.start("127.0.0.1:0").await.expect("store starts");
         Self { handle: Some(handle), credentials, data_dir: dir.to_path_buf(), _tmp: tmp }
