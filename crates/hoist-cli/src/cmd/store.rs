@@ -21,7 +21,8 @@ pub(crate) struct StoreArgs {
     /// Secret key clients sign with.
     #[arg(long, env = "HOIST_STORE_SECRET_KEY", requires = "access_key", hide_env_values = true)]
     pub(crate) secret_key: Option<String>,
-    /// Browser origin allowed to call the store (repeatable; `*` for any).
+    /// Browser origin allowed to call the store (repeatable; `*` for any), for every bucket, on top
+    /// of the buckets' own CORS rules (PutBucketCors).
     #[arg(long, value_name = "ORIGIN")]
     pub(crate) cors_origin: Vec<String>,
 }
