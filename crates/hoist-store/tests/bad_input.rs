@@ -6,10 +6,7 @@ use std::time::Duration;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use hoist_testkit::TestStore;
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
-    e.code().unwrap_or("?").to_owned()
-}
+use hoist_testkit::error_code as code;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_range_and_malformed_requests_are_refused() {

@@ -5,15 +5,12 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use hoist_testkit::TestStore;
+use hoist_testkit::error_code as code;
 
 const MIB: usize = 1024 * 1024;
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
-    e.code().unwrap_or("?").to_owned()
 }
 
 async fn upload_parts(store: &TestStore, key: &str, parts: &[Vec<u8>]) -> (String, Vec<CompletedPart>) {
