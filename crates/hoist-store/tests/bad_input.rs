@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use hoist_testkit::TestStore;
 use hoist_testkit::error_code as code;
+use hoist_testkit::raw_http::{RawConn, path_and_query};
+use hoist_testkit::sdk::presigned_put;
+use hoist_testkit::{TestStore, pattern};
+use md5::Digest as _;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_range_and_malformed_requests_are_refused() {
@@ -160,4 +163,47 @@ async fn cors_preflight_allows_configured_origins_only() {
     assert_eq!(err.status(), 403);
     assert_eq!(err.headers()["access-control-allow-origin"], "http://app.example");
     handle.shutdown().await;
+}
+
+/// HTTP frames a body by `Content-Length`: bytes past it are the start of the next request,
+/// never part of this body. With a digest of what the client meant to send, the short reading
+/// is refused and nothing is stored; without one, exactly `Content-Length` bytes are stored and
+/// the leftover is refused as a malformed request, not stored anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_longer_than_content_length_stores_nothing_past_it() {
+    use base64::Engine as _;
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let addr = store.endpoint_url();
+    let host = addr.trim_start_matches("http://").to_owned();
+    let sent = pattern(1400, 5);
+
+    let url = presigned_put(&c, "bkt", "with-md5").await;
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&sent));
+    let head = format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-md5: {md5}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+    let mut conn = RawConn::connect(&addr).await.unwrap();
+    conn.send(head.as_bytes()).await.unwrap();
+    conn.send(&sent).await.unwrap();
+    let r = conn.read_response().await.unwrap().expect("an answer");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("<Code>BadDigest</Code>"), "{}", r.text());
+    let e = c.head_object().bucket("bkt").key("with-md5").send().await.unwrap_err();
+    assert!(e.into_service_error().is_not_found());
+
+    let url = presigned_put(&c, "bkt", "plain").await;
+    let head = format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+    let mut conn = RawConn::connect(&addr).await.unwrap();
+    conn.send(head.as_bytes()).await.unwrap();
+    conn.send(&sent).await.unwrap();
+    let r = conn.read_response().await.unwrap().expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let leftover = conn.read_response().await.unwrap();
+    assert!(leftover.as_ref().is_none_or(|r| r.status == 400), "the 400 leftover bytes are not a request: {leftover:?}");
+    let got = c.get_object().bucket("bkt").key("plain").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    assert_eq!(got.as_ref(), &sent[..1000], "exactly Content-Length bytes");
+    let listed = c.list_objects_v2().bucket("bkt").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["plain"]);
+    assert_eq!(std::fs::read_dir(store.data_dir().join("tmp")).unwrap().count(), 0);
 }
