@@ -124,6 +124,82 @@ async fn put_keys(c: &aws_sdk_s3::Client, keys: &[&str]) {
     }
 }
 
+/// Every page of a listing, following continuation tokens (at most 50 pages: a listing that
+/// never ends is a failure, not a hang). Each entry is `key` or `prefix/` (a common prefix).
+async fn all_pages(c: &aws_sdk_s3::Client, prefix: Option<&str>, delimiter: Option<&str>, max_keys: i32) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..50 {
+        let page = c
+            .list_objects_v2()
+            .bucket("bkt")
+            .set_prefix(prefix.map(str::to_owned))
+            .set_delimiter(delimiter.map(str::to_owned))
+            .max_keys(max_keys)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        let mut entries: Vec<String> = page.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+        entries.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+        entries.sort();
+        assert!(entries.len() <= usize::try_from(max_keys).unwrap(), "a page holds at most max-keys entries");
+        assert_eq!(page.key_count(), Some(i32::try_from(entries.len()).unwrap()));
+        pages.push(entries);
+        assert_eq!(page.is_truncated(), Some(page.next_continuation_token().is_some()));
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return pages,
+        }
+    }
+    panic!("the listing did not end after 50 pages: {pages:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_objects_v2_prefix_delimiter_pages_and_start_after() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    put_keys(&c, &["a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "c/3", "d", "e/1"]).await;
+
+    let flat = |pages: Vec<Vec<String>>| pages.concat();
+    assert_eq!(flat(all_pages(&c, Some("a/"), None, 1000).await), ["a/1", "a/2", "a/b/3"]);
+    assert_eq!(flat(all_pages(&c, None, Some("/"), 1000).await), ["a/", "b", "c/", "d", "e/"]);
+    assert_eq!(flat(all_pages(&c, Some("a/"), Some("/"), 1000).await), ["a/1", "a/2", "a/b/"]);
+
+    // Pages of every size, with and without a delimiter: each entry exactly once, in order.
+    let all = ["a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "c/3", "d", "e/1"];
+    for max in 1..=4 {
+        let pages = all_pages(&c, None, None, max).await;
+        assert_eq!(pages.len(), all.len().div_ceil(usize::try_from(max).unwrap()), "max-keys {max}: {pages:?}");
+        assert_eq!(flat(pages), all, "max-keys {max}");
+        let pages = all_pages(&c, None, Some("/"), max).await;
+        assert_eq!(flat(pages.clone()), ["a/", "b", "c/", "d", "e/"], "max-keys {max} with a delimiter: {pages:?}");
+        let pages = all_pages(&c, Some("c/"), Some("/"), max).await;
+        assert_eq!(flat(pages), ["c/1", "c/2", "c/3"], "max-keys {max} under a prefix");
+    }
+
+    let after = c.list_objects_v2().bucket("bkt").start_after("b").send().await.unwrap();
+    let keys: Vec<&str> = after.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["c/1", "c/2", "c/3", "d", "e/1"]);
+    assert_eq!(after.start_after(), Some("b"));
+    let after = c.list_objects_v2().bucket("bkt").prefix("c/").start_after("c/1").max_keys(1).send().await.unwrap();
+    let keys: Vec<&str> = after.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["c/2"]);
+    assert_eq!(after.is_truncated(), Some(true));
+    let rest = c
+        .list_objects_v2()
+        .bucket("bkt")
+        .prefix("c/")
+        .start_after("c/1")
+        .continuation_token(after.next_continuation_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = rest.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["c/3"], "the token, not start-after, says where the next page starts");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_of_a_missing_key_is_204_and_deletes_only_that_key() {
     let store = TestStore::start().await;
