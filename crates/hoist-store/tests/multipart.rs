@@ -307,6 +307,84 @@ async fn list_parts_pages_ascending_with_etag_size_and_date() {
     assert_eq!(after.is_truncated(), Some(false));
 }
 
+/// Upload ids made within the same second and across a second boundary, several for one key:
+/// ListMultipartUploads pages with key-marker + upload-id-marker must return each exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn list_multipart_uploads_prefix_and_pages() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let create = |key: &'static str| {
+        let c = c.clone();
+        async move { c.create_multipart_upload().bucket("bkt").key(key).send().await.unwrap().upload_id.unwrap() }
+    };
+    let mut want: Vec<(String, String)> = Vec::new();
+    // An upload of "p/a" started in one second, then more of "p/a" in the next: at least one
+    // of them has an id that sorts before the first one's (S3 orders one key's uploads by
+    // when they began; a listing that pages by id alone skips those).
+    let first = create("p/a").await;
+    want.push(("p/a".into(), first.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..64 {
+        let id = create("p/a").await;
+        let lower = id < first;
+        want.push(("p/a".into(), id));
+        if lower && want.len() >= 3 {
+            break;
+        }
+    }
+    for key in ["p/b", "p/b", "q/c", "p/c/d"] {
+        let id = create(key).await;
+        if key.starts_with("p/") {
+            want.push((key.into(), id));
+        }
+    }
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    for max in [1, 2, 3] {
+        seen.clear();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages <= 200, "ListMultipartUploads never ended");
+            let page = c
+                .list_multipart_uploads()
+                .bucket("bkt")
+                .prefix("p/")
+                .max_uploads(max)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(page.uploads().len() <= usize::try_from(max).unwrap());
+            seen.extend(page.uploads().iter().map(|u| (u.key().unwrap().to_owned(), u.upload_id().unwrap().to_owned())));
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(str::to_owned);
+                id_marker = page.next_upload_id_marker().map(str::to_owned);
+                assert!(key_marker.is_some() && id_marker.is_some());
+            } else {
+                key_marker = None;
+                id_marker = None;
+                break;
+            }
+        }
+        let mut sorted_seen = seen.clone();
+        sorted_seen.sort();
+        sorted_seen.dedup();
+        assert_eq!(sorted_seen.len(), seen.len(), "max-uploads {max}: an upload listed twice: {seen:?}");
+        let mut sorted_want = want.clone();
+        sorted_want.sort();
+        assert_eq!(sorted_seen, sorted_want, "max-uploads {max}: every upload under p/, once");
+        let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+        let mut sorted_keys = keys.clone();
+        sorted_keys.sort_unstable();
+        assert_eq!(keys, sorted_keys, "ordered by key");
+        let first_a = seen.iter().position(|(k, _)| k == "p/a").unwrap();
+        assert_eq!(seen[first_a].1, first, "one key's uploads in the order they began");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repeated_upload_part_replaces_the_earlier_one() {
     let store = TestStore::start().await;
