@@ -61,6 +61,13 @@ pub enum Error {
     /// A browser POST upload broke its policy.
     #[error("{0}")]
     PolicyViolation(String),
+    /// The request carried `x-amz-*` headers its signature does not cover.
+    #[error(
+        "there were headers present in the request which were not signed: {}; sign every x-amz-* \
+         header you send (a pre-signed URL must list it when it is made), or leave it out",
+        .0.join(", ")
+    )]
+    HeadersNotSigned(Vec<String>),
     /// The disk failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -89,7 +96,7 @@ impl From<Error> for S3Error {
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
             Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
-            Error::PolicyViolation(_) => s3_error!(AccessDenied, "{msg}"),
+            Error::PolicyViolation(_) | Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
             Error::Io(ref io) => {
                 tracing::error!(error = %io, "storage error");
                 S3Error::with_message(S3ErrorCode::InternalError, "storage error; see the store's log")

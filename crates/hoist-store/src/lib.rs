@@ -23,11 +23,13 @@
 //! - `objects`: put, get (ranges across segments), head, delete, list.
 //! - `multipart`: the upload state machine and S3's rules for Complete.
 //! - `s3`: the `s3s::S3` trait implementation (DTOs only).
+//! - `access`: every request signed, every `x-amz-*` header covered by its signature.
 //! - `cors`: preflight and CORS headers.
 
 pub mod drain;
 pub mod error;
 
+mod access;
 mod backend;
 mod cors;
 mod fs;
@@ -138,6 +140,7 @@ impl StoreBuilder {
         let backend = Arc::new(backend::Backend::open(&self.data_dir, self.min_part_size)?);
         let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+        b.set_access(access::SignedRequestsOnly);
         Ok(Store { service: b.build(), cors: cors::Cors::new(self.cors_origins), credentials })
     }
 }

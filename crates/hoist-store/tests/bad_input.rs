@@ -165,6 +165,39 @@ async fn cors_preflight_allows_configured_origins_only() {
     handle.shutdown().await;
 }
 
+/// A pre-signed URL signs `host` only; headers it did not sign must not change what it does
+/// (S3: every `x-amz-*` header sent must be signed). Metadata would be stored under someone
+/// else's signature, and `x-amz-copy-source` would turn the upload into a copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_presigned_put_with_unsigned_amz_headers_is_403_and_stores_nothing() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    c.put_object().bucket("bkt").key("secret").body(ByteStream::from_static(b"private")).send().await.unwrap();
+    let url = presigned_put(&c, "bkt", "k").await;
+    let http = reqwest::Client::new();
+    for (name, value) in [
+        ("x-amz-meta-foo", "bar"),
+        ("x-amz-copy-source", "/bkt/secret"),
+        ("x-amz-checksum-crc32c", "AAAAAA=="),
+        ("X-Amz-Tagging", "a=b"),
+    ] {
+        let r = http.put(&url).header(name, value).body("body").send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 403, "{name}: {text}");
+        assert!(text.contains("<Code>AccessDenied</Code>"), "{name}: {text}");
+        assert!(text.to_ascii_lowercase().contains(name.to_ascii_lowercase().as_str()), "the refusal names {name}: {text}");
+        let e = c.head_object().bucket("bkt").key("k").send().await.unwrap_err();
+        assert!(e.into_service_error().is_not_found(), "{name}: something was stored");
+    }
+    // The same URL with only what it signed works.
+    let r = http.put(&url).body("body").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let head = c.head_object().bucket("bkt").key("k").send().await.unwrap();
+    assert!(head.metadata().is_none_or(std::collections::HashMap::is_empty));
+}
+
 /// HTTP frames a body by `Content-Length`: bytes past it are the start of the next request,
 /// never part of this body. With a digest of what the client meant to send, the short reading
 /// is refused and nothing is stored; without one, exactly `Content-Length` bytes are stored and
