@@ -24,6 +24,7 @@
 //! - `multipart`: the upload state machine and S3's rules for Complete.
 //! - `s3`: the `s3s::S3` trait implementation (DTOs only).
 //! - `access`: every request signed, every `x-amz-*` header covered by its signature.
+//! - `refusals`: limits given to s3s, checks before it routes, messages for its bare refusals.
 //! - `cors`: preflight and CORS headers.
 
 pub mod drain;
@@ -38,6 +39,7 @@ mod ingest;
 mod md5_lanes;
 mod multipart;
 mod objects;
+mod refusals;
 mod s3;
 
 use std::future::Future;
@@ -141,6 +143,7 @@ impl StoreBuilder {
         let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
         b.set_access(access::SignedRequestsOnly);
+        b.set_config(refusals::s3s_config());
         Ok(Store { service: b.build(), cors: cors::Cors::new(self.cors_origins), credentials })
     }
 }
@@ -211,7 +214,13 @@ impl Store {
         let headers = req.headers().clone();
         let (parts, body) = req.into_parts();
         let (body, leftover) = drain::reclaimable(body);
-        let mut resp = self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?;
+        let mut resp = if let Some(refused) = refusals::before_routing(&parts) {
+            drop(body); // handed back to `leftover`, drained below
+            refusals::respond(refused)
+        } else {
+            self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?
+        };
+        refusals::explain(&mut resp);
         if resp.status().is_client_error() {
             drain::drain(leftover).await;
         }

@@ -7,8 +7,8 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use hoist_testkit::error_code as code;
 use hoist_testkit::raw_http::{RawConn, path_and_query};
-use hoist_testkit::sdk::presigned_put;
-use hoist_testkit::{TestStore, pattern};
+use hoist_testkit::sdk::{TamperSignature, presigned_put};
+use hoist_testkit::{TestStore, error_message, pattern};
 use md5::Digest as _;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,6 +163,29 @@ async fn cors_preflight_allows_configured_origins_only() {
     assert_eq!(err.status(), 403);
     assert_eq!(err.headers()["access-control-allow-origin"], "http://app.example");
     handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_header_signature_is_403_and_stores_nothing() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let e = c
+        .put_object()
+        .bucket("bkt")
+        .key("forged")
+        .body(ByteStream::from_static(b"forged bytes"))
+        .customize()
+        .interceptor(TamperSignature)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert!(!error_message(&e).is_empty(), "the refusal says why");
+    let e = c.list_buckets().customize().interceptor(TamperSignature).send().await.unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    assert!(c.list_objects_v2().bucket("bkt").send().await.unwrap().contents().is_empty());
 }
 
 /// A pre-signed URL signs `host` only; headers it did not sign must not change what it does

@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm as Alg};
 use hoist_testkit::sdk::{presigned_get, presigned_put};
-use hoist_testkit::{TestStore, error_code, pattern};
+use hoist_testkit::{TestStore, error_code, error_message, pattern};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bucket_create_twice_head_list_and_delete() {
@@ -40,6 +40,32 @@ async fn bucket_create_twice_head_list_and_delete() {
     let names: Vec<String> =
         c.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect();
     assert_eq!(names, ["second-bkt"]);
+}
+
+/// boto3 showed `create_bucket(Bucket='b')` failing with message "Unknown": s3s refuses a bad
+/// name while routing, before the store's code, with a code and no message.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_bucket_names_and_long_keys_are_refused_with_a_message_naming_the_fix() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    for bad in ["b", "Bad_Name", "192.168.1.1", "xn--bucket", "ends-with-dash-"] {
+        let e = c.create_bucket().bucket(bad).send().await.unwrap_err();
+        assert_eq!(error_code(&e), "InvalidBucketName", "{bad}");
+        let msg = error_message(&e);
+        assert!(msg.contains(&format!("{bad:?}")), "{bad}: the message names the bucket: {msg:?}");
+        assert!(msg.contains("3-63 characters"), "{bad}: the message says the rule: {msg:?}");
+    }
+    // Not only CreateBucket: any call naming an invalid bucket.
+    let e = c.get_object().bucket("ab").key("k").send().await.unwrap_err();
+    assert_eq!(error_code(&e), "InvalidBucketName");
+    assert!(error_message(&e).contains("\"ab\""), "{}", error_message(&e));
+
+    let long = "k".repeat(1025);
+    let e = c.put_object().bucket("bkt").key(&long).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(error_code(&e), "KeyTooLongError");
+    assert!(error_message(&e).contains("1025 bytes"), "{}", error_message(&e));
+    assert!(c.list_objects_v2().bucket("bkt").send().await.unwrap().contents().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,7 @@
 //! store's `put_object`; these tests pin what a browser gets either way, and that a refused form
 //! stores nothing.
 
-use hoist_testkit::post_form::{PostForm, multipart_body};
+use hoist_testkit::post_form::{PostForm, multipart_around_file, multipart_body};
 use hoist_testkit::{TestStore, pattern};
 use md5::Digest as _;
 
@@ -91,6 +91,34 @@ async fn an_expired_policy_is_refused() {
     assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "{body}");
     assert!(message_of(&body).contains("expired"), "{body}");
     assert_nothing_stored(&store, "expired policy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_signature_is_refused() {
+    let store = start().await;
+    let creds = store.credentials();
+    let mut form = usual().field("key", "user/a.txt").field("Content-Type", "text/plain").sign(&creds);
+    let sig = form.iter_mut().find(|(n, _)| n == "x-amz-signature").unwrap();
+    sig.1 = format!("{}{}", &sig.1[..63], if sig.1.ends_with('0') { '1' } else { '0' });
+    let (status, body) = post(&store, "bkt", &form, b"data").await;
+    assert_eq!((status, code_of(&body)), (403, "SignatureDoesNotMatch"), "{body}");
+    assert!(!message_of(&body).is_empty(), "the refusal says why: {body}");
+
+    // Signed with another secret.
+    let other = hoist_store::Credentials::new(creds.access_key.clone(), "not-the-secret-key-0123456789");
+    let form = usual().field("key", "user/a.txt").field("Content-Type", "text/plain").sign(&other);
+    let (status, body) = post(&store, "bkt", &form, b"data").await;
+    assert_eq!((status, code_of(&body)), (403, "SignatureDoesNotMatch"), "{body}");
+
+    // The policy changed after signing (a wider size range).
+    let mut form = usual().field("key", "user/a.txt").field("Content-Type", "text/plain").sign(&creds);
+    let wider = usual().condition(r#"["content-length-range", 0, 1000000000]"#);
+    let forged_policy = wider.field("key", "user/a.txt").field("Content-Type", "text/plain").sign(&creds);
+    let forged = forged_policy.iter().find(|(n, _)| n == "policy").unwrap().1.clone();
+    form.iter_mut().find(|(n, _)| n == "policy").unwrap().1 = forged;
+    let (status, body) = post(&store, "bkt", &form, b"data").await;
+    assert_eq!((status, code_of(&body)), (403, "SignatureDoesNotMatch"), "{body}");
+    assert_nothing_stored(&store, "wrong signature").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,3 +218,45 @@ async fn a_form_without_signature_or_policy_or_with_unlisted_fields_is_refused()
     assert_nothing_stored(&store, "unsigned form").await;
 }
 
+/// Posts `fields` and a file of `len` zero bytes streamed in 1 MiB chunks (nothing that size is
+/// held by the test).
+async fn post_streamed(store: &TestStore, fields: &[(String, String)], len: usize) -> (u16, String) {
+    let (content_type, head, tail) = multipart_around_file(fields, "big.bin");
+    let chunk = bytes::Bytes::from(vec![0u8; 1024 * 1024]);
+    let mut pieces = vec![bytes::Bytes::from(head)];
+    pieces.extend((0..len / chunk.len()).map(|_| chunk.clone()));
+    pieces.push(chunk.slice(..len % chunk.len()));
+    pieces.push(bytes::Bytes::from(tail));
+    let stream = futures::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+    let r = reqwest::Client::new()
+        .post(format!("{}/bkt", store.endpoint_url()))
+        .header("content-type", content_type)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// s3s 0.14 reads a POST's file into memory, whole, before it checks the policy's size range and
+/// before it refuses an unsigned form; its own cap is 5 GiB. The store caps it at 100 MiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_file_over_the_store_cap_is_refused_whatever_the_policy_allows() {
+    const CAP: usize = 100 * 1024 * 1024;
+    let store = start().await;
+    let form = PostForm::new()
+        .condition(r#"{"bucket": "bkt"}"#)
+        .condition(r#"["starts-with", "$key", "user/"]"#)
+        .condition(r#"["content-length-range", 0, 1073741824]"#)
+        .field("key", "user/big.bin")
+        .sign(&store.credentials());
+    let (status, body) = post_streamed(&store, &form, CAP + 1).await;
+    assert_eq!((status, code_of(&body)), (400, "EntityTooLarge"), "{body}");
+    // The same without a signature: refused at the cap too, not after gigabytes.
+    let anonymous = vec![("key".to_owned(), "user/big.bin".to_owned())];
+    let (status, body) = post_streamed(&store, &anonymous, CAP + 1).await;
+    assert_eq!((status, code_of(&body)), (400, "EntityTooLarge"), "{body}");
+    assert_nothing_stored(&store, "over the cap").await;
+    let (status, body) = post_streamed(&store, &form, 3 * 1024 * 1024).await;
+    assert_eq!(status, 204, "a file under the cap: {body}");
+}
