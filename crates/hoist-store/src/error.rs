@@ -24,7 +24,11 @@ pub enum Error {
     #[error("the bucket {0:?} is not empty")]
     BucketNotEmpty(String),
     /// The bucket name breaks S3's naming rules.
-    #[error("invalid bucket name {0:?}: 3-63 characters, lowercase letters, digits, '.' and '-'")]
+    #[error(
+        "the bucket name {0:?} is not valid: use 3-63 characters of lowercase letters, digits, '.' \
+         and '-', starting and ending with a letter or digit, with no \"..\", not shaped like an \
+         IP address and not starting with \"xn--\""
+    )]
     InvalidBucketName(String),
     /// Keys are at most 1,024 bytes.
     #[error("the key is {0} bytes long; the maximum is 1024")]
@@ -68,6 +72,29 @@ pub enum Error {
     /// A browser POST upload broke its policy.
     #[error("{0}")]
     PolicyViolation(String),
+    /// The request carried `x-amz-*` headers its signature does not cover.
+    #[error(
+        "there were headers present in the request which were not signed: {}; sign every x-amz-* \
+         header you send (a pre-signed URL must list it when it is made), or leave it out",
+        .0.join(", ")
+    )]
+    HeadersNotSigned(Vec<String>),
+    /// An XML request body (Complete, DeleteObjects, ...) is over the store's cap.
+    #[error("the request body is {size} bytes; XML request bodies are at most {} MiB", max / (1024 * 1024))]
+    XmlBodyTooLarge {
+        /// Declared length.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The request's header section is larger than S3 accepts.
+    #[error("the request's headers are {size} bytes; the store accepts at most {max} (S3's limit), so send less")]
+    HeaderSectionTooLarge {
+        /// Bytes of header names and values.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The disk failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -98,7 +125,9 @@ impl From<Error> for S3Error {
             Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
-            Error::PolicyViolation(_) => s3_error!(AccessDenied, "{msg}"),
+            Error::PolicyViolation(_) | Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
+            Error::XmlBodyTooLarge { .. } => s3_error!(MaxMessageLengthExceeded, "{msg}"),
+            Error::HeaderSectionTooLarge { .. } => s3_error!(RequestHeaderSectionTooLarge, "{msg}"),
             Error::Io(ref io) => {
                 tracing::error!(error = %io, "storage error");
                 S3Error::with_message(S3ErrorCode::InternalError, "storage error; see the store's log")

@@ -116,6 +116,16 @@ pub(crate) fn new_id() -> String {
     hex::encode(b)
 }
 
+/// An id of the same shape as [`new_id`]'s whose first 16 hex digits are the wall-clock time in
+/// nanoseconds (then 64 random bits): ids made later sort later, so the ids of one key's
+/// multipart uploads sort in the order the uploads began (see `multipart::list_uploads`).
+pub(crate) fn new_ordered_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    format!("{:016x}{}", u64::try_from(nanos).unwrap_or(u64::MAX), hex::encode(b))
+}
+
 /// Whether `s` looks like an id from [`new_id`] (so it is safe as a file name).
 pub(crate) fn is_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
@@ -172,6 +182,9 @@ mod tests {
     fn ids_are_hex_and_checked() {
         let id = new_id();
         assert!(is_id(&id));
+        let (a, b) = (new_ordered_id(), new_ordered_id());
+        assert!(is_id(&a) && is_id(&b));
+        assert!(a < b, "{a} then {b}");
         for bad in ["", "../../etc", "ABCDEF0123456789ABCDEF0123456789", &format!("{id}/x")] {
             assert!(!is_id(bad), "{bad}");
         }

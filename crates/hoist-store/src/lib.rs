@@ -23,11 +23,14 @@
 //! - `objects`: put, get (ranges across segments), head, delete, list.
 //! - `multipart`: the upload state machine and S3's rules for Complete.
 //! - `s3`: the `s3s::S3` trait implementation (DTOs only).
+//! - `access`: every request signed, every `x-amz-*` header covered by its signature.
+//! - `refusals`: limits given to s3s, checks before it routes, messages for its bare refusals.
 //! - `cors`: bucket CORS rules (validation, matching), preflight and CORS headers.
 
 pub mod drain;
 pub mod error;
 
+mod access;
 mod backend;
 mod cors;
 mod fs;
@@ -36,6 +39,7 @@ mod ingest;
 mod md5_lanes;
 mod multipart;
 mod objects;
+mod refusals;
 mod s3;
 
 use std::future::Future;
@@ -139,6 +143,8 @@ impl StoreBuilder {
         let backend = Arc::new(backend::Backend::open(&self.data_dir, self.min_part_size)?);
         let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend: Arc::clone(&backend) });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+        b.set_access(access::SignedRequestsOnly);
+        b.set_config(refusals::s3s_config());
         Ok(Store { service: b.build(), backend, cors: cors::Cors::new(self.cors_origins), credentials })
     }
 }
@@ -218,7 +224,13 @@ impl Store {
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let (body, leftover) = drain::reclaimable(body);
-        let mut resp = self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?;
+        let mut resp = if let Some(refused) = refusals::before_routing(&parts) {
+            drop(body); // handed back to `leftover`, drained below
+            refusals::respond(refused)
+        } else {
+            self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?
+        };
+        refusals::explain(&mut resp);
         if resp.status().is_client_error() {
             drain::drain(leftover).await;
         }

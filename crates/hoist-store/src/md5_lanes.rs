@@ -319,13 +319,13 @@ mod tests {
 
     /// Lane `i` of a test: even lanes keep a CRC32C, odd ones do not.
     fn lane(i: usize) -> Md5Lane {
-        if i % 2 == 0 { Md5Lane::with_crc32c() } else { Md5Lane::default() }
+        if i.is_multiple_of(2) { Md5Lane::with_crc32c() } else { Md5Lane::default() }
     }
 
     /// What lane `i` must finish with after `data`: the MD5 crate's digest, and the CRC32C
     /// crate's checksum if the lane keeps one.
     fn expected(i: usize, data: &[u8]) -> ([u8; 16], Option<u32>) {
-        (reference(data), (i % 2 == 0).then(|| crc32c::crc32c(data)))
+        (reference(data), (i.is_multiple_of(2)).then(|| crc32c::crc32c(data)))
     }
 
     #[test]

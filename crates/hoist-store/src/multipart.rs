@@ -3,7 +3,8 @@
 //! Complete checks every listed part exists with a matching `ETag` (`InvalidPart`), ascending order
 //! (`InvalidPartOrder`), gaps allowed, every part but the last ≥ 5 MiB (`EntityTooSmall`), empty
 //! list → `MalformedXML`; after Abort every call → `NoSuchUpload`; a repeated Complete with the same
-//! parts returns the first result.
+//! parts returns the first result. Upload ids begin with their creation time, so that one key's
+//! uploads list in the order they began and page by id (see `list_uploads`).
 //!
 //! Complete is O(parts): the object's manifest lists the part files, and the upload's directory
 //! is renamed into `blobs/` in one step. Order on disk: completed record and object manifest first,
@@ -18,7 +19,7 @@ use crate::backend::{
     UploadState, check_key, now,
 };
 use crate::error::{Error, Result};
-use crate::fs::{is_id, new_id, remove_durable, rename_durable, write_json};
+use crate::fs::{is_id, new_id, new_ordered_id, remove_durable, rename_durable, write_json};
 use crate::ingest::Ingested;
 
 /// S3's smallest part (except the last): 5 MiB.
@@ -60,7 +61,7 @@ impl Backend {
     ) -> Result<String> {
         check_key(key)?;
         self.head_bucket(bucket)?;
-        let id = new_id();
+        let id = new_ordered_id();
         let record = UploadRecord {
             id: id.clone(),
             bucket: bucket.to_owned(),
@@ -162,8 +163,16 @@ impl Backend {
         Ok(())
     }
 
-    /// ListMultipartUploads: uploads of `bucket` under `prefix`, ordered by (key, initiated, id),
-    /// after the (key, id) marker.
+    /// ListMultipartUploads: uploads of `bucket` under `prefix`, ordered by key and then upload
+    /// id, after the (key, id) marker (S3: "uploads for a key equal to the key-marker are
+    /// included only if their upload ID is lexicographically greater than the upload-id-marker").
+    ///
+    /// Decision: S3 lists one key's uploads in the order they began, and pages them by id. Both
+    /// hold only if ids sort in the order uploads begin, so upload ids start with their creation
+    /// time (`fs::new_ordered_id`). Ordering by the initiation time (whole seconds) and paging by
+    /// a random id, as before, skipped an upload whose id sorted below the marker's but began a
+    /// second later. Uploads made by an older store (random ids) are still each listed once, in
+    /// id order.
     pub(crate) fn list_uploads(
         &self,
         bucket: &str,
@@ -180,7 +189,7 @@ impl Backend {
             .map(|u| &u.record)
             .filter(|r| r.bucket == bucket && r.key.starts_with(prefix))
             .collect();
-        all.sort_by(|a, b| (&a.key, a.initiated, &a.id).cmp(&(&b.key, b.initiated, &b.id)));
+        all.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
         let after = |r: &&UploadRecord| match (key_marker, id_marker) {
             (None, _) => true,
             (Some(k), None) => r.key.as_str() > k,

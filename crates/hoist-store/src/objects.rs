@@ -2,6 +2,9 @@
 //!
 //! An object is a manifest of segments (files under the data dir). A single PUT has one segment;
 //! a completed multipart upload has one per part, so Complete never copies data.
+//!
+//! Listing: a page's continuation token is its last entry, a key or a common prefix, as plain
+//! text; a page resumed after a common prefix skips every key under it (see `list_objects`).
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -23,7 +26,8 @@ const READ_CHUNK: usize = 256 * 1024;
 pub(crate) struct Listing {
     pub(crate) objects: Vec<ObjectRecord>,
     pub(crate) common_prefixes: Vec<String>,
-    /// Set when truncated: the last key returned, to continue after.
+    /// Set when truncated: the last entry returned (a key or a common prefix), to continue after
+    /// with `resume`.
     pub(crate) next: Option<String>,
 }
 
@@ -109,47 +113,68 @@ impl Backend {
         Ok(())
     }
 
-    /// ListObjectsV2: keys under `prefix` after `after`, rolled up at `delimiter`.
+    /// ListObjectsV2: keys under `prefix` after `after`, rolled up at `delimiter`, at most
+    /// `max_keys` entries (keys and common prefixes together, in key order).
+    ///
+    /// `resume` says `after` is a continuation this listing gave out ([`Listing::next`]): the last
+    /// entry of the previous page, a key or a common prefix. After a common prefix the next page
+    /// starts past every key under it (else it would roll them up into the same prefix again,
+    /// and a listing paged one entry at a time would never end). A continuation names a common
+    /// prefix exactly when it is longer than `prefix` and ends with the delimiter: a key under
+    /// `prefix` with the delimiter after `prefix` is always rolled up, never listed.
     pub(crate) fn list_objects(
         &self,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
         after: Option<&str>,
+        resume: bool,
         max_keys: usize,
     ) -> Result<Listing> {
         let st = self.state();
         let b = st.buckets.get(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let past_prefix = after.filter(|a| {
+            resume && delimiter.is_some_and(|d| a.len() > prefix.len() && a.starts_with(prefix) && a.ends_with(d))
+        });
         let mut out = Listing::default();
         let mut prefixes = BTreeSet::new();
+        let mut last: Option<String> = None;
         let mut count = 0;
-        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let start = match after {
+            Some(a) if a >= prefix => std::ops::Bound::Excluded(a),
+            _ => std::ops::Bound::Included(prefix),
+        };
         for (key, rec) in b.objects.range::<str, _>((start, std::ops::Bound::Unbounded)) {
             if !key.starts_with(prefix) {
-                if key.as_str() > prefix {
-                    break;
-                }
-                continue;
+                break; // keys are sorted: past the prefix's range
             }
-            if count == max_keys {
-                out.next = Some(out.objects.last().map_or_else(
-                    || prefixes.last().cloned().unwrap_or_default(),
-                    |o: &ObjectRecord| o.key.clone(),
-                ));
-                break;
+            if past_prefix.is_some_and(|p| key.starts_with(p)) {
+                continue;
             }
             let rest = &key[prefix.len()..];
-            if let Some(d) = delimiter.filter(|d| !d.is_empty())
-                && let Some(i) = rest.find(d)
-            {
-                let p = format!("{prefix}{}", &rest[..i + d.len()]);
-                if prefixes.insert(p) {
-                    count += 1;
+            let entry = match delimiter.and_then(|d| rest.find(d).map(|i| i + d.len())) {
+                Some(end) => {
+                    let p = &key[..prefix.len() + end];
+                    if prefixes.contains(p) {
+                        continue;
+                    }
+                    Some(p.to_owned())
                 }
-                continue;
+                None => None,
+            };
+            if count == max_keys {
+                out.next = last;
+                break;
             }
-            out.objects.push(rec.clone());
             count += 1;
+            if let Some(p) = entry {
+                last = Some(p.clone());
+                prefixes.insert(p);
+            } else {
+                last = Some(key.clone());
+                out.objects.push(rec.clone());
+            }
         }
         out.common_prefixes = prefixes.into_iter().collect();
         Ok(out)

@@ -314,7 +314,7 @@ impl S3 for HoistS3 {
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.map_or(MAX_PAGE, |m| usize::try_from(m).unwrap_or(0).min(MAX_PAGE));
         let listing =
-            self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), input.key_marker.as_deref(), max)?;
+            self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), input.key_marker.as_deref(), true, max)?;
         let versions = listing
             .objects
             .iter()
@@ -350,7 +350,8 @@ impl S3 for HoistS3 {
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.map_or(MAX_PAGE, |m| usize::try_from(m).unwrap_or(0).min(MAX_PAGE));
         let after = input.continuation_token.as_deref().or(input.start_after.as_deref());
-        let listing = self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), after, max)?;
+        let resume = input.continuation_token.is_some();
+        let listing = self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), after, resume, max)?;
         let contents: Vec<Object> = listing
             .objects
             .iter()

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use hoist_testkit::TestStore;
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
-    e.code().unwrap_or("?").to_owned()
-}
+use hoist_testkit::error_code as code;
+use hoist_testkit::raw_http::{RawConn, path_and_query};
+use hoist_testkit::sdk::{TamperSignature, presigned_put};
+use hoist_testkit::{TestStore, error_message, pattern};
+use md5::Digest as _;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_range_and_malformed_requests_are_refused() {
@@ -163,4 +163,103 @@ async fn cors_preflight_allows_configured_origins_only() {
     assert_eq!(err.status(), 403);
     assert_eq!(err.headers()["access-control-allow-origin"], "http://app.example");
     handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_header_signature_is_403_and_stores_nothing() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let e = c
+        .put_object()
+        .bucket("bkt")
+        .key("forged")
+        .body(ByteStream::from_static(b"forged bytes"))
+        .customize()
+        .interceptor(TamperSignature)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert!(!error_message(&e).is_empty(), "the refusal says why");
+    let e = c.list_buckets().customize().interceptor(TamperSignature).send().await.unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    assert!(c.list_objects_v2().bucket("bkt").send().await.unwrap().contents().is_empty());
+}
+
+/// A pre-signed URL signs `host` only; headers it did not sign must not change what it does
+/// (S3: every `x-amz-*` header sent must be signed). Metadata would be stored under someone
+/// else's signature, and `x-amz-copy-source` would turn the upload into a copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_presigned_put_with_unsigned_amz_headers_is_403_and_stores_nothing() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    c.put_object().bucket("bkt").key("secret").body(ByteStream::from_static(b"private")).send().await.unwrap();
+    let url = presigned_put(&c, "bkt", "k").await;
+    let http = reqwest::Client::new();
+    for (name, value) in [
+        ("x-amz-meta-foo", "bar"),
+        ("x-amz-copy-source", "/bkt/secret"),
+        ("x-amz-checksum-crc32c", "AAAAAA=="),
+        ("X-Amz-Tagging", "a=b"),
+    ] {
+        let r = http.put(&url).header(name, value).body("body").send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 403, "{name}: {text}");
+        assert!(text.contains("<Code>AccessDenied</Code>"), "{name}: {text}");
+        assert!(text.to_ascii_lowercase().contains(name.to_ascii_lowercase().as_str()), "the refusal names {name}: {text}");
+        let e = c.head_object().bucket("bkt").key("k").send().await.unwrap_err();
+        assert!(e.into_service_error().is_not_found(), "{name}: something was stored");
+    }
+    // The same URL with only what it signed works.
+    let r = http.put(&url).body("body").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let head = c.head_object().bucket("bkt").key("k").send().await.unwrap();
+    assert!(head.metadata().is_none_or(std::collections::HashMap::is_empty));
+}
+
+/// HTTP frames a body by `Content-Length`: bytes past it are the start of the next request,
+/// never part of this body. With a digest of what the client meant to send, the short reading
+/// is refused and nothing is stored; without one, exactly `Content-Length` bytes are stored and
+/// the leftover is refused as a malformed request, not stored anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_longer_than_content_length_stores_nothing_past_it() {
+    use base64::Engine as _;
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let addr = store.endpoint_url();
+    let host = addr.trim_start_matches("http://").to_owned();
+    let sent = pattern(1400, 5);
+
+    let url = presigned_put(&c, "bkt", "with-md5").await;
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&sent));
+    let head = format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-md5: {md5}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+    let mut conn = RawConn::connect(&addr).await.unwrap();
+    conn.send(head.as_bytes()).await.unwrap();
+    conn.send(&sent).await.unwrap();
+    let r = conn.read_response().await.unwrap().expect("an answer");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("<Code>BadDigest</Code>"), "{}", r.text());
+    let e = c.head_object().bucket("bkt").key("with-md5").send().await.unwrap_err();
+    assert!(e.into_service_error().is_not_found());
+
+    let url = presigned_put(&c, "bkt", "plain").await;
+    let head = format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+    let mut conn = RawConn::connect(&addr).await.unwrap();
+    conn.send(head.as_bytes()).await.unwrap();
+    conn.send(&sent).await.unwrap();
+    let r = conn.read_response().await.unwrap().expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let leftover = conn.read_response().await.unwrap();
+    assert!(leftover.as_ref().is_none_or(|r| r.status == 400), "the 400 leftover bytes are not a request: {leftover:?}");
+    let got = c.get_object().bucket("bkt").key("plain").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    assert_eq!(got.as_ref(), &sent[..1000], "exactly Content-Length bytes");
+    let listed = c.list_objects_v2().bucket("bkt").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["plain"]);
+    assert_eq!(std::fs::read_dir(store.data_dir().join("tmp")).unwrap().count(), 0);
 }

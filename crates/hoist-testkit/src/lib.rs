@@ -1,12 +1,20 @@
 //! Test helpers for Hoist's integration tests: a real embedded store on an ephemeral port, a
-//! fault-injecting proxy to put between a client and that store. Nothing here fakes S3: every helper sits in front of, or starts,
-//! the real store.
+//! fault-injecting proxy to put between a client and that store, and ways to send the store what
+//! a well-behaved client would not. Nothing here fakes S3: every helper sits in front of, or
+//! starts, the real store.
 //!
 //! # Layout
 //! - [`store`]: [`TestStore`], the embedded store on `127.0.0.1:0`, shut down on drop.
 //! - [`fault_proxy`]: seeded TCP/HTTP proxy (reset, delay, 503 `SlowDown`, truncate, stall).
+//! - [`sdk`]: an SDK error's S3 code and message; pre-signed URLs; patterned test data.
+//! - [`raw_http`]: HTTP/1.1 written byte by byte over TCP, and the response read back.
+//! - [`post_form`]: browser POST uploads: a SigV4-signed POST policy and its form body, by hand.
 
 pub mod fault_proxy;
+pub mod post_form;
+pub mod raw_http;
+pub mod sdk;
 pub mod store;
 
+pub use sdk::{error_code, error_message, pattern};
 pub use store::{TestStore, sdk_client};
