@@ -69,9 +69,6 @@ pub enum Error {
     /// The Range header cannot be satisfied.
     #[error("the requested range is not satisfiable")]
     InvalidRange,
-    /// A browser POST upload broke its policy.
-    #[error("{0}")]
-    PolicyViolation(String),
     /// The request carried `x-amz-*` headers its signature does not cover.
     #[error(
         "there were headers present in the request which were not signed: {}; sign every x-amz-* \
@@ -125,7 +122,7 @@ impl From<Error> for S3Error {
             Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
-            Error::PolicyViolation(_) | Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
+            Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
             Error::XmlBodyTooLarge { .. } => s3_error!(MaxMessageLengthExceeded, "{msg}"),
             Error::HeaderSectionTooLarge { .. } => s3_error!(RequestHeaderSectionTooLarge, "{msg}"),
             Error::Io(ref io) => {
