@@ -1,47 +1,21 @@
 //! Browser POST uploads built by hand, as a page would send them: a POST policy (JSON, base64),
 //! signed with SigV4 (signing key from the secret, date, region, `s3`, `aws4_request`; the
 //! signature is the HMAC-SHA256 of the base64 policy), and the `multipart/form-data` body with
-//! the fields and then the file. Nothing here comes from the store or the SDK, so a test of the
-//! store's POST checks does not share code with what it tests.
+//! the fields and then the file. The signature comes from `aws-sigv4` (the AWS SDK's signer, as
+//! `hoist serve` uses it); the store checks it with s3s's own code, so the two do not share an
+//! implementation.
 //!
 //! See <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html> and
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-authentication-HTTPPOST.html>.
 
+use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use hoist_store::Credentials;
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
 /// The region the test clients sign for.
 pub const REGION: &str = "us-east-1";
-/// SHA-256's block size, for HMAC.
-const BLOCK: usize = 64;
-
-/// HMAC-SHA256 (RFC 2104).
-#[must_use]
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner_hash = Sha256::new().chain_update(&inner).chain_update(message).finalize();
-    Sha256::new().chain_update(&outer).chain_update(inner_hash).finalize().into()
-}
-
-/// The SigV4 signing key for a day (`YYYYMMDD`), region and service.
-#[must_use]
-pub fn signing_key(secret: &str, day: &str, region: &str, service: &str) -> [u8; 32] {
-    let k = hmac_sha256(format!("AWS4{secret}").as_bytes(), day.as_bytes());
-    let k = hmac_sha256(&k, region.as_bytes());
-    let k = hmac_sha256(&k, service.as_bytes());
-    hmac_sha256(&k, b"aws4_request")
-}
-
 /// A POST policy and the form fields it covers, to be signed.
 #[derive(Debug, Clone)]
 pub struct PostForm {
@@ -104,9 +78,8 @@ impl PostForm {
     #[must_use]
     pub fn sign(&self, credentials: &Credentials) -> Vec<(String, String)> {
         let policy = base64::engine::general_purpose::STANDARD.encode(self.policy_json(credentials));
-        let day = self.signed_at.format(format_description!("[year][month][day]")).unwrap_or_default();
-        let key = signing_key(&credentials.secret_key, &day, REGION, "s3");
-        let signature = hex::encode(hmac_sha256(&key, policy.as_bytes()));
+        let key = v4::generate_signing_key(&credentials.secret_key, self.signed_at.into(), REGION, "s3");
+        let signature = v4::calculate_signature(key, policy.as_bytes());
         let mut fields = self.fields.clone();
         fields.extend(self.sigv4_fields(credentials));
         fields.push(("policy".into(), policy));
@@ -155,22 +128,4 @@ pub fn multipart_around_file(fields: &[(String, String)], file_name: &str) -> (S
     );
     let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
     (format!("multipart/form-data; boundary={boundary}"), head, tail)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231_case_2() {
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-    }
-
-    #[test]
-    fn signing_key_matches_aws_published_example() {
-        // AWS's "Examples of how to derive a signing key for Signature Version 4".
-        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam");
-        assert_eq!(hex::encode(key), "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
-    }
 }
