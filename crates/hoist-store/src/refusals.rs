@@ -130,10 +130,6 @@ fn message_for(code: &str) -> Option<String> {
             .to_owned(),
         "InvalidURI" => "Couldn't parse the specified URI: its path or query is not valid percent-encoded UTF-8."
             .to_owned(),
-        "InvalidBucketName" => "The specified bucket is not valid: use 3-63 characters of lowercase letters, \
-                                digits, '.' and '-', starting and ending with a letter or digit."
-            .to_owned(),
-        "KeyTooLongError" => format!("Your key is too long: keys are at most {MAX_KEY_LEN} bytes."),
         "MethodNotAllowed" => "The specified method is not allowed against this resource.".to_owned(),
         "MalformedPOSTRequest" => "The body of your POST request is not well-formed multipart/form-data.".to_owned(),
         "InvalidPolicyDocument" => "The content of the form does not meet the conditions specified in the policy \
