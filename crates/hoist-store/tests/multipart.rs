@@ -20,17 +20,8 @@ async fn upload_parts(store: &TestStore, key: &str, parts: &[Vec<u8>]) -> (Strin
     let mut done = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let n = i32::try_from(i + 1).unwrap();
-        let r = c
-            .upload_part()
-            .bucket("bkt")
-            .key(key)
-            .upload_id(&id)
-            .part_number(n)
-            .body(ByteStream::from(p.clone()))
-            .send()
-            .await
-            .unwrap();
-        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag.unwrap()).build());
+        let e_tag = put_part(&c, key, &id, n, p.clone()).await;
+        done.push(CompletedPart::builder().part_number(n).e_tag(e_tag).build());
     }
     (id, done)
 }
