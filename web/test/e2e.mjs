@@ -356,12 +356,17 @@ test('the token comes from the link, is remembered and leaves the address bar', 
 
 test('a 64 MiB file uploads through the page, byte-identical, each part sent once', { timeout: 240_000 }, async () => {
   const t = await openPage();
-  // What the file's status line says while parts are on their way (read when each part ends).
-  const seenWhileSending = [];
-  t.page.on('requestfinished', async (r) => {
-    if (r.method() === 'PUT') seenWhileSending.push(await t.page.locator('.upload .status').first().textContent().catch(() => ''));
+  // Every text the file's status line shows, recorded in the page as it changes (reading it from
+  // Node when a part's PUT ended raced a fast upload: the handlers ran after the last part).
+  await t.page.evaluate(() => {
+    window.statusSeen = [];
+    new MutationObserver(() => {
+      const status = document.querySelector('.upload .status');
+      if (status) window.statusSeen.push(status.textContent);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
   });
   const result = await uploadThroughPage(t, big);
+  const seenWhileSending = await t.page.evaluate(() => window.statusSeen);
   const partCount = t.creates[0].part_count;
   assert.ok(seenWhileSending.some((text) => /\d (B|KiB|MiB|GiB)\/s · \d+ (s|min)/.test(text)), `speed and time left were shown: ${seenWhileSending.join(' | ')}`);
   assert.equal(result.size, big.size);
