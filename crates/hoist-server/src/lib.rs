@@ -23,6 +23,7 @@
 //! - [`api`]: routes (`/v1`, Uppy's `/s3`, ops, the page) and middleware.
 //! - [`janitor`]: aborts expired sessions' uploads.
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`pipeline`]: after an upload: events, jobs, workers, webhooks.
 //! - [`error`]: the API's error catalog.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod db;
 pub mod error;
 pub mod janitor;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod presign;
 pub mod state;
