@@ -11,6 +11,9 @@
 //   from the address bar once read.
 // - A failed upload keeps its parts; Retry starts a new HoistUpload of the same file, which
 //   resumes. Cancel deletes the upload on the service.
+// - After an upload, the jobs its pipeline rules started (video transcoding) are followed live
+//   over server-sent events (the job's `events_url` carries its own token); when one succeeds its
+//   outputs are shown (the poster and a player of the video), when it fails its message is.
 
 import { HoistUpload, defaultStore } from './hoist-upload.js';
 
@@ -185,10 +188,79 @@ function finished(entry, result) {
   const size = row.insertCell();
   size.textContent = formatBytes(result.size);
   size.className = 'num';
+  const processing = row.insertCell();
+  processing.className = 'processing';
+  processing.textContent = result.jobs?.length ? '' : '—';
+  for (const job of result.jobs ?? []) followJob(job, processing);
   $('#finished').hidden = false;
   $('#no-finished').hidden = true;
   renderOverall();
   showInterrupted();
+}
+
+// --- processing (jobs) -------------------------------------------------------------------------
+
+const JOB_TEXT = { queued: 'Queued for processing', running: 'Processing', succeeded: 'Ready', failed: 'Processing failed', dead: 'Processing failed', cancelled: 'Processing cancelled' };
+
+/** Follows one job over SSE, showing its state in a block inside `cell`. */
+function followJob(job, cell) {
+  const box = Object.assign(document.createElement('div'), { className: 'job' });
+  box.dataset.job = job.id;
+  const text = Object.assign(document.createElement('p'), { className: 'job-state' });
+  text.setAttribute('aria-live', 'polite');
+  const bar = Object.assign(document.createElement('progress'), { max: 1, value: 0 });
+  bar.setAttribute('aria-label', `Processing of ${job.id}`);
+  box.append(text, bar);
+  cell.append(box);
+  const show = (state, progress) => {
+    box.dataset.state = state;
+    bar.value = progress ?? 0;
+    bar.hidden = state !== 'running' && state !== 'queued';
+    text.textContent = state === 'running' ? `${JOB_TEXT.running} ${Math.round((progress ?? 0) * 100)} %` : JOB_TEXT[state] ?? state;
+  };
+  show(job.state, 0);
+  let source = null;
+  const listen = (url) => {
+    source = new EventSource(url);
+    source.addEventListener('progress', (e) => { const d = JSON.parse(e.data); show(d.state, d.progress); });
+    for (const end of ['succeeded', 'failed', 'dead', 'cancelled']) {
+      source.addEventListener(end, () => { source.close(); settle(); });
+    }
+    // A dropped stream (or an expired URL): look at the job and follow it again if it still runs.
+    source.onerror = () => { source.close(); setTimeout(settle, 1000); };
+  };
+  const settle = async () => {
+    const res = await fetch(job.status_url, { headers: { authorization: `Bearer ${token}` } }).catch(() => null);
+    if (!res?.ok) { text.textContent = 'Processing status unavailable'; return; }
+    const now = await res.json();
+    show(now.state, now.progress);
+    if (now.state === 'queued' || now.state === 'running') return listen(now.events_url);
+    if (now.state === 'succeeded') showOutputs(box, now.outputs);
+    else if (now.error) box.append(Object.assign(document.createElement('p'), { className: 'error', role: 'alert', textContent: now.error.message }));
+  };
+  listen(job.events_url);
+}
+
+/** The poster and a player of a finished job's video; links to its other outputs. */
+function showOutputs(box, outputs) {
+  const poster = outputs.find((o) => o.content_type === 'image/jpeg');
+  const video = outputs.find((o) => o.content_type === 'video/mp4');
+  if (video) {
+    const player = Object.assign(document.createElement('video'), { controls: true, preload: 'metadata', src: video.url });
+    if (poster) player.poster = poster.url;
+    player.setAttribute('aria-label', `Processed video ${video.name}`);
+    if (video.width) { player.width = Math.min(video.width, 320); }
+    box.append(player);
+  } else if (poster) {
+    box.append(Object.assign(document.createElement('img'), { src: poster.url, alt: 'Poster frame', width: 160 }));
+  }
+  const links = document.createElement('p');
+  links.className = 'outputs';
+  for (const o of outputs) {
+    const a = Object.assign(document.createElement('a'), { href: o.url, textContent: o.name });
+    links.append(a, ' ');
+  }
+  box.append(links);
 }
 
 function message(entry, text) {

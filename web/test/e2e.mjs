@@ -575,6 +575,46 @@ test('the module works imported directly, as its documentation shows', { timeout
   await t.page.close();
 });
 
+test('a video uploaded through the page is processed, followed live, and its result plays', { timeout: 240_000 }, async (ctx) => {
+  if (FAKE) return ctx.skip('the fake server has no pipeline');
+  if (spawnSync('ffmpeg', ['-version']).status !== 0) {
+    assert.ok(!process.env.CI, 'CI must have ffmpeg (.ci/setup.sh installs it)');
+    return ctx.skip('ffmpeg is not installed');
+  }
+  const path = join(tmp, 'clip.mp4');
+  const made = spawnSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25:duration=4',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:duration=4', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-shortest', path]);
+  assert.equal(made.status, 0, String(made.stderr));
+  const t = await openPage();
+  await t.page.evaluate(() => {
+    window.jobSeen = [];
+    new MutationObserver(() => {
+      const s = document.querySelector('.job .job-state');
+      if (s && window.jobSeen.at(-1) !== s.textContent) window.jobSeen.push(s.textContent);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  const result = await uploadThroughPage(t, { path });
+  assert.equal(result.jobs.length, 1, JSON.stringify(result));
+  const job = t.page.locator(`.job[data-job="${result.jobs[0].id}"]`);
+  await job.locator('video').waitFor({ timeout: 180_000 });
+  assert.equal(await job.getAttribute('data-state'), 'succeeded');
+  const seen = await t.page.evaluate(() => window.jobSeen);
+  assert.ok(seen.some((text) => /^Processing \d+ %$/.test(text)), `progress was shown live: ${seen.join(' | ')}`);
+  assert.equal(seen.at(-1), 'Ready');
+  // The player loads the transcoded MP4 from the store and can play it.
+  const played = await job.locator('video').evaluate((v) => new Promise((resolve) => {
+    const report = () => resolve({ width: v.videoWidth, height: v.videoHeight, duration: v.duration, error: v.error?.message ?? null });
+    if (v.readyState >= 1) report();
+    v.addEventListener('loadedmetadata', report);
+    v.addEventListener('error', report);
+  }));
+  assert.deepEqual([played.error, played.width, played.height], [null, 640, 360], JSON.stringify(played));
+  assert.ok(played.duration > 3.5, JSON.stringify(played));
+  assert.ok(await job.locator('video').getAttribute('poster'), 'the poster is shown');
+  await t.page.close();
+});
+
 test('screenshots at 360, 800 and 1280 px', { timeout: 240_000 }, async () => {
   const t = await openPage();
   await holdPuts(t.page, (part) => part <= 2);

@@ -37,4 +37,6 @@ pub(crate) enum Command {
     Store(cmd::store::StoreArgs),
     /// Run the upload service: pre-signed multipart uploads for browsers and apps, and its page.
     Serve(cmd::serve::ServeArgs),
+    /// Run pipeline jobs (video transcoding) for `hoist serve`, on its database and S3.
+    Worker(cmd::worker::WorkerArgs),
 }

@@ -1,5 +1,6 @@
 //! The S3 calls Hoist makes, on `aws-sdk-s3`, and nothing else: create, upload part (from a file
-//! range or bytes), complete, abort, list parts and uploads (all pages), put, head.
+//! range or bytes), complete, abort, list parts and uploads (all pages), put, head, and for the
+//! pipeline's workers: download to a file, list keys under a prefix, delete.
 //!
 //! Decisions:
 //! - The SDK's retries are disabled: [`crate::retry`] retries whole parts, and stacking two
@@ -71,6 +72,8 @@ pub struct ObjectInfo {
     pub etag: String,
     /// The object's checksum as the store reports it (composite values end in `-N`).
     pub checksum: Option<(ChecksumAlgorithm, String)>,
+    /// Its `Content-Type`, when the store has one.
+    pub content_type: Option<String>,
 }
 
 /// How a part's checksum travels with it.
@@ -580,6 +583,60 @@ impl S3Client {
             size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
             etag: out.e_tag().map(unquote).unwrap_or_default(),
             checksum: read_checksum!(&out),
+            content_type: out.content_type().map(str::to_owned),
         })
+    }
+
+    /// GetObject of the version whose `ETag` is `etag` (`If-Match`: a replaced object answers
+    /// 412 instead of other bytes), streamed into a new file at `path`. Answers the bytes written.
+    pub async fn download(&self, bucket: &str, key: &str, etag: &str, path: &Path) -> Result<u64> {
+        use tokio::io::AsyncWriteExt as _;
+        let out = self
+            .inner
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(format!("\"{}\"", etag.trim_matches('"')))
+            .send()
+            .await
+            .map_err(|e| map_err("GetObject", &e))?;
+        let io = |source| Error::Source { path: path.display().to_string(), source };
+        let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+        let mut body = out.body;
+        let mut written = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| Error::Transport { operation: "GetObject", message: e.to_string() })? {
+            file.write_all(&chunk).await.map_err(io)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(written)
+    }
+
+    /// The keys under `prefix` (all pages).
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .inner
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| map_err("ListObjectsV2", &e))?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            token = out.next_continuation_token().map(str::to_owned);
+            if token.is_none() || out.is_truncated() != Some(true) {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// DeleteObject (deleting a missing key succeeds, as in S3).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.inner.delete_object().bucket(bucket).key(key).send().await.map_err(|e| map_err("DeleteObject", &e))?;
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! HTTP routes: [`router`] assembles them with the shared middleware.
 //!
-//! - `v1`: the JSON API.
+//! - `v1`: the JSON API; `jobs`: its pipeline routes (status, SSE, S3 event intake).
 //! - `companion`: Uppy's S3 routes.
 //! - `ops`: health and metrics.
 //! - `web`: the uploader page and its module.
@@ -8,6 +8,7 @@
 
 pub mod companion;
 pub mod extract;
+pub mod jobs;
 pub mod middleware;
 pub mod ops;
 pub mod v1;

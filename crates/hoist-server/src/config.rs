@@ -21,6 +21,14 @@ pub const DEFAULT_PART_URL_TTL: Duration = Duration::from_mins(15);
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_hours(24);
 /// Default part size the planner starts from (grown for large files by the engine's planner).
 pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Default claims a job gets before it is `dead` (the issue: 3).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default time limit of one job attempt.
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_hours(1);
+/// Default lease of a claimed job; a worker renews it every [`DEFAULT_HEARTBEAT`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default heartbeat interval: a lease survives five missed heartbeats' worth of hiccups.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// The bucket the embedded store is given when none is named.
 pub const DEFAULT_BUCKET: &str = "hoist";
 
@@ -86,6 +94,58 @@ pub struct ApiKeyConfig {
     pub policy: KeyPolicy,
 }
 
+/// When an upload starts a job: content type and key prefix → preset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineRule {
+    /// Content types that match: `video/mp4`, `video/*`, `*/*`.
+    pub content_types: Vec<String>,
+    /// Keys that match start with this (the API key's own prefix included); empty: any.
+    pub prefix: String,
+    /// The preset to run (a name the workers know, e.g. `mp4-720p`).
+    pub preset: String,
+}
+
+impl PipelineRule {
+    /// Whether an object with this key and content type matches.
+    #[must_use]
+    pub fn matches(&self, key: &str, content_type: &str) -> bool {
+        key.starts_with(&self.prefix) && crate::policy::content_type_matches(&self.content_types, content_type)
+    }
+}
+
+/// What happens after an upload: rules, and how jobs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Rules; every matching rule queues one job (one per preset).
+    pub rules: Vec<PipelineRule>,
+    /// Workers inside `hoist serve` (0: jobs wait for `hoist worker` processes).
+    pub workers: usize,
+    /// Claims a job gets before it is `dead`.
+    pub max_attempts: u32,
+    /// Time limit of one attempt.
+    pub job_timeout: Duration,
+    /// Lease of a claimed job.
+    pub lease: Duration,
+    /// How often a worker renews its lease and reports progress.
+    pub heartbeat: Duration,
+    /// Where workers keep sources and outputs while a job runs (default: `scratch` in the data dir).
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            workers: 0,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            job_timeout: DEFAULT_JOB_TIMEOUT,
+            lease: DEFAULT_LEASE,
+            heartbeat: DEFAULT_HEARTBEAT,
+            scratch_dir: None,
+        }
+    }
+}
+
 /// The whole service configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -115,6 +175,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Part size the planner starts from.
     pub part_size: u64,
+    /// What happens after an upload.
+    pub pipeline: PipelineConfig,
 }
 
 impl ServerConfig {
@@ -135,6 +197,7 @@ impl ServerConfig {
             janitor_interval: Duration::from_mins(1),
             cors_origins: Vec::new(),
             part_size: DEFAULT_PART_SIZE,
+            pipeline: PipelineConfig::default(),
         }
     }
 
@@ -170,6 +233,9 @@ impl ServerConfig {
         for k in file.keys.unwrap_or_default() {
             self.keys.push(k.resolve()?);
         }
+        if let Some(p) = file.pipeline {
+            p.apply(&mut self.pipeline)?;
+        }
         Ok(self)
     }
 
@@ -193,6 +259,7 @@ impl ServerConfig {
         if self.keys.is_empty() && !self.dev && !self.allow_anonymous {
             return bad("no API keys are configured: add [[keys]] to the config file, or run with --dev for local use".into());
         }
+        self.validate_pipeline()?;
         for k in &self.keys {
             let p = &k.policy;
             if !(p.prefix.is_empty() || p.prefix.ends_with('/')) || p.prefix.starts_with('/') || p.prefix.split('/').any(|s| s == ".." || s == ".") {
@@ -204,6 +271,44 @@ impl ServerConfig {
             if p.content_types.is_empty() {
                 return bad(format!("key {:?}: content_types is empty: list allowed types, e.g. [\"image/*\"] or [\"*/*\"]", p.name));
             }
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    fn validate_pipeline(&self) -> Result<(), ConfigError> {
+        self.pipeline.validate_workers()?;
+        let p = &self.pipeline;
+        let bad = |m: String| Err(ConfigError(m));
+        for r in &p.rules {
+            if crate::pipeline::preset_names().iter().all(|n| *n != r.preset) {
+                return bad(format!("pipeline rule: unknown preset {:?}: use one of {}", r.preset, crate::pipeline::preset_names().join(", ")));
+            }
+            if r.content_types.is_empty() {
+                return bad(format!("pipeline rule for preset {:?}: content_types is empty, e.g. [\"video/*\"]", r.preset));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PipelineConfig {
+    /// Checks the settings workers use.
+    pub fn validate_workers(&self) -> Result<(), ConfigError> {
+        let p = self;
+        let bad = |m: String| Err(ConfigError(m));
+        if p.max_attempts == 0 {
+            return bad("pipeline.max_attempts must be at least 1, e.g. 3".into());
+        }
+        if p.job_timeout < Duration::from_secs(1) {
+            return bad("pipeline.job_timeout must be at least 1s, e.g. 1h".into());
+        }
+        if p.heartbeat.is_zero() || p.lease < p.heartbeat.saturating_mul(2) {
+            return bad(format!(
+                "pipeline.lease ({:?}) must be at least twice pipeline.heartbeat ({:?}), e.g. lease = \"30s\", heartbeat = \"5s\"",
+                p.lease, p.heartbeat
+            ));
         }
         Ok(())
     }
@@ -231,6 +336,57 @@ struct FileConfig {
     allow_anonymous: Option<bool>,
     cors_origins: Option<Vec<String>>,
     keys: Option<Vec<FileKey>>,
+    pipeline: Option<FilePipeline>,
+}
+
+/// `[pipeline]` in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePipeline {
+    workers: Option<usize>,
+    max_attempts: Option<u32>,
+    job_timeout: Option<Unit>,
+    lease: Option<Unit>,
+    heartbeat: Option<Unit>,
+    scratch_dir: Option<PathBuf>,
+    rules: Option<Vec<FileRule>>,
+}
+
+/// `[[pipeline.rules]]` in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRule {
+    content_types: Vec<String>,
+    #[serde(default)]
+    prefix: String,
+    preset: String,
+}
+
+impl FilePipeline {
+    fn apply(self, p: &mut PipelineConfig) -> Result<(), ConfigError> {
+        if let Some(v) = self.workers {
+            p.workers = v;
+        }
+        if let Some(v) = self.max_attempts {
+            p.max_attempts = v;
+        }
+        if let Some(v) = self.job_timeout {
+            p.job_timeout = v.duration("pipeline.job_timeout")?;
+        }
+        if let Some(v) = self.lease {
+            p.lease = v.duration("pipeline.lease")?;
+        }
+        if let Some(v) = self.heartbeat {
+            p.heartbeat = v.duration("pipeline.heartbeat")?;
+        }
+        if self.scratch_dir.is_some() {
+            p.scratch_dir = self.scratch_dir;
+        }
+        for r in self.rules.unwrap_or_default() {
+            p.rules.push(PipelineRule { content_types: r.content_types, prefix: r.prefix, preset: r.preset });
+        }
+        Ok(())
+    }
 }
 
 /// A size or duration: a string with a unit, or a plain number (bytes or seconds).

@@ -20,6 +20,8 @@ pub enum State {
     Aborted,
     /// Aborted by the janitor after the session expired.
     Expired,
+    /// Completed, then deleted with its jobs' outputs.
+    Deleted,
 }
 
 impl State {
@@ -32,6 +34,7 @@ impl State {
             Self::Completed => "completed",
             Self::Aborted => "aborted",
             Self::Expired => "expired",
+            Self::Deleted => "deleted",
         }
     }
 
@@ -41,6 +44,7 @@ impl State {
             "uploading" => Self::Uploading,
             "completed" => Self::Completed,
             "aborted" => Self::Aborted,
+            "deleted" => Self::Deleted,
             _ => Self::Expired,
         }
     }
@@ -103,12 +107,16 @@ impl Session {
 }
 
 /// The migrations, in order. Each runs once; applied versions are recorded.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_uploads.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_uploads.sql")),
+    (2, include_str!("../migrations/0002_pipeline.sql")),
+];
 
 /// The session database.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    postgres: bool,
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -126,12 +134,40 @@ impl Db {
     /// Connects (creating a `SQLite` file if needed) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        // SQLite serialises writers; a few connections are plenty and avoid lock storms.
-        let max = if url.starts_with("sqlite:") { 4 } else { 16 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
-        let db = Self { pool };
+        let sqlite = url.starts_with("sqlite:");
+        // SQLite serialises writers; a few connections are plenty and avoid lock storms. Several
+        // processes (`hoist serve` and `hoist worker`s) may share the file: writers wait for the
+        // lock for up to 5 s rather than failing at once.
+        let max = if sqlite { 4 } else { 16 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        if sqlite {
+            // WAL: readers (status polls, SSE) never block the writer (workers, completes).
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let db = Self { pool, postgres: url.starts_with("postgres") };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// The pool, for the pipeline's queries (`crate::pipeline`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database is `PostgreSQL` (claims use `FOR UPDATE SKIP LOCKED` there).
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     async fn migrate(&self) -> Result<(), sqlx::Error> {
@@ -221,22 +257,6 @@ impl Db {
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
     }
 
-    /// Records a completed upload's result.
-    pub async fn complete(&self, id: &str, etag: &str, checksum: Option<&str>, size: u64) -> Result<(), sqlx::Error> {
-        let now = now_ms();
-        sqlx::query("UPDATE uploads SET state = $1, updated_at = $2, completed_at = $3, etag = $4, checksum = $5, size = $6 WHERE id = $7")
-            .bind(State::Completed.as_str())
-            .bind(now)
-            .bind(now)
-            .bind(etag)
-            .bind(checksum)
-            .bind(to_i64(size))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Bytes declared by `api_key`'s sessions that are still open (for quotas).
     pub async fn open_bytes(&self, api_key: &str) -> Result<u64, sqlx::Error> {
         let sum: Option<i64> = sqlx::query_scalar(
@@ -287,6 +307,38 @@ fn from_row(r: &AnyRow) -> Result<Session, sqlx::Error> {
         etag: r.try_get("etag")?,
         checksum: r.try_get("checksum")?,
     })
+}
+
+/// Records a completed upload's result on `conn` (the caller's transaction), if the session is
+/// still open; false when another request completed it first.
+pub async fn complete_in(conn: &mut sqlx::AnyConnection, id: &str, etag: &str, checksum: Option<&str>, size: u64) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE uploads SET state = $1, updated_at = $2, completed_at = $3, etag = $4, checksum = $5, size = $6 \
+         WHERE id = $7 AND state IN ('created', 'uploading')",
+    )
+    .bind(State::Completed.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(etag)
+    .bind(checksum)
+    .bind(to_i64(size))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// A new, empty schema in the `PostgreSQL` database at `base_url`, and a URL whose connections
+/// use it: tests and benchmarks that share one database never see each other's rows.
+pub async fn fresh_postgres_schema(base_url: &str) -> Result<String, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let schema = format!("t_{:016x}", rand::random::<u64>());
+    let pool = AnyPoolOptions::new().max_connections(1).connect(base_url).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await?;
+    pool.close().await;
+    let sep = if base_url.contains('?') { '&' } else { '?' };
+    Ok(format!("{base_url}{sep}options=-c%20search_path%3D{schema}"))
 }
 
 /// Now, in Unix milliseconds.
@@ -349,7 +401,10 @@ mod tests {
         assert_eq!(expired, vec![a.id.clone()]);
         assert!(db.transition(&a.id, &[State::Created], State::Uploading).await.unwrap());
         assert!(!db.transition(&a.id, &[State::Created], State::Aborted).await.unwrap(), "a lost race reports false");
-        db.complete(&a.id, "etag-2", Some("crc"), 100).await.unwrap();
+        let mut conn = db.pool().acquire().await.unwrap();
+        assert!(complete_in(&mut conn, &a.id, "etag-2", Some("crc"), 100).await.unwrap());
+        assert!(!complete_in(&mut conn, &a.id, "etag-3", None, 100).await.unwrap(), "completing twice records the first");
+        drop(conn);
         let done = db.get(&a.api_key, &a.id).await.unwrap().unwrap();
         assert_eq!((done.state, done.etag.as_deref(), done.checksum.as_deref()), (State::Completed, Some("etag-2"), Some("crc")));
         assert!(done.completed_at.is_some());
@@ -374,7 +429,7 @@ mod tests {
             eprintln!("HOIST_TEST_DATABASE_URL is not set: Postgres not checked here");
             return;
         };
-        let db = Db::connect(&url).await.unwrap();
+        let db = Db::connect(&fresh_postgres_schema(&url).await.unwrap()).await.unwrap();
         let tag = format!("{:x}", rand::random::<u64>());
         check_queries(&db, &tag).await;
     }

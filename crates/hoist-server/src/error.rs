@@ -79,6 +79,25 @@ pub enum ApiError {
     /// A route that does not exist.
     #[error("no such route: see /v1/openapi.json for the API")]
     NoRoute,
+    /// The job does not exist or belongs to another API key (indistinguishable on purpose).
+    #[error("no job {0} for this API key: check the id in the upload's complete response or GET /v1/jobs?upload_id=")]
+    JobNotFound(String),
+    /// The job is in a state that does not allow the call.
+    #[error("job {id} is {state}: {hint}")]
+    JobWrongState {
+        /// Job id.
+        id: String,
+        /// Its state.
+        state: &'static str,
+        /// What the caller can do.
+        hint: &'static str,
+    },
+    /// The events URL's token is missing, forged, for another job, or expired.
+    #[error("the events URL's token is missing, wrong or expired: get a fresh events_url from GET /v1/jobs/{{id}}")]
+    BadStreamToken,
+    /// A bug or local failure in the service itself (the cause is logged, not sent).
+    #[error("the service failed internally: this is a bug; the log has the details (request id in x-request-id)")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -95,11 +114,14 @@ impl ApiError {
             Self::ContentTypeNotAllowed { .. } => "content_type_not_allowed",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::RateLimited(_) => "rate_limited",
-            Self::WrongState { .. } => "wrong_state",
+            Self::WrongState { .. } | Self::JobWrongState { .. } => "wrong_state",
             Self::PartsMismatch(_) => "parts_mismatch",
             Self::Store { .. } => "store_unavailable",
             Self::Database(_) => "database_unavailable",
             Self::NoRoute => "no_route",
+            Self::JobNotFound(_) => "job_not_found",
+            Self::BadStreamToken => "bad_token",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -107,14 +129,15 @@ impl ApiError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::UploadNotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Unauthorized | Self::BadStreamToken => StatusCode::UNAUTHORIZED,
+            Self::UploadNotFound(_) | Self::NoRoute | Self::JobNotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) | Self::BadJson(_) | Self::PartsMismatch(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ContentTypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::WrongState { .. } => StatusCode::CONFLICT,
+            Self::WrongState { .. } | Self::JobWrongState { .. } => StatusCode::CONFLICT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store { .. } => StatusCode::BAD_GATEWAY,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -133,6 +156,7 @@ impl ApiError {
         match &self {
             Self::Store { source, .. } => tracing::error!(error = %source, code = self.code(), "object store call failed"),
             Self::Database(e) => tracing::error!(error = %e, "database call failed"),
+            Self::Internal(cause) => tracing::error!(cause = %cause, "internal failure"),
             _ => tracing::info!(code = self.code(), message = %self, "request refused"),
         }
         let mut resp = (self.status(), axum::Json(body)).into_response();

@@ -1,6 +1,8 @@
 //! The janitor: every interval, aborts the multipart uploads of sessions past their expiry and
-//! marks them `expired`, so an abandoned upload stops costing storage. Works in small batches;
-//! a failure to reach the store leaves the session for the next round.
+//! marks them `expired`, so an abandoned upload stops costing storage; and requeues jobs whose
+//! worker stopped renewing its lease (killed, or stalled), or buries them when they are out of
+//! attempts. Works in small batches; a failure to reach the store leaves the session for the
+//! next round. Every replica runs one; the fenced updates make concurrent janitors harmless.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,17 @@ pub async fn sweep(st: &AppState) -> usize {
     done
 }
 
+/// Requeues jobs with expired leases; returns how many were moved.
+pub async fn requeue_jobs(st: &AppState) -> usize {
+    match crate::pipeline::jobs::requeue_expired(&st.db, &st.outbox, BATCH).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "janitor: cannot requeue jobs with expired leases");
+            0
+        }
+    }
+}
+
 /// Sweeps every `interval` until the task is dropped.
 pub async fn run(st: Arc<AppState>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
@@ -48,5 +61,6 @@ pub async fn run(st: Arc<AppState>, interval: Duration) {
     loop {
         tick.tick().await;
         while i64::try_from(sweep(&st).await).unwrap_or(0) == BATCH {}
+        while i64::try_from(requeue_jobs(&st).await).unwrap_or(0) == BATCH {}
     }
 }

@@ -100,11 +100,129 @@ pub struct Server {
     store: Option<hoist_store::StoreHandle>,
     dev_token: Option<String>,
     janitor_interval: std::time::Duration,
+    workers: Workers,
+    pipeline_note: Option<String>,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// The file in the data dir that holds the embedded store's URL while `hoist serve` runs.
+pub const STORE_URL_FILE: &str = "store-url";
+
+/// Workers of one process (none when the pipeline has no workers here).
+struct Workers {
+    worker: Option<Arc<pipeline::worker::Worker>>,
+    count: usize,
+}
+
+impl Workers {
+    fn new(
+        db: &db::Db,
+        outbox: &pipeline::events::Outbox,
+        s3: &S3Client,
+        limits: ProviderLimits,
+        config: &config::PipelineConfig,
+        data_dir: &std::path::Path,
+        tools: Option<&pipeline::transcode::Ffmpeg>,
+    ) -> Self {
+        let Some(tools) = tools.filter(|_| config.workers > 0) else {
+            return Self { worker: None, count: 0 };
+        };
+        let worker = pipeline::worker::Worker {
+            db: db.clone(),
+            outbox: outbox.clone(),
+            uploader: hoist_core::Uploader::new(s3.clone(), hoist_core::UploadConfig::default().limits(limits)),
+            runners: pipeline::video_runners(tools),
+            lease: config.lease,
+            heartbeat: config.heartbeat,
+            poll: std::time::Duration::from_secs(1),
+            scratch: config.scratch_dir.clone().unwrap_or_else(|| data_dir.join("scratch")),
+        };
+        Self { worker: Some(Arc::new(worker)), count: config.workers }
+    }
+
+    fn spawn(&self, role: &str, stop: &hoist_core::CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(worker) = &self.worker else { return Vec::new() };
+        (0..self.count)
+            .map(|i| tokio::spawn(Arc::clone(worker).run(format!("{role}-{}-{i}", std::process::id()), stop.child_token())))
+            .collect()
+    }
+}
+
+/// `hoist worker`: job workers in a process of their own, on the database and S3 that
+/// `hoist serve` uses (with the embedded store, the one a `hoist serve` on this data dir runs).
+pub struct WorkerProcess {
+    workers: Workers,
+}
+
+impl std::fmt::Debug for WorkerProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerProcess").field("count", &self.workers.count).finish_non_exhaustive()
+    }
+}
+
+impl WorkerProcess {
+    /// Connects to the database and S3 of `config` and prepares `count` workers.
+    pub async fn start(config: ServerConfig, count: usize) -> Result<Self, Error> {
+        let mut pipeline_config = config.pipeline.clone();
+        pipeline_config.workers = count.max(1);
+        pipeline_config.validate_workers()?;
+        let tools = pipeline::transcode::Ffmpeg::find().map_err(|why| config::ConfigError(format!("hoist worker needs ffmpeg: {why}")))?;
+        let url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rw", config.data_dir.join("hoist.db").display()));
+        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: redact(&url), source })?;
+        let (s3, limits) = match &config.s3 {
+            S3Target::Embedded { .. } => {
+                let url_file = config.data_dir.join(STORE_URL_FILE);
+                let endpoint = std::fs::read_to_string(&url_file).map_err(|_| {
+                    config::ConfigError(format!(
+                        "no embedded store URL in {}: start `hoist serve --data {}` first, or pass --s3-endpoint",
+                        url_file.display(),
+                        config.data_dir.display()
+                    ))
+                })?;
+                let (creds, _) = hoist_store::Credentials::load_or_generate(&config.data_dir.join("store"))?;
+                let s3 = S3Client::connect(&ClientOptions {
+                    endpoint_url: Some(endpoint.trim().to_owned()),
+                    region: Some("us-east-1".into()),
+                    credentials: Some((creds.access_key, creds.secret_key)),
+                    ..ClientOptions::default()
+                })
+                .await?;
+                (s3, ProviderLimits::STORE_5TIB)
+            }
+            S3Target::External { endpoint, region, profile, credentials } => {
+                let s3 = S3Client::connect(&ClientOptions {
+                    endpoint_url: endpoint.clone(),
+                    region: region.clone(),
+                    profile: profile.clone(),
+                    credentials: credentials.clone(),
+                    ..ClientOptions::default()
+                })
+                .await?;
+                (s3, if endpoint.is_none() { ProviderLimits::AWS } else { ProviderLimits::STORE_5TIB })
+            }
+        };
+        let outbox = pipeline::events::Outbox::default();
+        let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, Some(&tools));
+        Ok(Self { workers })
+    }
+
+    /// Runs the workers until `shutdown` resolves; jobs in progress are then requeued.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let stop = hoist_core::CancellationToken::new();
+        let tasks = self.workers.spawn("worker", &stop);
+        shutdown.await;
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 }
 
@@ -149,6 +267,9 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", config.data_dir.join("hoist.db").display()));
         let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: redact(&url), source })?;
+        let stream_key = pipeline::stream_token::load_key(&db).await.map_err(|source| Error::Database { url: redact(&url), source })?;
+        let mut pipeline_config = config.pipeline.clone();
+        let (tools, pipeline_note) = pipeline::setup(&mut pipeline_config, config.dev)?;
 
         let mut origins = vec![format!("http://{addr}")];
         if addr.ip().is_loopback() {
@@ -161,6 +282,9 @@ impl Server {
                 let store = hoist_store::Store::builder(config.data_dir.join("store")).cors_origins(origins.clone()).build()?;
                 let creds = store.credentials().clone();
                 let handle = store.start(listen).await?;
+                // `hoist worker` processes on this machine find the store here.
+                let url_file = config.data_dir.join(STORE_URL_FILE);
+                std::fs::write(&url_file, handle.endpoint_url()).map_err(|source| Error::DataDir { path: url_file, source })?;
                 let s3 = S3Client::connect(&ClientOptions {
                     endpoint_url: Some(handle.endpoint_url()),
                     region: Some("us-east-1".into()),
@@ -205,6 +329,8 @@ impl Server {
             S3Target::External { endpoint: None, .. } => ProviderLimits::AWS,
             _ => ProviderLimits::STORE_5TIB,
         };
+        let outbox = pipeline::events::Outbox::default();
+        let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, tools.as_ref());
         let state = Arc::new(AppState {
             db,
             s3,
@@ -217,9 +343,12 @@ impl Server {
             session_ttl: config.session_ttl,
             part_size: config.part_size,
             limits,
+            pipeline: pipeline_config,
+            outbox,
+            stream_key,
         });
         let router = api::router(Arc::clone(&state), config.cors_origins.clone());
-        Ok(Self { listener, router, state, addr, store, dev_token, janitor_interval: config.janitor_interval })
+        Ok(Self { listener, router, state, addr, store, dev_token, janitor_interval: config.janitor_interval, workers, pipeline_note })
     }
 
     /// The bound address of the API.
@@ -246,11 +375,24 @@ impl Server {
         Arc::clone(&self.state)
     }
 
-    /// Serves the API and runs the janitor until `shutdown` resolves; then stops the store.
+    /// What `--dev` made of the pipeline (on, and why not), for the start-up message.
+    #[must_use]
+    pub fn pipeline_note(&self) -> Option<&str> {
+        self.pipeline_note.as_deref()
+    }
+
+    /// Serves the API and runs the janitor and the in-process workers until `shutdown`
+    /// resolves; then stops the workers (their jobs are requeued) and the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let janitor = tokio::spawn(janitor::run(Arc::clone(&self.state), self.janitor_interval));
+        let stop_workers = hoist_core::CancellationToken::new();
+        let workers = self.workers.spawn("serve", &stop_workers);
         let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         janitor.abort();
+        stop_workers.cancel();
+        for w in workers {
+            let _ = w.await;
+        }
         if let Some(store) = self.store {
             store.shutdown().await;
         }

@@ -100,15 +100,20 @@ pub fn check_object(policy: &KeyPolicy, size: Option<u64>, content_type: &str) -
     {
         return Err(ApiError::TooLarge { size, max: policy.max_size });
     }
-    let (t, _) = content_type.split_once('/').unwrap_or((content_type, ""));
-    let allowed = policy.content_types.iter().any(|p| {
-        let p = p.to_ascii_lowercase();
-        p == "*/*" || p == content_type || p.strip_suffix("/*").is_some_and(|pt| pt == t)
-    });
-    if !allowed {
+    if !content_type_matches(&policy.content_types, content_type) {
         return Err(ApiError::ContentTypeNotAllowed { got: content_type.into(), allowed: policy.content_types.join(", ") });
     }
     Ok(())
+}
+
+/// Whether `content_type` (normalized) matches one of `patterns`: `type/subtype`, `type/*`, `*/*`.
+#[must_use]
+pub fn content_type_matches(patterns: &[String], content_type: &str) -> bool {
+    let (t, _) = content_type.split_once('/').unwrap_or((content_type, ""));
+    patterns.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        p == "*/*" || p == content_type || p.strip_suffix("/*").is_some_and(|pt| pt == t)
+    })
 }
 
 /// S3's limit on user metadata (names and values together, in bytes).

@@ -134,6 +134,24 @@ impl Presigner {
         if let Some((name, value)) = &checksum {
             signed_headers.push((name, value));
         }
+        let signed_url = self.sign_url(creds, now, ttl, "PUT", url, signed_headers)?;
+        Ok(SignedPart {
+            part_number: part.part_number,
+            url: signed_url,
+            expires_at: time::OffsetDateTime::from(now + ttl).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            headers: checksum.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+        })
+    }
+
+    /// A GET URL for `key` valid for `ttl` from `now` (job outputs: players and downloads).
+    pub fn get_object(&self, creds: &Credentials, now: SystemTime, ttl: Duration, key: &str) -> ApiResult<String> {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
+        self.sign_url(creds, now, ttl, "GET", self.object_url(key), Vec::new())
+    }
+
+    /// Signs `method url` in the query string, binding `signed_headers`; answers the URL.
+    fn sign_url(&self, creds: &Credentials, now: SystemTime, ttl: Duration, method: &str, url: String, signed_headers: Vec<(&str, &str)>) -> ApiResult<String> {
+        let failed = |e: String| ApiError::Internal(format!("signing a {method} URL failed: {e}"));
         let identity: Identity = creds.clone().into();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
@@ -147,26 +165,19 @@ impl Presigner {
             .time(now)
             .settings(settings)
             .build()
-            .map_err(|e| ApiError::store("sign a part URL", hoist_core::Error::Config(e.to_string())))?
+            .map_err(|e| failed(e.to_string()))?
             .into();
-        let request = SignableRequest::new("PUT", Cow::Borrowed(url.as_str()), signed_headers.into_iter(), SignableBody::UnsignedPayload)
-            .map_err(|e| ApiError::store("sign a part URL", hoist_core::Error::Config(e.to_string())))?;
-        let (instructions, _) = sign(request, &params)
-            .map_err(|e| ApiError::store("sign a part URL", hoist_core::Error::Config(e.to_string())))?
-            .into_parts();
+        let request = SignableRequest::new(method, Cow::Borrowed(url.as_str()), signed_headers.into_iter(), SignableBody::UnsignedPayload)
+            .map_err(|e| failed(e.to_string()))?;
+        let (instructions, _) = sign(request, &params).map_err(|e| failed(e.to_string()))?.into_parts();
         let mut signed_url = url;
         for (name, value) in instructions.params() {
-            signed_url.push('&');
+            signed_url.push(if signed_url.contains('?') { '&' } else { '?' });
             signed_url.push_str(name);
             signed_url.push('=');
             signed_url.extend(utf8_percent_encode(value, KEY_SEGMENT));
         }
-        Ok(SignedPart {
-            part_number: part.part_number,
-            url: signed_url,
-            expires_at: time::OffsetDateTime::from(now + ttl).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            headers: checksum.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
-        })
+        Ok(signed_url)
     }
 
     /// A POST policy form for one object of at most `max_size` bytes and this content type.

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use hoist_core::{ProviderLimits, S3Client};
 
+use crate::config::PipelineConfig;
 use crate::db::Db;
 use crate::metrics::Metrics;
+use crate::pipeline::events::Outbox;
 use crate::policy::{Keys, RateLimiter};
 use crate::presign::Presigner;
 
@@ -34,4 +36,10 @@ pub struct AppState {
     pub part_size: u64,
     /// The provider's multipart limits.
     pub limits: ProviderLimits,
+    /// Rules and job settings.
+    pub pipeline: PipelineConfig,
+    /// Where events go.
+    pub outbox: Outbox,
+    /// Signs the tokens of job event stream URLs (shared by replicas through the database).
+    pub stream_key: [u8; 32],
 }

@@ -62,6 +62,38 @@ pub struct Completed {
     pub size: u64,
     /// The object's checksum as the store reports it (`ALGORITHM:value`), if any.
     pub checksum: Option<String>,
+    /// The jobs the upload started (its pipeline rules), with where to follow them.
+    pub jobs: Vec<JobRef>,
+}
+
+/// A job as a Complete response names it: where to poll it and where to stream its events.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobRef {
+    /// Job id.
+    pub id: String,
+    /// Preset.
+    pub preset: String,
+    /// State when the response was made.
+    pub state: crate::pipeline::jobs::JobState,
+    /// `GET` it for the job's status (with the caller's token).
+    pub status_url: String,
+    /// Server-sent events of the job; the URL carries its own short-lived token (a browser's
+    /// `EventSource` cannot send headers).
+    pub events_url: String,
+}
+
+impl JobRef {
+    /// The reference to `job`, with a freshly signed events URL.
+    #[must_use]
+    pub fn new(st: &AppState, job: &crate::pipeline::jobs::Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            preset: job.preset.clone(),
+            state: job.state,
+            status_url: format!("/v1/jobs/{}", job.id),
+            events_url: crate::pipeline::stream_token::events_url(&st.stream_key, &job.id, now_ms()),
+        }
+    }
 }
 
 /// A new random id (32 hex digits): session ids and the unique part of object keys.
@@ -165,6 +197,7 @@ fn require_open(s: &Session) -> ApiResult<()> {
         State::Completed => "it is complete; GET /v1/uploads/{id} shows the result",
         State::Aborted => "it was aborted; start a new upload",
         State::Expired => "its session expired and it was aborted; start a new upload",
+        State::Deleted => "it was completed, then deleted; start a new upload",
     };
     Err(ApiError::WrongState { id: s.id.clone(), state: state.as_str().into(), hint })
 }
@@ -253,8 +286,29 @@ fn same_etag(a: &str, b: &str) -> bool {
     a.trim().trim_matches('"') == b.trim().trim_matches('"')
 }
 
-/// Completes after checking the client's parts against ListParts and the plan; HEADs the object.
+/// The multipart `ETag` the client's parts make (`None` when a part's `ETag` is not an MD5).
+fn etag_of_parts(parts: &[(u32, String)]) -> Option<String> {
+    let md5s: Option<Vec<[u8; 16]>> = parts.iter().map(|(_, e)| hoist_core::checksum::etag_to_md5(e)).collect();
+    md5s.map(|m| hoist_core::checksum::multipart_etag(&m))
+}
+
+fn is_no_such_upload(e: &hoist_core::Error) -> bool {
+    matches!(e, hoist_core::Error::Service { status: 404, code, .. } if code == "NoSuchUpload")
+}
+
+/// Completes after checking the client's parts against ListParts and the plan; HEADs the object;
+/// records the completion, its `upload.completed` event and the jobs its rules start in one
+/// transaction.
+///
+/// Idempotent, as S3's Complete is: a repeat of the Complete that completed the upload (same
+/// parts, so the same multipart `ETag`) answers the same result; and when a Complete reached the
+/// store but its answer was lost, the upload is gone from the store (ListParts or Complete say
+/// NoSuchUpload) and the HEAD of the object decides: the object's `ETag` must be the one the
+/// client's parts make, and its size the planned size.
 pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32, String)]) -> ApiResult<Completed> {
+    if s.state == State::Completed {
+        return repeated_complete(st, s, parts).await;
+    }
     require_open(s)?;
     if parts.is_empty() {
         return Err(ApiError::BadRequest("parts is empty: send every part's number and ETag".into()));
@@ -272,7 +326,85 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     {
         return Err(ApiError::PartsMismatch(format!("{} parts were sent but the upload has {count}", parts.len())));
     }
-    let listed: HashMap<u32, PartInfo> = list_parts(st, s).await?.into_iter().map(|p| (p.number, p)).collect();
+    let listed = match st.s3.list_parts(&s.bucket, &s.object_key, &s.upload_id).await {
+        Ok(listed) => Some(listed),
+        // Gone from the store: completed by a Complete whose answer was lost, or aborted.
+        Err(e) if is_no_such_upload(&e) => None,
+        Err(e) => return Err(ApiError::store("list the parts", e)),
+    };
+    let checked = match listed {
+        Some(listed) => Some(check_parts(st, caller, s, parts, listed).await?),
+        None => None,
+    };
+    if let Some((chosen, _)) = &checked {
+        let target = (s.bucket.as_str(), s.object_key.as_str(), s.upload_id.as_str());
+        let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+        match st.s3.complete(target, &list).await {
+            Ok(_) => {}
+            Err(e) if is_no_such_upload(&e) => tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there"),
+            Err(e) => return Err(ApiError::store("complete the upload", e)),
+        }
+    } else {
+        tracing::warn!(id = %s.id, "ListParts answered NoSuchUpload; checking whether an earlier Complete made the object");
+    }
+    let head = match st.s3.head(&s.bucket, &s.object_key).await {
+        Ok(h) => h,
+        Err(hoist_core::Error::Service { status: 404, .. }) if checked.is_none() => {
+            return Err(ApiError::WrongState {
+                id: s.id.clone(),
+                state: "gone".into(),
+                hint: "the store no longer has this upload and no object was made from it; start a new upload",
+            });
+        }
+        Err(e) => return Err(ApiError::store("verify the completed object", e)),
+    };
+    let total = if let Some((chosen, total)) = &checked {
+        let verified = if head.size == *total {
+            head.compare_with_parts(chosen).map(|_| ())
+        } else {
+            Err(format!("the object is {} bytes, its parts add up to {total}", head.size))
+        };
+        if let Err(problem) = verified {
+            return Err(ApiError::store("verify the completed object", hoist_core::Error::Integrity(problem)));
+        }
+        *total
+    } else {
+        // No part list to compare with: the object must be the one these parts make.
+        let same = etag_of_parts(parts).is_some_and(|e| same_etag(&e, &head.etag)) && s.size.is_none_or(|size| size == head.size);
+        if !same {
+            return Err(ApiError::WrongState {
+                id: s.id.clone(),
+                state: "gone".into(),
+                hint: "the store no longer has this upload and the object there is not made of these parts; start a new upload",
+            });
+        }
+        head.size
+    };
+    let checksum = head.checksum.map(|(a, v)| format!("{}:{v}", a.s3_name()));
+    let done = Completed {
+        location: st.presigner.object_url(&s.object_key),
+        bucket: s.bucket.clone(),
+        key: s.object_key.clone(),
+        etag: head.etag,
+        size: total,
+        checksum,
+        jobs: Vec::new(),
+    };
+    let Some(jobs) = record_completion(st, s, &done).await? else {
+        // Another request recorded it first: answer what it recorded.
+        let now = st.db.get(&s.api_key, &s.id).await?.ok_or_else(|| ApiError::UploadNotFound(s.id.clone()))?;
+        return repeated_complete(st, &now, parts).await;
+    };
+    Metrics::inc(&st.metrics.completed, 1);
+    Metrics::inc(&st.metrics.bytes_completed, total);
+    tracing::info!(id = %s.id, key = %s.object_key, size = total, jobs = jobs.len(), "upload completed");
+    Ok(Completed { jobs, ..done })
+}
+
+/// The parts the client named, checked against ListParts (every `ETag`, every planned size) and
+/// the caller's size limit; answers them with their total size.
+async fn check_parts(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32, String)], listed: Vec<PartInfo>) -> ApiResult<(Vec<PartInfo>, u64)> {
+    let listed: HashMap<u32, PartInfo> = listed.into_iter().map(|p| (p.number, p)).collect();
     let mut chosen = Vec::with_capacity(parts.len());
     let mut total = 0u64;
     for (n, etag) in parts {
@@ -292,38 +424,115 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
         abort(st, s).await?;
         return Err(ApiError::TooLarge { size: total, max: caller.0.max_size });
     }
-    let target = (s.bucket.as_str(), s.object_key.as_str(), s.upload_id.as_str());
-    let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-    match st.s3.complete(target, &list).await {
-        Ok(_) => {}
-        // The upload is gone: a previous Complete may have succeeded and its response was lost.
-        Err(hoist_core::Error::Service { status: 404, ref code, .. }) if code == "NoSuchUpload" => {
-            tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
-        }
-        Err(e) => return Err(ApiError::store("complete the upload", e)),
+    Ok((chosen, total))
+}
+
+/// A Complete of an upload that is complete already: the same result when the parts are the ones
+/// that made the object (a retry after a lost answer), 409 otherwise.
+async fn repeated_complete(st: &AppState, s: &Session, parts: &[(u32, String)]) -> ApiResult<Completed> {
+    let stored = s.etag.as_deref().unwrap_or_default();
+    if !etag_of_parts(parts).is_some_and(|e| same_etag(&e, stored)) {
+        return Err(ApiError::WrongState {
+            id: s.id.clone(),
+            state: State::Completed.as_str().into(),
+            hint: "it was completed with other parts; GET /v1/uploads/{id} shows the result",
+        });
     }
-    let head = st.s3.head(&s.bucket, &s.object_key).await.map_err(|e| ApiError::store("verify the completed object", e))?;
-    let verified = if head.size == total {
-        head.compare_with_parts(&chosen)
-    } else {
-        Err(format!("the object is {} bytes, its parts add up to {total}", head.size))
-    };
-    if let Err(problem) = verified {
-        return Err(ApiError::store("verify the completed object", hoist_core::Error::Integrity(problem)));
-    }
-    let checksum = head.checksum.map(|(a, v)| format!("{}:{v}", a.s3_name()));
-    st.db.complete(&s.id, &head.etag, checksum.as_deref(), total).await?;
-    Metrics::inc(&st.metrics.completed, 1);
-    Metrics::inc(&st.metrics.bytes_completed, total);
-    tracing::info!(id = %s.id, key = %s.object_key, size = total, "upload completed");
+    let jobs = crate::pipeline::jobs::for_upload(&st.db, &s.api_key, &s.id).await?;
     Ok(Completed {
         location: st.presigner.object_url(&s.object_key),
         bucket: s.bucket.clone(),
         key: s.object_key.clone(),
-        etag: head.etag,
-        size: total,
-        checksum,
+        etag: stored.to_owned(),
+        size: s.size.unwrap_or(0),
+        checksum: s.checksum.clone(),
+        jobs: jobs.iter().map(|j| JobRef::new(st, j)).collect(),
     })
+}
+
+/// One transaction: the session completed (if it still was open), its `upload.completed` event,
+/// and a job per matching rule. `None` when another request completed the session first.
+async fn record_completion(st: &AppState, s: &Session, done: &Completed) -> ApiResult<Option<Vec<JobRef>>> {
+    use crate::pipeline::{events, jobs};
+    let mut tx = st.db.pool().begin().await?;
+    if !crate::db::complete_in(&mut tx, &s.id, &done.etag, done.checksum.as_deref(), done.size).await? {
+        return Ok(None);
+    }
+    let mut queued = Vec::new();
+    let mut presets = std::collections::HashSet::new();
+    for rule in st.pipeline.rules.iter().filter(|r| r.matches(&s.object_key, &s.content_type)) {
+        if !presets.insert(rule.preset.as_str()) {
+            continue;
+        }
+        let (job, _) = jobs::enqueue(&mut tx, &jobs::NewJob {
+            api_key: s.api_key.clone(),
+            upload_id: Some(s.id.clone()),
+            bucket: s.bucket.clone(),
+            source_key: s.object_key.clone(),
+            source_etag: done.etag.clone(),
+            source_size: done.size,
+            content_type: s.content_type.clone(),
+            preset: rule.preset.clone(),
+            max_attempts: st.pipeline.max_attempts,
+            timeout: st.pipeline.job_timeout,
+        })
+        .await?;
+        queued.push(JobRef::new(st, &job));
+    }
+    let data = serde_json::json!({
+        "upload_id": s.id,
+        "bucket": done.bucket,
+        "key": done.key,
+        "filename": s.filename,
+        "content_type": s.content_type,
+        "size": done.size,
+        "etag": done.etag,
+        "checksum": done.checksum,
+        "jobs": queued.iter().map(|j| &j.id).collect::<Vec<_>>(),
+    });
+    st.outbox
+        .record(&mut tx, &events::NewEvent {
+            kind: events::UPLOAD_COMPLETED,
+            api_key: &s.api_key,
+            subject: &s.id,
+            dedup_key: format!("{}:{}", events::UPLOAD_COMPLETED, s.id),
+            data,
+        })
+        .await?;
+    tx.commit().await?;
+    st.outbox.wake();
+    Ok(Some(queued))
+}
+
+/// What deleting a completed upload removed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Deleted {
+    /// Jobs that were queued or running and are now cancelled.
+    pub jobs_cancelled: usize,
+    /// Objects deleted: the upload's object and its jobs' outputs.
+    pub objects_deleted: usize,
+}
+
+/// Deletes a completed upload: cancels its open jobs (running workers stop at their next
+/// heartbeat and delete what they wrote), deletes its jobs' outputs and its object, and marks it
+/// `deleted`. Repeating it after a failure finishes what is left.
+pub async fn delete_completed(st: &AppState, s: &Session) -> ApiResult<Deleted> {
+    use crate::pipeline::{jobs, worker};
+    if s.state != State::Completed {
+        return Err(ApiError::WrongState { id: s.id.clone(), state: s.state_now().as_str().into(), hint: "only completed uploads can be deleted" });
+    }
+    let before = jobs::for_upload(&st.db, &s.api_key, &s.id).await?;
+    let open = before.iter().filter(|j| !j.state.is_terminal()).count();
+    jobs::cancel_for_upload(&st.db, &st.outbox, &s.api_key, &s.id).await?;
+    let derived = worker::derived_prefix(&s.object_key, &s.id);
+    let mut keys = st.s3.list_keys(&s.bucket, &derived).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
+    keys.push(s.object_key.clone());
+    for key in &keys {
+        st.s3.delete(&s.bucket, key).await.map_err(|e| ApiError::store("delete the upload's objects", e))?;
+    }
+    st.db.transition(&s.id, &[State::Completed], State::Deleted).await?;
+    tracing::info!(id = %s.id, key = %s.object_key, jobs_cancelled = open, objects = keys.len(), "completed upload deleted");
+    Ok(Deleted { jobs_cancelled: open, objects_deleted: keys.len() })
 }
 
 /// Aborts the multipart upload (an upload S3 no longer has counts as aborted) and marks it.

@@ -190,13 +190,21 @@ async fn complete_checks_parts_against_the_store_and_stays_resumable() {
     let done = complete(all.clone()).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(svc.object(&key).await, content);
-    // Twice: refused, and the object is untouched.
+    // The same Complete again (a retry after a lost answer): the same result, as S3 answers.
     let again = complete(all).await;
-    assert_eq!((again.status, again.code()), (409, "wrong_state"), "{}", again.body);
-    assert!(again.message().contains("complete"), "{}", again.message());
-    let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
-    assert_eq!(a.status, 409);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!((&again.body["etag"], &again.body["size"]), (&done.body["etag"], &done.body["size"]));
+    // Another part list for the completed upload: refused, and the object is untouched.
+    let other = complete(json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &etags[0])])).await;
+    assert_eq!((other.status, other.code()), (409, "wrong_state"), "{}", other.body);
+    assert!(other.message().contains("other parts"), "{}", other.message());
     assert_eq!(svc.object(&key).await, content);
+    // Deleting a completed upload deletes its object; then it is `deleted` and stays so.
+    let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
+    assert_eq!((a.status, &a.body["state"], &a.body["objects_deleted"]), (200, &json!("deleted"), &json!(1)), "{}", a.body);
+    assert!(svc.s3().head_object().bucket("hoist").key(&key).send().await.is_err(), "the object is gone");
+    let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
+    assert_eq!((a.status, a.code()), (409, "wrong_state"), "{}", a.body);
     svc.stop().await;
 }
 

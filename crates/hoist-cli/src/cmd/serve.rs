@@ -12,25 +12,25 @@ use hoist_server::{S3Target, Server, ServerConfig};
 use crate::exit::{CliError, Exit};
 use crate::parse::{parse_duration, parse_size};
 
-/// Flags of `hoist serve`.
+/// Where the service keeps its state: shared by `hoist serve`, `hoist worker` and
+/// `hoist webhooks`, so they find the same database.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {
-    /// Address of the API and the page; port 0 picks a free port [default: 127.0.0.1:8080].
-    #[arg(long, env = "HOIST_LISTEN", value_name = "ADDR")]
-    pub(crate) listen: Option<String>,
+pub(crate) struct StateArgs {
     /// Data directory: sessions database, embedded store data, dev token
     /// [default: the user's data dir, e.g. ~/.local/share/hoist/serve].
     #[arg(long, env = "HOIST_DATA", value_name = "DIR")]
     pub(crate) data: Option<PathBuf>,
-    /// TOML config file (API keys and any of these settings).
+    /// TOML config file (API keys, pipeline rules, webhooks and any of these settings).
     #[arg(long, env = "HOIST_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Local use: make a token (kept in the data dir) with a generous policy and print it.
-    #[arg(long)]
-    pub(crate) dev: bool,
-    /// Accept requests without a token, under the anonymous/ prefix. Never on by default.
-    #[arg(long)]
-    pub(crate) allow_anonymous: bool,
+    /// `sqlite://PATH` or `postgres://…` [default: hoist.db in the data dir].
+    #[arg(long, env = "HOIST_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+}
+
+/// Which S3 the service and its workers use (default: the embedded store).
+#[derive(Debug, clap::Args)]
+pub(crate) struct S3Args {
     /// Use this S3 endpoint instead of the embedded store (MinIO, Garage, Ceph, …).
     #[arg(long, env = "HOIST_S3_ENDPOINT", value_name = "URL")]
     pub(crate) s3_endpoint: Option<String>,
@@ -46,12 +46,28 @@ pub(crate) struct ServeArgs {
     /// Named AWS profile for the external S3.
     #[arg(long)]
     pub(crate) profile: Option<String>,
+}
+
+/// Flags of `hoist serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the API and the page; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOIST_LISTEN", value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+    /// Local use: make a token (kept in the data dir) with a generous policy and print it; turn
+    /// the pipeline on for video/* when ffmpeg is installed.
+    #[arg(long)]
+    pub(crate) dev: bool,
+    /// Accept requests without a token, under the anonymous/ prefix. Never on by default.
+    #[arg(long)]
+    pub(crate) allow_anonymous: bool,
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
     /// Address of the embedded store [default: 127.0.0.1:0, any free port].
     #[arg(long, value_name = "ADDR")]
     pub(crate) store_listen: Option<String>,
-    /// `sqlite://PATH` or `postgres://…` [default: hoist.db in the data dir].
-    #[arg(long, env = "HOIST_DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    pub(crate) database_url: Option<String>,
     /// Lifetime of a pre-signed part URL, e.g. 15m.
     #[arg(long, env = "HOIST_PART_URL_TTL", value_parser = parse_duration)]
     pub(crate) part_url_ttl: Option<Duration>,
@@ -67,6 +83,10 @@ pub(crate) struct ServeArgs {
     /// Another browser origin allowed to call the API and the store (repeatable; `*` for any).
     #[arg(long, value_name = "ORIGIN")]
     pub(crate) cors_origin: Vec<String>,
+    /// Job workers in this process (needs ffmpeg); 0 leaves jobs to `hoist worker` processes
+    /// [default: 0, or 1 with --dev when ffmpeg is found].
+    #[arg(long, env = "HOIST_WORKERS", value_name = "N")]
+    pub(crate) workers: Option<usize>,
 }
 
 fn default_data_dir() -> Result<PathBuf, CliError> {
@@ -75,8 +95,8 @@ fn default_data_dir() -> Result<PathBuf, CliError> {
         .ok_or_else(|| CliError::usage("cannot find your data directory").with_hint("pass --data DIR"))
 }
 
-/// Builds the config: defaults, then the file, then env vars and flags.
-fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
+/// The config as far as the state flags say: defaults, then the file, then the flags.
+pub(crate) fn base_config(args: &StateArgs) -> Result<ServerConfig, CliError> {
     let mut c = ServerConfig::new(match &args.data {
         Some(d) => d.clone(),
         None => default_data_dir()?,
@@ -86,22 +106,35 @@ fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
             CliError::usage(format!("cannot read config file {}: {e}", path.display())).with_hint("pass --config with a readable TOML file")
         })?;
         c = c.from_toml(&text).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-        if let Some(d) = args.data {
-            c.data_dir = d;
+        if let Some(d) = &args.data {
+            c.data_dir.clone_from(d);
         }
     }
-    if let Some(v) = args.listen {
-        c.listen = v;
+    if let Some(v) = &args.database_url {
+        c.database_url = Some(v.clone());
     }
+    Ok(c)
+}
+
+/// Applies the S3 flags: an endpoint or `--aws` means an external S3 with the AWS chain.
+pub(crate) fn apply_s3(c: &mut ServerConfig, args: S3Args) {
     if let Some(v) = args.bucket {
         c.bucket = v;
     }
-    if let Some(v) = args.database_url {
-        c.database_url = Some(v);
-    }
     if args.s3_endpoint.is_some() || args.aws {
         c.s3 = S3Target::External { endpoint: args.s3_endpoint, region: args.region, profile: args.profile, credentials: None };
-    } else if let Some(listen) = args.store_listen {
+    }
+}
+
+/// Builds the config: defaults, then the file, then env vars and flags.
+fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
+    let mut c = base_config(&args.state)?;
+    if let Some(v) = args.listen {
+        c.listen = v;
+    }
+    let external = args.s3.s3_endpoint.is_some() || args.s3.aws;
+    apply_s3(&mut c, args.s3);
+    if let Some(listen) = args.store_listen.filter(|_| !external) {
         c.s3 = S3Target::Embedded { listen };
     }
     if let Some(v) = args.part_url_ttl {
@@ -116,17 +149,18 @@ fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
     if let Some(v) = args.part_size {
         c.part_size = v;
     }
+    if let Some(v) = args.workers {
+        c.pipeline.workers = v;
+    }
     c.dev |= args.dev;
     c.allow_anonymous |= args.allow_anonymous;
     c.cors_origins.extend(args.cors_origin);
     Ok(c)
 }
 
-/// Runs `hoist serve`.
-pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
-    let config = config(args)?;
-    let data_dir = config.data_dir.clone();
-    let server = Server::start(config).await.map_err(|e| match e {
+/// The service's start-up errors as the CLI reports them.
+pub(crate) fn start_error(e: hoist_server::Error) -> CliError {
+    match e {
         hoist_server::Error::Config(c) => CliError::usage(c.to_string()),
         hoist_server::Error::Listen { .. } => {
             CliError::usage(e.to_string()).with_hint("pick another address, e.g. --listen 127.0.0.1:0 for any free port")
@@ -134,11 +168,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         hoist_server::Error::DataDir { .. } => CliError::usage(e.to_string()).with_hint("pass --data with a directory you can write to"),
         hoist_server::Error::S3(core) => CliError::from(core),
         other => CliError::new(Exit::Failure, other.to_string()),
-    })?;
+    }
+}
+
+/// Runs `hoist serve`.
+pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let config = config(args)?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config).await.map_err(start_error)?;
     let addr = server.addr();
     crate::render::say(&format!("listening on http://{addr}"));
     if let Some(store) = server.store_endpoint() {
         crate::render::say(&format!("store: {store} (embedded, data in {})", data_dir.join("store").display()));
+    }
+    if let Some(note) = server.pipeline_note() {
+        crate::render::say(note);
     }
     if let Some(token) = server.dev_token() {
         crate::render::say(&format!("dev token: {token}"));

@@ -153,7 +153,7 @@ async fn complete(
     let mut parts: Vec<(u32, String)> = body.parts.into_iter().map(|p| (p.part_number, p.etag)).collect();
     parts.sort_by_key(|p| p.0);
     let done = uploads::complete(&st, &caller, &s, &parts).await?;
-    Ok(Json(json!({ "location": done.location, "key": done.key, "bucket": done.bucket })))
+    Ok(Json(json!({ "location": done.location, "key": done.key, "bucket": done.bucket, "jobs": done.jobs })))
 }
 
 async fn abort(

@@ -26,6 +26,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/uploads/{id}/parts", post(sign).get(list_parts))
         .route("/uploads/{id}/complete", post(complete))
         .route("/openapi.json", get(openapi))
+        .merge(super::jobs::routes())
 }
 
 async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
@@ -42,7 +43,8 @@ struct CreateBody {
     metadata: Option<BTreeMap<String, String>>,
 }
 
-fn rfc3339(ms: i64) -> String {
+/// Unix milliseconds as RFC 3339.
+pub(crate) fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -188,10 +190,17 @@ async fn complete(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Pat
 struct Aborted {
     id: String,
     state: UploadState,
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    deleted: Option<uploads::Deleted>,
 }
 
+/// `DELETE /v1/uploads/{id}`: aborts an open upload; deletes a completed one with its jobs' outputs.
 async fn abort(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Aborted>> {
     let s = uploads::get(&st, &caller, &id).await?;
+    if s.state == UploadState::Completed {
+        let deleted = uploads::delete_completed(&st, &s).await?;
+        return Ok(Json(Aborted { id: s.id, state: UploadState::Deleted, deleted: Some(deleted) }));
+    }
     uploads::abort(&st, &s).await?;
-    Ok(Json(Aborted { id: s.id, state: UploadState::Aborted }))
+    Ok(Json(Aborted { id: s.id, state: UploadState::Aborted, deleted: None }))
 }

@@ -1,0 +1,288 @@
+//! The pipeline's routes under `/v1`: job status, cancel and retry, the job's server-sent events,
+//! and the S3 event notification intake.
+//!
+//! Decisions:
+//! - A job of another API key is a 404, like an upload.
+//! - `GET /v1/jobs/{id}/events` is authorised by the signed token in its URL (see
+//!   `pipeline::stream_token`), since `EventSource` cannot send headers. It sends a `progress`
+//!   event whenever the job changes and a terminal event (`succeeded`, `failed`, `cancelled`,
+//!   `dead`) last, then closes. Event ids are the job's `version`: a client reconnecting with
+//!   `Last-Event-ID` gets only what changed since (the current state, not every past tick).
+//!   Changes are found by reading the row when this process signals a change, and every
+//!   [`STREAM_POLL`] for changes made by other processes (`hoist worker`, other replicas).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::ApiJson;
+use crate::db::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::pipeline::events::{S3Notification, is_derived};
+use crate::pipeline::jobs::{self, Job, JobState};
+use crate::pipeline::{jobs::NewJob, stream_token};
+use crate::policy::Caller;
+use crate::state::AppState;
+use crate::uploads::JobRef;
+
+/// How often an event stream re-reads its job when nothing in this process said it changed.
+pub const STREAM_POLL: Duration = Duration::from_millis(250);
+
+/// The routes, nested under `/v1`.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/jobs", get(list))
+        .route("/jobs/{id}", get(show))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/retry", post(retry))
+        .route("/jobs/{id}/events", get(events))
+        .route("/events/s3", post(s3_events))
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    id: String,
+    upload_id: Option<String>,
+    bucket: String,
+    key: String,
+    preset: String,
+    state: JobState,
+    progress: f64,
+    attempts: u32,
+    max_attempts: u32,
+    error: Option<jobs::JobFailure>,
+    source: Option<serde_json::Value>,
+    outputs: Vec<serde_json::Value>,
+    created_at: String,
+    updated_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    status_url: String,
+    events_url: String,
+}
+
+impl JobView {
+    /// The view of `job`; outputs get GET URLs valid for the part URL lifetime.
+    pub async fn new(st: &AppState, job: Job) -> ApiResult<Self> {
+        let r = JobRef::new(st, &job);
+        let mut outputs: Vec<serde_json::Value> = match job.outputs {
+            Some(serde_json::Value::Array(v)) => v,
+            _ => Vec::new(),
+        };
+        if !outputs.is_empty() {
+            let creds = st.presigner.credentials().await?;
+            let now = SystemTime::now();
+            for o in &mut outputs {
+                if let Some(key) = o.get("key").and_then(serde_json::Value::as_str) {
+                    let url = st.presigner.get_object(&creds, now, st.part_url_ttl, key)?;
+                    o["url"] = serde_json::Value::String(url);
+                }
+            }
+        }
+        Ok(Self {
+            id: job.id,
+            upload_id: job.upload_id,
+            bucket: job.bucket,
+            key: job.source_key,
+            preset: job.preset,
+            state: job.state,
+            progress: job.progress,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            error: job.error,
+            source: job.source_info,
+            outputs,
+            created_at: super::v1::rfc3339(job.created_at),
+            updated_at: super::v1::rfc3339(job.updated_at),
+            started_at: job.started_at.map(super::v1::rfc3339),
+            finished_at: job.finished_at.map(super::v1::rfc3339),
+            status_url: r.status_url,
+            events_url: r.events_url,
+        })
+    }
+}
+
+async fn owned(st: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
+    jobs::get(&st.db, &caller.0.name, id).await?.ok_or_else(|| ApiError::JobNotFound(id.to_owned()))
+}
+
+async fn show(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+    let job = owned(&st, &caller, &id).await?;
+    Ok(Json(JobView::new(&st, job).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    upload_id: Option<String>,
+}
+
+async fn list(State(st): State<Arc<AppState>>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<serde_json::Value>> {
+    let Some(upload_id) = q.upload_id.filter(|u| !u.is_empty()) else {
+        return Err(ApiError::BadRequest("name the upload: GET /v1/jobs?upload_id=ID (the id from POST /v1/uploads)".into()));
+    };
+    let mut views = Vec::new();
+    for job in jobs::for_upload(&st.db, &caller.0.name, &upload_id).await? {
+        views.push(JobView::new(&st, job).await?);
+    }
+    Ok(Json(json!({ "jobs": views })))
+}
+
+async fn cancel(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+    let job = jobs::cancel(&st.db, &st.outbox, &caller.0.name, &id).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    if job.state != JobState::Cancelled {
+        return Err(ApiError::JobWrongState { id, state: job.state.as_str(), hint: "it has finished already; only queued or running jobs can be cancelled" });
+    }
+    tracing::info!(job = %job.id, "job cancelled");
+    Ok(Json(JobView::new(&st, job).await?))
+}
+
+async fn retry(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+    let before = owned(&st, &caller, &id).await?;
+    if !matches!(before.state, JobState::Failed | JobState::Dead | JobState::Cancelled) {
+        return Err(ApiError::JobWrongState { id, state: before.state.as_str(), hint: "only failed, dead or cancelled jobs can be retried" });
+    }
+    let job = jobs::retry(&st.db, &caller.0.name, &id, st.pipeline.max_attempts).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    st.outbox.wake();
+    tracing::info!(job = %job.id, "job queued again by hand");
+    Ok(Json(JobView::new(&st, job).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The SSE event for a job's state: `progress` while it runs, its terminal state last.
+fn sse_event(job: &Job) -> SseEvent {
+    let name = if job.state.is_terminal() { job.state.as_str() } else { "progress" };
+    let data = json!({
+        "id": job.id, "state": job.state, "progress": job.progress, "attempts": job.attempts, "error": job.error,
+    });
+    SseEvent::default().event(name).id(job.version.to_string()).data(data.to_string())
+}
+
+async fn events(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    if !q.token.as_deref().is_some_and(|t| stream_token::verify(&st.stream_key, &id, t, now_ms())) {
+        return Err(ApiError::BadStreamToken);
+    }
+    let first = jobs::get_any(&st.db, &id).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let seen: i64 = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(-1);
+    let stream = futures::stream::unfold((st, id, Some(first), seen, false), |(st, id, mut next, mut seen, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            if let Some(job) = next.take()
+                && job.version > seen
+            {
+                seen = job.version;
+                let terminal = job.state.is_terminal();
+                return Some((Ok(sse_event(&job)), (st, id, None, seen, terminal)));
+            }
+            let changed = st.outbox.changed();
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(STREAM_POLL) => {}
+            }
+            match jobs::get_any(&st.db, &id).await {
+                Ok(Some(job)) => next = Some(job),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "event stream cannot read its job; closing");
+                    return None;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Serialize)]
+struct Ignored {
+    key: String,
+    reason: &'static str,
+}
+
+/// `POST /v1/events/s3`: S3 event notifications (AWS's or MinIO's JSON) start jobs for objects
+/// written by any client, within the caller's prefix.
+async fn s3_events(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body): ApiJson<S3Notification>) -> ApiResult<Json<serde_json::Value>> {
+    let policy = &caller.0;
+    let mut accepted = Vec::new();
+    let mut ignored = Vec::new();
+    for record in &body.records {
+        let Some(key) = record.key() else {
+            ignored.push(Ignored { key: record.s3.object.key.clone(), reason: "the key is not valid URL-encoded UTF-8" });
+            continue;
+        };
+        let reason = if !record.is_created() {
+            Some("only ObjectCreated events start jobs")
+        } else if record.s3.bucket.name != st.bucket {
+            Some("the bucket is not this service's bucket")
+        } else if !key.starts_with(&policy.prefix) {
+            Some("the key is outside this API key's prefix")
+        } else if is_derived(&key) {
+            Some("the object is a pipeline output")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            ignored.push(Ignored { key, reason });
+            continue;
+        }
+        let head = match st.s3.head(&st.bucket, &key).await {
+            Ok(h) => h,
+            Err(hoist_core::Error::Service { status: 404, .. }) => {
+                ignored.push(Ignored { key, reason: "the object is not in the store (deleted since, or never written)" });
+                continue;
+            }
+            Err(e) => return Err(ApiError::store("look up the object of an S3 event", e)),
+        };
+        let content_type = crate::policy::normalize_content_type(head.content_type.as_deref()).unwrap_or_else(|_| "application/octet-stream".into());
+        let mut queued = Vec::new();
+        let mut tx = st.db.pool().begin().await?;
+        let mut presets = std::collections::HashSet::new();
+        for rule in st.pipeline.rules.iter().filter(|r| r.matches(&key, &content_type)) {
+            if !presets.insert(rule.preset.as_str()) {
+                continue;
+            }
+            let (job, _) = jobs::enqueue(&mut tx, &NewJob {
+                api_key: policy.name.clone(),
+                upload_id: None,
+                bucket: st.bucket.clone(),
+                source_key: key.clone(),
+                source_etag: head.etag.clone(),
+                source_size: head.size,
+                content_type: content_type.clone(),
+                preset: rule.preset.clone(),
+                max_attempts: st.pipeline.max_attempts,
+                timeout: st.pipeline.job_timeout,
+            })
+            .await?;
+            queued.push(JobRef::new(&st, &job));
+        }
+        tx.commit().await?;
+        if queued.is_empty() {
+            ignored.push(Ignored { key, reason: "no pipeline rule matches the object's key and content type" });
+        } else {
+            st.outbox.wake();
+            accepted.push(json!({ "key": key, "etag": head.etag, "jobs": queued }));
+        }
+    }
+    Ok(Json(json!({ "accepted": accepted, "ignored": ignored })))
+}
