@@ -75,8 +75,10 @@ const BROKEN_INPUT: &[&str] = &[
 /// Where `ffmpeg` and `ffprobe` are, and what this build can decode.
 #[derive(Debug, Clone)]
 pub struct Ffmpeg {
-    ffmpeg: PathBuf,
-    ffprobe: PathBuf,
+    /// `ffmpeg`.
+    exe: PathBuf,
+    /// `ffprobe`.
+    probe_exe: PathBuf,
     version: String,
     /// Codec names (ffprobe's `codec_name`) this build has a decoder for.
     decoders: BTreeSet<String>,
@@ -109,19 +111,19 @@ impl Ffmpeg {
             }
         }
         let decoders = codec_list(&capture(&ffmpeg, &["-hide_banner", "-decoders"])?);
-        Ok(Self { ffmpeg, ffprobe, version, decoders })
+        Ok(Self { exe: ffmpeg, probe_exe: ffprobe, version, decoders })
     }
 
     /// The `ffmpeg` executable.
     #[must_use]
     pub fn ffmpeg(&self) -> &Path {
-        &self.ffmpeg
+        &self.exe
     }
 
     /// The `ffprobe` executable.
     #[must_use]
     pub fn ffprobe(&self) -> &Path {
-        &self.ffprobe
+        &self.probe_exe
     }
 
     /// `ffmpeg`'s version, as it reports it (`5.1.6-0+deb12u1`).
@@ -239,7 +241,7 @@ pub struct MediaCaps {
 
 impl Default for MediaCaps {
     fn default() -> Self {
-        Self { max_duration: Duration::from_secs(4 * 3600), max_pixels: 3840 * 2160 }
+        Self { max_duration: Duration::from_hours(4), max_pixels: 3840 * 2160 }
     }
 }
 
@@ -296,7 +298,7 @@ impl VideoRunner {
                 progress(p);
             }
         };
-        let mut cmd = Command::new(&self.tools.ffmpeg);
+        let mut cmd = Command::new(&self.tools.exe);
         cmd.args(&args);
         let done = run_child(cmd, cancel, usize::MAX, on_line).await?;
         let stderr_says_broken = broken_input(&done.stderr_tail);
@@ -310,7 +312,8 @@ impl VideoRunner {
         }
 
         let outputs = self.describe_outputs(&out_dir, cancel).await?;
-        let written = outputs.iter().filter(|o| o.content_type == "video/mp4" || o.name.ends_with("p.m3u8")).filter_map(|o| o.duration).reduce(f64::max);
+        // Only the video and the HLS variant playlists have a duration.
+        let written = outputs.iter().filter_map(|o| o.duration).reduce(f64::max);
         if let (Some(expected), Some(written)) = (source.duration, written) {
             let expected = expected.min(self.caps.max_duration.as_secs_f64());
             if written + (expected * 0.05).max(1.0) < expected {
@@ -349,14 +352,14 @@ impl VideoRunner {
             let what = if probe.streams.iter().any(|s| s.codec_type.as_deref() == Some("audio")) { "it is audio only" } else { "it has no streams ffmpeg can use" };
             return Err(JobError::Permanent {
                 code: "invalid_input",
-                message: format!("the file has no video stream ({what}, {}); upload a video file", format.format_long_name.as_deref().unwrap_or(&format.format_name)),
+                message: format!("the file has no video stream ({what}, {}); upload a video file", format.long_name.as_deref().unwrap_or(&format.name)),
             });
         };
-        let demuxer = format.format_name.split(',').find(|n| VIDEO_FORMATS.contains(n));
+        let demuxer = format.name.split(',').find(|n| VIDEO_FORMATS.contains(n));
         let Some(demuxer) = demuxer else {
             return Err(JobError::Permanent {
                 code: "invalid_input",
-                message: format!("the container {} is not accepted; re-mux the video into MP4, MKV or WebM", format.format_name),
+                message: format!("the container {} is not accepted; re-mux the video into MP4, MKV or WebM", format.name),
             });
         };
         let audio = probe.streams.iter().find(|s| s.codec_type.as_deref() == Some("audio"));
@@ -396,7 +399,7 @@ impl VideoRunner {
         let (display_width, display_height) = display_size(video, width, height);
         Ok(Source {
             demuxer: demuxer.to_owned(),
-            format: format.format_name.clone(),
+            format: format.name.clone(),
             duration,
             bit_rate: format.bit_rate.as_deref().and_then(|b| b.parse().ok()),
             video: video.index,
@@ -502,7 +505,7 @@ impl VideoRunner {
             let path = out_dir.join(&name);
             let content_type = content_type(&name);
             // Probed: the video, each HLS variant playlist (not the master, not each segment), the poster.
-            let probed = name == "video.mp4" || name == "poster.jpg" || (name.ends_with(".m3u8") && name != "hls/master.m3u8");
+            let probed = name == "video.mp4" || name == "poster.jpg" || (content_type == "application/vnd.apple.mpegurl" && name != "hls/master.m3u8");
             let (mut width, mut height, mut duration) = (None, None, None);
             if probed {
                 let p = probe(&self.tools, &path, "mov,hls,mpegts,image2,jpeg_pipe", cancel)
@@ -598,9 +601,10 @@ struct Probe {
 
 #[derive(Debug, Default, Deserialize)]
 struct Format {
-    #[serde(default)]
-    format_name: String,
-    format_long_name: Option<String>,
+    #[serde(default, rename = "format_name")]
+    name: String,
+    #[serde(rename = "format_long_name")]
+    long_name: Option<String>,
     duration: Option<String>,
     bit_rate: Option<String>,
 }
@@ -632,7 +636,7 @@ struct Disposition {
 /// Runs `ffprobe` on a local file with only `formats` allowed. The outer error is a job error
 /// (cancelled, cannot run); the inner one says why the file is not readable media.
 async fn probe(tools: &Ffmpeg, file: &Path, formats: &str, cancel: &CancellationToken) -> Result<Result<Probe, String>, JobError> {
-    let mut cmd = Command::new(&tools.ffprobe);
+    let mut cmd = Command::new(&tools.probe_exe);
     cmd.args(["-v", "error", "-protocol_whitelist", "file", "-format_whitelist", formats]);
     cmd.args(["-print_format", "json", "-show_format", "-show_streams", "-i"]).arg(file);
     let mut json = String::new();
