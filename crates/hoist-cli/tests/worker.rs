@@ -142,13 +142,13 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
         let (a, _) = worker();
         api.wait(&killed_job, Duration::from_mins(1), "worker A to transcode", |j| running_past(j, 0.1)).await;
         signal(&a, "-KILL");
-        let (_b, _) = worker();
+        let (b, _) = worker();
         let done = api.wait(&killed_job, Duration::from_mins(2), "the job to succeed", |j| j["state"] != "running" && j["state"] != "queued").await;
         assert_eq!((done["state"].as_str(), done["attempts"].as_u64()), (Some("succeeded"), Some(2)), "{done}");
         drop(a);
 
         // 2. SIGSTOP mid-job: B takes the job over after the lease; A, woken, is fenced off.
-        drop(_b);
+        drop(b);
         let frozen_job = api.upload_video("frozen.mp4", bytes.clone()).await;
         let (c, _) = worker();
         api.wait(&frozen_job, Duration::from_mins(1), "worker C to transcode", |j| running_past(j, 0.1)).await;

@@ -420,7 +420,7 @@ async fn a_lost_complete_answer_is_recovered_by_the_retry() {
     svc.stop().await;
 }
 
-/// Many workers on one PostgreSQL: 4 workers (as separate processes would, each with its own
+/// Many workers on one `PostgreSQL`: 4 workers (as separate processes would, each with its own
 /// connection pool) take 50 jobs; each job runs exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn four_workers_on_postgres_run_fifty_jobs_each_exactly_once() {
