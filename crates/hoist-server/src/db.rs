@@ -165,6 +165,14 @@ impl Db {
         &self.pool
     }
 
+    /// A transaction that will write: on `SQLite` it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting up to the busy timeout), since a deferred transaction that reads
+    /// first fails with "database is locked" when another process wrote in between, instead of
+    /// waiting its turn.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.postgres { self.pool.begin().await } else { self.pool.begin_with("BEGIN IMMEDIATE").await }
+    }
+
     /// Whether the database is `PostgreSQL` (claims use `FOR UPDATE SKIP LOCKED` there).
     pub(crate) fn is_postgres(&self) -> bool {
         self.postgres

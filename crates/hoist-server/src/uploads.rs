@@ -454,7 +454,7 @@ async fn repeated_complete(st: &AppState, s: &Session, parts: &[(u32, String)]) 
 /// and a job per matching rule. `None` when another request completed the session first.
 async fn record_completion(st: &AppState, s: &Session, done: &Completed) -> ApiResult<Option<Vec<JobRef>>> {
     use crate::pipeline::{events, jobs};
-    let mut tx = st.db.pool().begin().await?;
+    let mut tx = st.db.begin_write().await?;
     if !crate::db::complete_in(&mut tx, &s.id, &done.etag, done.checksum.as_deref(), done.size).await? {
         return Ok(None);
     }

@@ -51,28 +51,33 @@ fn pipeline(workers: usize) -> impl FnOnce(&mut ServerConfig) {
     }
 }
 
-/// Uploads `content` through `/v1` as one part and completes; answers the complete response.
-async fn upload(svc: &Service, token: &str, filename: &str, content_type: &str, content: &[u8]) -> Resp {
+/// Uploads `content` through `/v1` (parts as the service plans them) and completes; answers the
+/// complete response and the parts it completed with.
+async fn upload(svc: &Service, token: &str, filename: &str, content_type: &str, content: &[u8]) -> (Resp, Value) {
     let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(token), Some(json!({
         "filename": filename, "size": content.len(), "content_type": content_type
     })))
     .await;
     assert_eq!(c.status, 201, "{}", c.body);
-    assert_eq!(c.body["part_count"], 1, "test files are one part");
     let id = c.body["id"].as_str().unwrap().to_owned();
-    let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(token), Some(json!({ "part_numbers": [1] }))).await;
-    let (status, etag, text) = put_part(&s.body["parts"][0], content.to_vec()).await;
-    assert_eq!(status, 200, "{text}");
-    let done = complete(svc, token, &id, &etag.unwrap()).await;
+    let (count, part_size) = (c.body["part_count"].as_u64().unwrap(), c.body["part_size"].as_u64().unwrap() as usize);
+    let numbers: Vec<u64> = (1..=count).collect();
+    let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(token), Some(json!({ "part_numbers": numbers }))).await;
+    let mut parts = Vec::new();
+    let chunks: Vec<&[u8]> = if content.is_empty() { vec![content] } else { content.chunks(part_size).collect() };
+    for (part, chunk) in s.body["parts"].as_array().unwrap().iter().zip(chunks) {
+        let (status, etag, text) = put_part(part, chunk.to_vec()).await;
+        assert_eq!(status, 200, "{text}");
+        parts.push(json!({ "part_number": part["part_number"], "etag": etag.unwrap() }));
+    }
+    let parts = Value::Array(parts);
+    let done = complete(svc, token, &id, &parts).await;
     assert_eq!(done.status, 200, "{}", done.body);
-    done
+    (done, parts)
 }
 
-async fn complete(svc: &Service, token: &str, id: &str, etag: &str) -> Resp {
-    call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(token), Some(json!({
-        "parts": [{ "part_number": 1, "etag": etag }]
-    })))
-    .await
+async fn complete(svc: &Service, token: &str, id: &str, parts: &Value) -> Resp {
+    call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(token), Some(json!({ "parts": parts }))).await
 }
 
 /// Polls the job until it is terminal (or `limit` passes); answers its view.
@@ -108,7 +113,7 @@ async fn read_events(url: &str, last_event_id: Option<&str>) -> Vec<(String, Str
                 Some(c) => text.push_str(&String::from_utf8_lossy(&c.unwrap())),
                 None => break,
             },
-            () = &mut deadline => panic!("the event stream did not end"),
+            () = &mut deadline => panic!("the event stream did not end: {events:?}, then {text:?}"),
         }
         while let Some(end) = text.find("\n\n") {
             let block: String = text.drain(..end + 2).collect();
@@ -129,7 +134,7 @@ async fn a_video_upload_is_transcoded_once_and_followed_over_sse() {
     let svc = Service::start_with(pipeline(1)).await;
     let dir = tempfile::tempdir().unwrap();
     let video = make_video(dir.path(), "in.mp4", 3, "1280x720");
-    let done = upload(&svc, BOB, "clip.mp4", "video/mp4", &video).await;
+    let (done, parts) = upload(&svc, BOB, "clip.mp4", "video/mp4", &video).await;
     let jobs = done.body["jobs"].as_array().unwrap().clone();
     assert_eq!(jobs.len(), 1, "{}", done.body);
     let job_id = jobs[0]["id"].as_str().unwrap().to_owned();
@@ -174,8 +179,7 @@ async fn a_video_upload_is_transcoded_once_and_followed_over_sse() {
     let view = call("GET", &format!("{}/v1/jobs?upload_id={upload_id}", svc.url), Some(BOB), None).await;
     assert_eq!(view.body["jobs"].as_array().unwrap().len(), 1);
     assert_eq!(view.body["jobs"][0]["id"], id);
-    let etag = done.body["etag"].as_str().unwrap();
-    let again = complete(&svc, BOB, upload_id, etag).await;
+    let again = complete(&svc, BOB, upload_id, &parts).await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["jobs"][0]["id"], id);
     assert_eq!(count_events(&svc, upload_id, "upload.completed").await, 1);
@@ -230,7 +234,7 @@ async fn bad_inputs_fail_at_the_first_attempt_while_a_good_job_next_to_them_succ
     let text = b"this is a text file, not a video\n".repeat(100);
     let mut jobs = Vec::new();
     for (name, bytes) in [("random.mp4", &random), ("truncated.mp4", &truncated), ("notes.mp4", &text), ("good.mp4", &good)] {
-        let done = upload(&svc, BOB, name, "video/mp4", bytes).await;
+        let (done, _) = upload(&svc, BOB, name, "video/mp4", bytes).await;
         jobs.push((name, done.body["jobs"][0]["id"].as_str().unwrap().to_owned()));
     }
     for (name, id) in &jobs {
@@ -305,7 +309,7 @@ async fn cancel_stops_ffmpeg_within_two_heartbeats_and_retry_runs_it_again() {
     let dir = tempfile::tempdir().unwrap();
     // Long enough that the job is still transcoding when it is cancelled.
     let video = make_video(dir.path(), "long.mp4", 60, "1280x720");
-    let done = upload(&svc, BOB, "long.mp4", "video/mp4", &video).await;
+    let (done, _) = upload(&svc, BOB, "long.mp4", "video/mp4", &video).await;
     let id = done.body["jobs"][0]["id"].as_str().unwrap().to_owned();
     let until = Instant::now() + Duration::from_secs(30);
     loop {

@@ -139,8 +139,8 @@ async fn list(State(st): State<Arc<AppState>>, caller: Caller, Query(q): Query<L
 }
 
 async fn cancel(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
-    let job = jobs::cancel(&st.db, &st.outbox, &caller.0.name, &id).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
-    if job.state != JobState::Cancelled {
+    let (job, cancelled) = jobs::cancel(&st.db, &st.outbox, &caller.0.name, &id).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    if !cancelled {
         return Err(ApiError::JobWrongState { id, state: job.state.as_str(), hint: "it has finished already; only queued or running jobs can be cancelled" });
     }
     tracing::info!(job = %job.id, "job cancelled");
@@ -188,12 +188,16 @@ async fn events(
             return None;
         }
         loop {
-            if let Some(job) = next.take()
-                && job.version > seen
-            {
-                seen = job.version;
-                let terminal = job.state.is_terminal();
-                return Some((Ok(sse_event(&job)), (st, id, None, seen, terminal)));
+            if let Some(job) = next.take() {
+                if job.version > seen {
+                    seen = job.version;
+                    let terminal = job.state.is_terminal();
+                    return Some((Ok(sse_event(&job)), (st, id, None, seen, terminal)));
+                }
+                if job.state.is_terminal() {
+                    // The client saw the end already (it resumed with the last event's id).
+                    return None;
+                }
             }
             let changed = st.outbox.changed();
             tokio::select! {
@@ -255,7 +259,7 @@ async fn s3_events(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body
         };
         let content_type = crate::policy::normalize_content_type(head.content_type.as_deref()).unwrap_or_else(|_| "application/octet-stream".into());
         let mut queued = Vec::new();
-        let mut tx = st.db.pool().begin().await?;
+        let mut tx = st.db.begin_write().await?;
         let mut presets = std::collections::HashSet::new();
         for rule in st.pipeline.rules.iter().filter(|r| r.matches(&key, &content_type)) {
             if !presets.insert(rule.preset.as_str()) {

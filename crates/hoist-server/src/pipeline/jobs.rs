@@ -388,7 +388,7 @@ pub async fn finish(db: &Db, outbox: &Outbox, lease: &Lease, outcome: Outcome) -
         Outcome::Failed(f) => (JobState::Failed, Some(f), None, None),
         Outcome::Transient(f) => (after_transient(&lease.job), Some(f), None, None),
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let job = transition(&mut tx, &lease.job.id, Some(&lease.token), &[JobState::Running], state, failure.as_ref(), source.as_ref(), outputs.as_ref())
         .await?;
     if let Some(job) = &job {
@@ -485,12 +485,13 @@ async fn record_terminal(conn: &mut AnyConnection, outbox: &Outbox, job: &Job) -
 }
 
 /// Cancels the caller's job if it is queued or running (a running worker learns at its next
-/// heartbeat and stops). Answers the job as it is now, or `None` when there is no such job.
-pub async fn cancel(db: &Db, outbox: &Outbox, api_key: &str, id: &str) -> Result<Option<Job>, sqlx::Error> {
+/// heartbeat and stops). Answers the job as it is now and whether this call cancelled it, or
+/// `None` when there is no such job.
+pub async fn cancel(db: &Db, outbox: &Outbox, api_key: &str, id: &str) -> Result<Option<(Job, bool)>, sqlx::Error> {
     if get(db, api_key, id).await?.is_none() {
         return Ok(None);
     }
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let changed = transition(&mut tx, id, None, &[JobState::Queued, JobState::Running], JobState::Cancelled, None, None, None).await?;
     if let Some(job) = &changed {
         record_terminal(&mut tx, outbox, job).await?;
@@ -499,7 +500,7 @@ pub async fn cancel(db: &Db, outbox: &Outbox, api_key: &str, id: &str) -> Result
     if changed.is_some() {
         outbox.wake();
     }
-    get(db, api_key, id).await
+    Ok(get(db, api_key, id).await?.map(|j| (j, changed.is_some())))
 }
 
 /// Queues a failed, dead or cancelled job of the caller again, with `more` attempts.
@@ -537,7 +538,7 @@ pub async fn requeue_expired(db: &Db, outbox: &Outbox, limit: i64) -> Result<usi
             code: "worker_lost".into(),
             message: format!("the worker running attempt {attempts} stopped answering (killed, or stalled past its lease)"),
         };
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         let job = transition(&mut tx, &id, token.as_deref(), &[JobState::Running], to, Some(&failure), None, None).await?;
         if let Some(job) = &job {
             record_terminal(&mut tx, outbox, job).await?;
@@ -652,10 +653,10 @@ mod tests {
         // Retry by hand: queued again with more attempts; cancel it; cancelling twice changes nothing.
         let j = retry(db, &other.api_key, &other.id, 3).await.unwrap().unwrap();
         assert_eq!((j.state, j.max_attempts), (JobState::Queued, 5));
-        let j = cancel(db, &outbox, &other.api_key, &other.id).await.unwrap().unwrap();
-        assert_eq!(j.state, JobState::Cancelled);
-        let j = cancel(db, &outbox, &other.api_key, &other.id).await.unwrap().unwrap();
-        assert_eq!(j.state, JobState::Cancelled);
+        let (j, changed) = cancel(db, &outbox, &other.api_key, &other.id).await.unwrap().unwrap();
+        assert_eq!((j.state, changed), (JobState::Cancelled, true));
+        let (j, changed) = cancel(db, &outbox, &other.api_key, &other.id).await.unwrap().unwrap();
+        assert_eq!((j.state, changed), (JobState::Cancelled, false), "cancelling twice changes nothing");
         let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM events WHERE subject = $1 ORDER BY kind")
             .bind(&other.id)
             .fetch_all(db.pool())
