@@ -103,7 +103,8 @@ impl Session {
 }
 
 /// The migrations, in order. Each runs once; applied versions are recorded.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_uploads.sql"))];
+/// Version 2 (events and jobs) belongs to the pipeline's outbox and job queue.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_uploads.sql")), (3, include_str!("../migrations/0003_webhooks.sql"))];
 
 /// The session database.
 #[derive(Debug, Clone)]
@@ -158,6 +159,11 @@ impl Db {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// The connection pool, for the modules that own their own tables (the pipeline's).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Stores a new session.
@@ -287,6 +293,15 @@ fn from_row(r: &AnyRow) -> Result<Session, sqlx::Error> {
         etag: r.try_get("etag")?,
         checksum: r.try_get("checksum")?,
     })
+}
+
+/// A database URL without its password, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// Now, in Unix milliseconds.

@@ -108,14 +108,6 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Strips a password from a database URL for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
 /// The dev token kept in the data dir (made on first use), so a restart keeps the page working.
 fn dev_token(data_dir: &std::path::Path) -> Result<String, Error> {
     let path = data_dir.join("dev-token");
@@ -144,11 +136,9 @@ impl Server {
             .map_err(|source| Error::Listen { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen.clone(), source })?;
 
-        let url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", config.data_dir.join("hoist.db").display()));
-        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: redact(&url), source })?;
+        let url = config.database_url_or_default();
+        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
+        let webhooks = Arc::new(pipeline::webhooks::Webhooks::new(&config.webhooks)?);
 
         let mut origins = vec![format!("http://{addr}")];
         if addr.ip().is_loopback() {
@@ -217,6 +207,7 @@ impl Server {
             session_ttl: config.session_ttl,
             part_size: config.part_size,
             limits,
+            webhooks,
         });
         let router = api::router(Arc::clone(&state), config.cors_origins.clone());
         Ok(Self { listener, router, state, addr, store, dev_token, janitor_interval: config.janitor_interval })
@@ -246,11 +237,15 @@ impl Server {
         Arc::clone(&self.state)
     }
 
-    /// Serves the API and runs the janitor until `shutdown` resolves; then stops the store.
+    /// Serves the API, runs the janitor and the webhook delivery loop until `shutdown` resolves;
+    /// then stops the store. A webhook attempt cut off by the stop is sent again after its lease
+    /// expires, by this or another replica.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let janitor = tokio::spawn(janitor::run(Arc::clone(&self.state), self.janitor_interval));
+        let webhooks = tokio::spawn(Arc::clone(&self.state.webhooks).run(self.state.db.clone()));
         let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         janitor.abort();
+        webhooks.abort();
         if let Some(store) = self.store {
             store.shutdown().await;
         }

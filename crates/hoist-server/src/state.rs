@@ -1,11 +1,13 @@
 //! [`AppState`]: what every request handler shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hoist_core::{ProviderLimits, S3Client};
 
 use crate::db::Db;
 use crate::metrics::Metrics;
+use crate::pipeline::webhooks::Webhooks;
 use crate::policy::{Keys, RateLimiter};
 use crate::presign::Presigner;
 
@@ -34,4 +36,6 @@ pub struct AppState {
     pub part_size: u64,
     /// The provider's multipart limits.
     pub limits: ProviderLimits,
+    /// Webhook deliveries: enqueue in the transaction that raises an event, wake after commit.
+    pub webhooks: Arc<Webhooks>,
 }

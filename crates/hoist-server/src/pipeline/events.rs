@@ -12,6 +12,9 @@ pub const JOB_FAILED: &str = "job.failed";
 /// A job was cancelled.
 pub const JOB_CANCELLED: &str = "job.cancelled";
 
+/// Every event type, for checking configured filters.
+pub const TYPES: &[&str] = &[UPLOAD_COMPLETED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED];
+
 /// One event: its stable id (`evt_…`, also the webhook id), type, time and payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {

@@ -14,3 +14,4 @@
 
 pub mod runner;
 pub mod events;
+pub mod webhooks;
