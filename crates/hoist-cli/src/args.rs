@@ -37,4 +37,6 @@ pub(crate) enum Command {
     Store(cmd::store::StoreArgs),
     /// Run the upload service: pre-signed multipart uploads for browsers and apps, and its page.
     Serve(cmd::serve::ServeArgs),
+    /// List the service's webhook deliveries, redeliver one, or enable an endpoint after a 410.
+    Webhooks(cmd::webhooks::WebhooksArgs),
 }

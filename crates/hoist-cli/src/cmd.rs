@@ -6,6 +6,7 @@ pub(crate) mod resume;
 pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod uploads;
+pub(crate) mod webhooks;
 
 use crate::args::Command;
 use crate::exit::CliError;
@@ -19,5 +20,6 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Store(args) => store::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Uploads(args) => uploads::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }

@@ -12,19 +12,30 @@ use hoist_server::{S3Target, Server, ServerConfig};
 use crate::exit::{CliError, Exit};
 use crate::parse::{parse_duration, parse_size};
 
+/// Where the service's state is: the flags `hoist serve` shares with the commands that read or
+/// change the same database (`hoist webhooks`, `hoist worker`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct StateArgs {
+    /// Data directory: sessions database, embedded store data, dev token
+    /// [default: the user's data dir, e.g. ~/.local/share/hoist/serve].
+    #[arg(long, env = "HOIST_DATA", value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+    /// TOML config file (API keys, webhooks and any of these settings).
+    #[arg(long, env = "HOIST_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…` [default: hoist.db in the data dir].
+    #[arg(long, env = "HOIST_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+}
+
 /// Flags of `hoist serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Address of the API and the page; port 0 picks a free port [default: 127.0.0.1:8080].
     #[arg(long, env = "HOIST_LISTEN", value_name = "ADDR")]
     pub(crate) listen: Option<String>,
-    /// Data directory: sessions database, embedded store data, dev token
-    /// [default: the user's data dir, e.g. ~/.local/share/hoist/serve].
-    #[arg(long, env = "HOIST_DATA", value_name = "DIR")]
-    pub(crate) data: Option<PathBuf>,
-    /// TOML config file (API keys and any of these settings).
-    #[arg(long, env = "HOIST_CONFIG", value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
     /// Local use: make a token (kept in the data dir) with a generous policy and print it.
     #[arg(long)]
     pub(crate) dev: bool,
@@ -49,9 +60,6 @@ pub(crate) struct ServeArgs {
     /// Address of the embedded store [default: 127.0.0.1:0, any free port].
     #[arg(long, value_name = "ADDR")]
     pub(crate) store_listen: Option<String>,
-    /// `sqlite://PATH` or `postgres://…` [default: hoist.db in the data dir].
-    #[arg(long, env = "HOIST_DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    pub(crate) database_url: Option<String>,
     /// Lifetime of a pre-signed part URL, e.g. 15m.
     #[arg(long, env = "HOIST_PART_URL_TTL", value_parser = parse_duration)]
     pub(crate) part_url_ttl: Option<Duration>,
@@ -75,8 +83,9 @@ fn default_data_dir() -> Result<PathBuf, CliError> {
         .ok_or_else(|| CliError::usage("cannot find your data directory").with_hint("pass --data DIR"))
 }
 
-/// Builds the config: defaults, then the file, then env vars and flags.
-fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
+/// The settings every command on the service's state starts from: defaults, then the file,
+/// then the data dir and database flags (or their env vars).
+pub(crate) fn base_config(args: &StateArgs) -> Result<ServerConfig, CliError> {
     let mut c = ServerConfig::new(match &args.data {
         Some(d) => d.clone(),
         None => default_data_dir()?,
@@ -86,18 +95,24 @@ fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
             CliError::usage(format!("cannot read config file {}: {e}", path.display())).with_hint("pass --config with a readable TOML file")
         })?;
         c = c.from_toml(&text).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-        if let Some(d) = args.data {
-            c.data_dir = d;
+        if let Some(d) = &args.data {
+            c.data_dir.clone_from(d);
         }
     }
+    if let Some(v) = &args.database_url {
+        c.database_url = Some(v.clone());
+    }
+    Ok(c)
+}
+
+/// Builds the config: the base, then the rest of the env vars and flags.
+fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
+    let mut c = base_config(&args.state)?;
     if let Some(v) = args.listen {
         c.listen = v;
     }
     if let Some(v) = args.bucket {
         c.bucket = v;
-    }
-    if let Some(v) = args.database_url {
-        c.database_url = Some(v);
     }
     if args.s3_endpoint.is_some() || args.aws {
         c.s3 = S3Target::External { endpoint: args.s3_endpoint, region: args.region, profile: args.profile, credentials: None };
