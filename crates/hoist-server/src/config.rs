@@ -125,7 +125,7 @@ pub struct ServerConfig {
 /// One webhook endpoint from the operator's config.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookEndpoint {
-    /// `http://` or `https://` URL the events are POSTed to.
+    /// `http://` or `https://` URL the events are sent to (POST).
     pub url: String,
     /// `whsec_` + base64 of the signing key (Standard Webhooks).
     pub secret: String,
