@@ -168,8 +168,8 @@ impl WebhookEndpoint {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        if url.is_none() {
+        let url = self.url.parse::<http::Uri>().ok();
+        if !url.is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())) {
             return Err(ConfigError(format!(
                 "webhook url {:?} is not an http(s) URL: use e.g. url = \"https://app.example.com/hooks/hoist\"",
                 self.target()
@@ -190,8 +190,11 @@ impl WebhookEndpoint {
 /// A URL's host (with port) and path, without scheme, credentials or query string.
 #[must_use]
 pub fn url_target(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!("{}{}{}", u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default(), u.path()),
+    match url.parse::<http::Uri>() {
+        Ok(u) => {
+            let port = u.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}{port}{}", u.host().unwrap_or(""), u.path())
+        }
         Err(_) => "(not a URL)".to_owned(),
     }
 }

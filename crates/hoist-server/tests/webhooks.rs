@@ -341,3 +341,31 @@ async fn event_to_receiver_latency() {
         run.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_goes_through_tls_and_failures_are_recorded_not_panicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = &databases(&dir)[0];
+    let (db, pool) = open(url).await;
+    // A plain-HTTP receiver behind an https:// URL: the TLS handshake fails, the body never leaves.
+    let rx = Receiver::start(vec![]).await;
+    let https = WebhookEndpoint { url: rx.url.replace("http://", "https://"), secret: SECRET.into(), events: Vec::new() };
+    // And a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let refused = WebhookEndpoint { url: format!("http://{closed}/hooks"), secret: SECRET.into(), events: Vec::new() };
+    let hooks = Arc::new(Webhooks::new(&[https, refused]).unwrap().with_schedule(fast(1)));
+    let run = spawn_loop(&hooks, &db);
+    let e = event(JOB_SUCCEEDED);
+    raise(&pool, &hooks, &e).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rows: Vec<_> = webhooks::list(&db, true, 10_000).await.unwrap().into_iter().filter(|d| d.event_id == e.id).collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for d in &rows {
+        assert_eq!((d.state, d.attempts, d.last_status), (DeliveryState::Failed, 1, None), "{d:?}");
+        let error = d.last_error.as_deref().unwrap();
+        let want = if d.endpoint.ends_with("/hooks/hoist") { "corrupt message" } else { "Connection refused" };
+        assert!(error.contains(want), "{d:?}");
+    }
+    assert!(rx.hits().is_empty(), "no plain-text request reached the receiver");
+    run.abort();
+}

@@ -30,14 +30,22 @@
 //!   timeout; connection error) is retried.
 //! - Logs name the endpoint by host and path only (a query string may hold a token) and never
 //!   print secrets, signatures or bodies.
-//! - TLS: rustls with the aws-lc-rs provider and the system's roots, the crates aws-sdk-s3
-//!   already builds, so https endpoints cost reqwest's glue code only.
+//! - HTTP: hyper's client with hyper-rustls, rustls on the aws-lc-rs provider and the system's
+//!   roots: the crates aws-sdk-s3 already builds, so https endpoints add no crate. Not reqwest:
+//!   its rustls features would make every reqwest client in the workspace default to rustls with
+//!   no crypto provider installed. hyper never follows redirects; the timeout covers connecting,
+//!   sending and the response's status and headers (the body is not read).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use rand::Rng as _;
 use sha2::Sha256;
 use sqlx::Row as _;
@@ -246,7 +254,7 @@ enum Outcome {
 /// sends them.
 pub struct Webhooks {
     targets: Vec<Target>,
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     schedule: Schedule,
     timeout: Duration,
     notify: Notify,
@@ -267,12 +275,8 @@ impl Webhooks {
             .iter()
             .map(|e| Ok(Target { endpoint: e.clone(), key: e.signing_key()?, name: e.target() }))
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .use_preconfigured_tls(tls_config())
-            .user_agent(concat!("hoist-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError(format!("webhooks: cannot build the HTTP client: {e}")))?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()).https_or_http().enable_http1().build();
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
         Ok(Self { targets, client, schedule: Schedule::default(), timeout: DEFAULT_TIMEOUT, notify: Notify::new() })
     }
 
@@ -451,21 +455,23 @@ impl Webhooks {
 
     async fn send(&self, target: &Target, c: &Claimed) -> Outcome {
         let timestamp = now_ms() / 1000;
-        let sent = self
-            .client
-            .post(&target.endpoint.url)
-            .timeout(self.timeout)
+        let request = http::Request::post(target.endpoint.url.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, concat!("hoist-webhooks/", env!("CARGO_PKG_VERSION")))
             .header("webhook-id", &c.event_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", sign(&target.key, &c.event_id, timestamp, &c.body))
-            .body(c.body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => Outcome::Delivered(r.status().as_u16()),
-            Ok(r) if r.status() == http::StatusCode::GONE => Outcome::Gone,
-            Ok(r) => {
+            .body(Full::new(Bytes::from(c.body.clone())));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry { status: None, error: format!("cannot build the request: {e}"), retry_after: None },
+        };
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => Outcome::Retry { status: None, error: format!("no answer within {:?}", self.timeout), retry_after: None },
+            Ok(Err(e)) => Outcome::Retry { status: None, error: causes(&e), retry_after: None },
+            Ok(Ok(r)) if r.status().is_success() => Outcome::Delivered(r.status().as_u16()),
+            Ok(Ok(r)) if r.status() == http::StatusCode::GONE => Outcome::Gone,
+            Ok(Ok(r)) => {
                 let status = r.status();
                 let error = if status.is_redirection() {
                     format!("HTTP {status}: redirects are not followed; configure the final URL")
@@ -475,8 +481,6 @@ impl Webhooks {
                 let retry_after = r.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
                 Outcome::Retry { status: Some(status.as_u16()), error, retry_after }
             }
-            Err(e) if e.is_timeout() => Outcome::Retry { status: None, error: format!("no answer within {:?}", self.timeout), retry_after: None },
-            Err(e) => Outcome::Retry { status: None, error: e.without_url().to_string(), retry_after: None },
         }
     }
 
@@ -565,6 +569,18 @@ fn body(event: &Event) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.at_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let timestamp = at.format(&Rfc3339).unwrap_or_default();
     serde_json::json!({ "type": event.kind, "timestamp": timestamp, "data": event.data }).to_string()
+}
+
+/// An error and its causes on one line (hyper's own message is only "client error (Connect)").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
 }
 
 /// `prefix` + 32 random hex digits.
