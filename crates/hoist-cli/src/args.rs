@@ -39,4 +39,6 @@ pub(crate) enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Run pipeline jobs (video transcoding) for `hoist serve`, on its database and S3.
     Worker(cmd::worker::WorkerArgs),
+    /// List the service's webhook deliveries, redeliver one, or enable an endpoint after a 410.
+    Webhooks(cmd::webhooks::WebhooksArgs),
 }

@@ -6,6 +6,7 @@ pub(crate) mod resume;
 pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod uploads;
+pub(crate) mod webhooks;
 pub(crate) mod worker;
 
 use crate::args::Command;
@@ -21,5 +22,6 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(args).await,
         Command::Uploads(args) => uploads::run(args).await,
         Command::Worker(args) => worker::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }

@@ -8,6 +8,9 @@
 //! - Sizes and durations in the file are strings with units (`"5GiB"`, `"15m"`), as on the command
 //!   line, or plain integers (bytes, seconds).
 //! - No mode accepts uploads without a token unless `allow_anonymous` says so explicitly.
+//! - Webhook endpoints and their secrets come from this file only, never from API callers; a
+//!   secret is Standard Webhooks' `whsec_` + base64 of 24 to 64 random bytes, and `Debug` never
+//!   prints it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -177,6 +180,95 @@ pub struct ServerConfig {
     pub part_size: u64,
     /// What happens after an upload.
     pub pipeline: PipelineConfig,
+    /// Where events are delivered (`[[webhooks]]` in the file).
+    pub webhooks: Vec<WebhookEndpoint>,
+}
+
+/// One webhook endpoint from the operator's config.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// `http://` or `https://` URL the events are sent to (POST).
+    pub url: String,
+    /// `whsec_` + base64 of the signing key (Standard Webhooks).
+    pub secret: String,
+    /// Event types sent to it (`upload.completed`, `job.succeeded`, …); empty: all.
+    pub events: Vec<String>,
+}
+
+/// Shortest and longest signing key, in bytes (the Standard Webhooks spec: 24 to 64).
+const WEBHOOK_KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+impl WebhookEndpoint {
+    /// The HMAC key: the base64-decoded part of the secret after `whsec_`.
+    pub fn signing_key(&self) -> Result<Vec<u8>, ConfigError> {
+        use base64::Engine as _;
+        let refuse = || {
+            ConfigError(format!(
+                "webhook {}: secret must be \"whsec_\" followed by base64 of {}-{} random bytes, \
+                 e.g. whsec_$(head -c 32 /dev/urandom | base64)",
+                self.target(),
+                WEBHOOK_KEY_BYTES.start(),
+                WEBHOOK_KEY_BYTES.end()
+            ))
+        };
+        let b64 = self.secret.strip_prefix("whsec_").ok_or_else(refuse)?;
+        let key = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| refuse())?;
+        if WEBHOOK_KEY_BYTES.contains(&key.len()) { Ok(key) } else { Err(refuse()) }
+    }
+
+    /// The URL's host and path, for logs and listings: never the query string, which may carry
+    /// a token.
+    #[must_use]
+    pub fn target(&self) -> String {
+        url_target(&self.url)
+    }
+
+    /// Whether events of type `kind` go to this endpoint.
+    #[must_use]
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == kind)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.parse::<http::Uri>().ok();
+        if !url.is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())) {
+            return Err(ConfigError(format!(
+                "webhook url {:?} is not an http(s) URL: use e.g. url = \"https://app.example.com/hooks/hoist\"",
+                self.target()
+            )));
+        }
+        self.signing_key()?;
+        let known = crate::pipeline::events::TYPES;
+        if let Some(bad) = self.events.iter().find(|e| !known.contains(&e.as_str())) {
+            return Err(ConfigError(format!(
+                "webhook {}: unknown event type {bad:?} in events: use some of {known:?}, or leave events out for all",
+                self.target()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A URL's host (with port) and path, without scheme, credentials or query string.
+#[must_use]
+pub fn url_target(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(u) => {
+            let port = u.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}{port}{}", u.host().unwrap_or(""), u.path())
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("url", &self.target())
+            .field("secret", &"whsec_…")
+            .field("events", &self.events)
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -198,7 +290,14 @@ impl ServerConfig {
             cors_origins: Vec::new(),
             part_size: DEFAULT_PART_SIZE,
             pipeline: PipelineConfig::default(),
+            webhooks: Vec::new(),
         }
+    }
+
+    /// The database URL: the configured one, or `SQLite` in the data dir.
+    #[must_use]
+    pub fn database_url_or_default(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("hoist.db").display()))
     }
 
     /// Reads a TOML config file's text onto these settings (file values replace defaults).
@@ -236,6 +335,9 @@ impl ServerConfig {
         if let Some(p) = file.pipeline {
             p.apply(&mut self.pipeline)?;
         }
+        for w in file.webhooks.unwrap_or_default() {
+            self.webhooks.push(WebhookEndpoint { url: w.url, secret: w.secret, events: w.events.unwrap_or_default() });
+        }
         Ok(self)
     }
 
@@ -270,6 +372,12 @@ impl ServerConfig {
             }
             if p.content_types.is_empty() {
                 return bad(format!("key {:?}: content_types is empty: list allowed types, e.g. [\"image/*\"] or [\"*/*\"]", p.name));
+            }
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            w.validate()?;
+            if self.webhooks[..i].iter().any(|o| o.url == w.url) {
+                return bad(format!("webhook {} is configured twice: keep one [[webhooks]] entry per url", w.target()));
             }
         }
         Ok(())
@@ -319,8 +427,8 @@ impl PipelineConfig {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// The TOML file, as written.
-#[derive(Debug, Deserialize)]
+/// The TOML file, as written (not `Debug`: it holds webhook secrets).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
@@ -337,6 +445,16 @@ struct FileConfig {
     cors_origins: Option<Vec<String>>,
     keys: Option<Vec<FileKey>>,
     pipeline: Option<FilePipeline>,
+    webhooks: Option<Vec<FileWebhook>>,
+}
+
+/// Not `Debug`: it holds a secret.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhook {
+    url: String,
+    secret: String,
+    events: Option<Vec<String>>,
 }
 
 /// `[pipeline]` in the file.
@@ -490,5 +608,49 @@ mod tests {
         c.dev = true;
         c.bucket = "Bad_Bucket".into();
         assert!(c.validate().unwrap_err().0.contains("bucket name"));
+    }
+
+    const HOOK: &str = r#"
+        [[webhooks]]
+        url = "https://app.example.com/hooks/hoist?token=abc"
+        secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        events = ["job.succeeded", "job.failed"]
+        [[webhooks]]
+        url = "http://127.0.0.1:9000/all"
+        secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    "#;
+
+    #[test]
+    fn webhooks_are_read_checked_and_their_secrets_never_printed() {
+        let c = ServerConfig::new("/tmp/x").from_toml(&format!("{KEY}{HOOK}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.webhooks.len(), 2);
+        let w = &c.webhooks[0];
+        assert_eq!(w.signing_key().unwrap().len(), 24);
+        assert!(w.wants("job.failed") && !w.wants("upload.completed"));
+        assert!(c.webhooks[1].wants("upload.completed"), "no events: all");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("MfKQ9r8") && !shown.contains("token=abc"), "{shown}");
+        assert!(shown.contains("app.example.com/hooks/hoist"), "{shown}");
+
+        let refused = |from: &str, to: &str| {
+            let c = ServerConfig::new("/tmp/x").from_toml(&format!("{KEY}{}", HOOK.replacen(from, to, 1))).unwrap();
+            c.validate().unwrap_err().0
+        };
+        let e = refused("https://app", "ftp://app");
+        assert!(e.contains("not an http(s) URL") && e.contains("url = \"https://"), "{e}");
+        let e = refused("whsec_MfKQ", "MfKQ");
+        assert!(e.contains("secret must be \"whsec_\"") && e.contains("24-64"), "{e}");
+        let e = refused("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2hvcnQ=");
+        assert!(e.contains("whsec_"), "a 5-byte key: {e}");
+        let e = refused("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!");
+        assert!(e.contains("whsec_"), "{e}");
+        assert!(!e.contains("not base64!"), "the secret is not echoed: {e}");
+        let e = refused("\"job.failed\"", "\"job.finished\"");
+        assert!(e.contains("unknown event type \"job.finished\"") && e.contains("job.succeeded"), "{e}");
+        let e = refused("http://127.0.0.1:9000/all", "https://app.example.com/hooks/hoist?token=abc");
+        assert!(e.contains("configured twice"), "{e}");
+        let e = ServerConfig::new("/tmp/x").from_toml("[[webhooks]]\nurl = \"http://a/\"\nsecret = \"whsec_x\"\nheaders = 1").unwrap_err();
+        assert!(e.0.contains("headers"), "{e}");
     }
 }

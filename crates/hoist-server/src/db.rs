@@ -110,6 +110,7 @@ impl Session {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_uploads.sql")),
     (2, include_str!("../migrations/0002_pipeline.sql")),
+    (3, include_str!("../migrations/0003_webhooks.sql")),
 ];
 
 /// The session database.
@@ -347,6 +348,15 @@ pub async fn fresh_postgres_schema(base_url: &str) -> Result<String, sqlx::Error
     pool.close().await;
     let sep = if base_url.contains('?') { '&' } else { '?' };
     Ok(format!("{base_url}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+/// A database URL without its password, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// Now, in Unix milliseconds.

@@ -176,7 +176,7 @@ impl WorkerProcess {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rw", config.data_dir.join("hoist.db").display()));
-        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: redact(&url), source })?;
+        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let (s3, limits) = match &config.s3 {
             S3Target::Embedded { .. } => {
                 let url_file = config.data_dir.join(STORE_URL_FILE);
@@ -209,7 +209,7 @@ impl WorkerProcess {
                 (s3, if endpoint.is_none() { ProviderLimits::AWS } else { ProviderLimits::STORE_5TIB })
             }
         };
-        let outbox = pipeline::events::Outbox::default();
+        let outbox = pipeline::events::Outbox::new(Arc::new(pipeline::webhooks::Webhooks::new(&config.webhooks)?));
         let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, Some(&tools));
         Ok(Self { workers })
     }
@@ -223,14 +223,6 @@ impl WorkerProcess {
         for t in tasks {
             let _ = t.await;
         }
-    }
-}
-
-/// Strips a password from a database URL for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
     }
 }
 
@@ -262,12 +254,10 @@ impl Server {
             .map_err(|source| Error::Listen { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen.clone(), source })?;
 
-        let url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", config.data_dir.join("hoist.db").display()));
-        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: redact(&url), source })?;
-        let stream_key = pipeline::stream_token::load_key(&db).await.map_err(|source| Error::Database { url: redact(&url), source })?;
+        let url = config.database_url_or_default();
+        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
+        let webhooks = Arc::new(pipeline::webhooks::Webhooks::new(&config.webhooks)?);
+        let stream_key = pipeline::stream_token::load_key(&db).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let mut pipeline_config = config.pipeline.clone();
         let (tools, pipeline_note) = pipeline::setup(&mut pipeline_config, config.dev)?;
 
@@ -329,7 +319,7 @@ impl Server {
             S3Target::External { endpoint: None, .. } => ProviderLimits::AWS,
             _ => ProviderLimits::STORE_5TIB,
         };
-        let outbox = pipeline::events::Outbox::default();
+        let outbox = pipeline::events::Outbox::new(Arc::clone(&webhooks));
         let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, tools.as_ref());
         let state = Arc::new(AppState {
             db,
@@ -346,6 +336,7 @@ impl Server {
             pipeline: pipeline_config,
             outbox,
             stream_key,
+            webhooks,
         });
         let router = api::router(Arc::clone(&state), config.cors_origins.clone());
         Ok(Self { listener, router, state, addr, store, dev_token, janitor_interval: config.janitor_interval, workers, pipeline_note })
@@ -381,14 +372,18 @@ impl Server {
         self.pipeline_note.as_deref()
     }
 
-    /// Serves the API and runs the janitor and the in-process workers until `shutdown`
-    /// resolves; then stops the workers (their jobs are requeued) and the store.
+    /// Serves the API and runs the janitor, the webhook delivery loop and the in-process
+    /// workers until `shutdown` resolves; then stops the workers (their jobs are requeued) and
+    /// the store. A webhook attempt cut off by the stop is sent again after its lease expires,
+    /// by this or another replica.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let janitor = tokio::spawn(janitor::run(Arc::clone(&self.state), self.janitor_interval));
+        let webhooks = tokio::spawn(Arc::clone(&self.state.webhooks).run(self.state.db.clone()));
         let stop_workers = hoist_core::CancellationToken::new();
         let workers = self.workers.spawn("serve", &stop_workers);
         let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         janitor.abort();
+        webhooks.abort();
         stop_workers.cancel();
         for w in workers {
             let _ = w.await;

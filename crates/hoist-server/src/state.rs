@@ -1,5 +1,6 @@
 //! [`AppState`]: what every request handler shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hoist_core::{ProviderLimits, S3Client};
@@ -8,6 +9,7 @@ use crate::config::PipelineConfig;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::pipeline::events::Outbox;
+use crate::pipeline::webhooks::Webhooks;
 use crate::policy::{Keys, RateLimiter};
 use crate::presign::Presigner;
 
@@ -42,4 +44,6 @@ pub struct AppState {
     pub outbox: Outbox,
     /// Signs the tokens of job event stream URLs (shared by replicas through the database).
     pub stream_key: [u8; 32],
+    /// Webhook deliveries: enqueue in the transaction that raises an event, wake after commit.
+    pub webhooks: Arc<Webhooks>,
 }

@@ -9,10 +9,13 @@
 //! - [`sdk`]: an SDK error's S3 code and message; pre-signed URLs; patterned test data.
 //! - [`raw_http`]: HTTP/1.1 written byte by byte over TCP, and the response read back.
 //! - [`post_form`]: browser POST uploads: a SigV4-signed POST policy and its form body, by hand.
+//! - [`receiver`]: an HTTP server that records what it is sent and answers from a script
+//!   (webhook receivers).
 
 pub mod fault_proxy;
 pub mod post_form;
 pub mod raw_http;
+pub mod receiver;
 pub mod sdk;
 pub mod store;
 

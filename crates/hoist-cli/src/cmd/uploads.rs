@@ -139,7 +139,8 @@ fn forget_journals(upload_ids: &[String]) {
     }
 }
 
-fn format_time(unix: i64) -> String {
+/// Unix seconds as RFC 3339, or the number when out of range.
+pub(crate) fn format_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

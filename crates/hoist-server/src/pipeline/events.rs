@@ -27,8 +27,8 @@ pub const JOB_SUCCEEDED: &str = "job.succeeded";
 pub const JOB_FAILED: &str = "job.failed";
 /// A job was cancelled.
 pub const JOB_CANCELLED: &str = "job.cancelled";
-/// Every event type Hoist raises, for validating webhook subscriptions.
-pub const ALL: &[&str] = &[UPLOAD_COMPLETED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED];
+/// Every event type Hoist raises, for checking webhook subscriptions.
+pub const TYPES: &[&str] = &[UPLOAD_COMPLETED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED];
 
 /// One event: its stable id (`evt_…`, also the webhook id), type, time and payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,15 +60,23 @@ pub struct NewEvent<'a> {
     pub data: serde_json::Value,
 }
 
-/// Where events go: the `events` table, in the caller's transaction; and the in-process signal
-/// that the queue or the outbox changed (workers, deliverers and event streams of this process
-/// wake on it; other processes find changes by polling).
+/// Where events go: the `events` table and a webhook delivery per subscribed endpoint, in the
+/// caller's transaction; and the in-process signal that the queue or the outbox changed
+/// (workers, deliverers and event streams of this process wake on it; other processes find
+/// changes by polling).
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     changed: std::sync::Arc<tokio::sync::Notify>,
+    webhooks: Option<std::sync::Arc<super::webhooks::Webhooks>>,
 }
 
 impl Outbox {
+    /// An outbox whose events are also delivered to `webhooks`.
+    #[must_use]
+    pub fn new(webhooks: std::sync::Arc<super::webhooks::Webhooks>) -> Self {
+        Self { changed: std::sync::Arc::default(), webhooks: Some(webhooks) }
+    }
+
     /// Records `e` on `conn` (the caller's open transaction). Answers the event, or `None` when
     /// an event with the same dedup key exists already.
     pub async fn record(&self, conn: &mut AnyConnection, e: &NewEvent<'_>) -> Result<Option<Event>, sqlx::Error> {
@@ -88,12 +96,21 @@ impl Outbox {
         .await?
         .rows_affected()
             > 0;
-        Ok(inserted.then_some(event))
+        if !inserted {
+            return Ok(None);
+        }
+        if let Some(w) = &self.webhooks {
+            w.enqueue(conn, &event).await?;
+        }
+        Ok(Some(event))
     }
 
     /// Says that jobs or events committed (call after the transaction commits).
     pub fn wake(&self) {
         self.changed.notify_waiters();
+        if let Some(w) = &self.webhooks {
+            w.wake();
+        }
     }
 
     /// Resolves at the next [`Outbox::wake`] after this call.

@@ -11,12 +11,14 @@
 //! - [`stream_token`]: signed URLs for job event streams.
 //! - [`transcode`]: the video runner: `ffprobe`, then a named preset with `ffmpeg`.
 //! - [`worker`]: claim → download → run → upload outputs → finish, with heartbeats.
+//! - [`webhooks`]: Standard Webhooks deliveries with their own retry schedule.
 
 pub mod events;
 pub mod jobs;
 pub mod runner;
 pub mod stream_token;
 pub mod transcode;
+pub mod webhooks;
 pub mod worker;
 
 use std::collections::HashMap;
