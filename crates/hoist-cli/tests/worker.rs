@@ -128,6 +128,12 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(hoist_testkit::receiver::Receiver::start(Vec::new()));
+    let mut text = std::fs::read_to_string(config).unwrap();
+    // A webhook receiver for job.succeeded: each job must be announced exactly once.
+    text.push_str(&format!("[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_{}\"\nevents = [\"job.succeeded\"]\n", receiver.url, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="));
+    std::fs::write(config, text).unwrap();
     let (_serve, lines) = start(&["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", config, "--janitor-interval", "1s"], "dev token: ");
     let value = |p: &str| lines.iter().find_map(|l| l.strip_prefix(p)).unwrap().trim().to_owned();
     let api = Api { url: value("listening on "), token: value("dev token: "), http: reqwest::Client::new() };
@@ -135,7 +141,6 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
     make_video(&video, 20);
     let bytes = std::fs::read(&video).unwrap();
     let worker = || start(&["worker", "--data", data, "--config", config], "worker: ");
-    let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // 1. SIGKILL mid-job: another worker requeues it once the lease lapses and finishes it.
         let killed_job = api.upload_video("killed.mp4", bytes.clone()).await;
@@ -171,6 +176,19 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
             assert!(stored.iter().all(|k| k.contains("/mp4-720p-a2/")), "{stored:?}");
         }
         drop(c);
+
+        // One job.succeeded delivery per job, whatever happened to the losing workers.
+        let hits = receiver.wait_for(2, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let hits = if receiver.hits().len() > hits.len() { receiver.hits() } else { hits };
+        let mut announced: Vec<String> = hits
+            .iter()
+            .map(|h| serde_json::from_slice::<Value>(&h.body).unwrap()["data"]["job_id"].as_str().unwrap().to_owned())
+            .collect();
+        announced.sort();
+        let mut want = vec![killed_job.clone(), frozen_job.clone()];
+        want.sort();
+        assert_eq!(announced, want, "each job announced exactly once");
     });
 }
 
