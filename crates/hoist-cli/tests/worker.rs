@@ -132,7 +132,8 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
     let receiver = rt.block_on(hoist_testkit::receiver::Receiver::start(Vec::new()));
     let mut text = std::fs::read_to_string(config).unwrap();
     // A webhook receiver for job.succeeded: each job must be announced exactly once.
-    text.push_str(&format!("[[webhooks]]\nurl = \"{}\"\nsecret = \"whsec_{}\"\nevents = [\"job.succeeded\"]\n", receiver.url, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="));
+    let secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes, base64
+    std::fmt::Write::write_fmt(&mut text, format_args!("[[webhooks]]\nurl = \"{}\"\nsecret = \"{secret}\"\nevents = [\"job.succeeded\"]\n", receiver.url)).unwrap();
     std::fs::write(config, text).unwrap();
     let (_serve, lines) = start(&["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", config, "--janitor-interval", "1s"], "dev token: ");
     let value = |p: &str| lines.iter().find_map(|l| l.strip_prefix(p)).unwrap().trim().to_owned();

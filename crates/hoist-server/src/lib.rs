@@ -113,6 +113,11 @@ impl std::fmt::Debug for Server {
 /// The file in the data dir that holds the embedded store's URL while `hoist serve` runs.
 pub const STORE_URL_FILE: &str = "store-url";
 
+/// How often an idle worker looks for jobs queued by other processes (those queued in its own
+/// process wake it at once): one indexed query, so a quarter second costs little and keeps
+/// Complete → claimed short for `hoist worker` processes too.
+const WORKER_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Workers of one process (none when the pipeline has no workers here).
 struct Workers {
     worker: Option<Arc<pipeline::worker::Worker>>,
@@ -139,7 +144,7 @@ impl Workers {
             runners: pipeline::video_runners(tools),
             lease: config.lease,
             heartbeat: config.heartbeat,
-            poll: std::time::Duration::from_secs(1),
+            poll: WORKER_POLL,
             scratch: config.scratch_dir.clone().unwrap_or_else(|| data_dir.join("scratch")),
         };
         Self { worker: Some(Arc::new(worker)), count: config.workers }
