@@ -174,8 +174,8 @@ pub(crate) async fn render_batch(mode: Mode, mut rx: UnboundedReceiver<BatchEven
             BatchEvent::PartDone { size, .. } => b.inc(*size),
             BatchEvent::Ignored { .. } | BatchEvent::Retry { .. } | BatchEvent::Summary(_) => {}
         }
-        let more = if walk_over { "" } else { "+" };
-        b.set_message(format!("{files_done}/{}{more} files", files_found.max(files_done)));
+        let still_walking = if walk_over { "" } else { "+" };
+        b.set_message(format!("{files_done}/{}{still_walking} files", files_found.max(files_done)));
     }
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -21,7 +21,7 @@ fn hoist(store: &StoreProc, state: &Path, args: &[&str]) -> Command {
 }
 
 /// Like [`hoist`], without the power to read files whose mode forbids it, so a `chmod 000` file
-/// is unreadable even when the tests run as root (CAP_DAC_OVERRIDE is dropped with setpriv).
+/// is unreadable even when the tests run as root (`CAP_DAC_OVERRIDE` is dropped with setpriv).
 fn hoist_unprivileged(store: &StoreProc, state: &Path, probe: &Path, args: &[&str]) -> Command {
     if std::fs::read(probe).is_err() {
         return hoist(store, state, args);

@@ -1,6 +1,6 @@
 //! Many files in one run: the tree walk ([`crate::tree`]) feeds one scheduler that uploads small
-//! files as single PutObjects and big ones as multipart uploads ([`Uploader`]), under one request
-//! budget and one byte budget, records each confirmed file in the batch journal
+//! files as single `PutObject` requests and big ones as multipart uploads ([`Uploader`]), under one
+//! request budget and one byte budget, records each confirmed file in the batch journal
 //! ([`crate::batch_journal`]) and reports [`BatchEvent`]s. It does not own how one big file is
 //! uploaded (that is [`Uploader`]'s), nor rendering (the CLI's).
 //!
@@ -8,7 +8,7 @@
 //! - Budgets: at most `max_requests` requests and `max_bytes` bytes of file data in flight across
 //!   all files. A small file costs one request and its size; a multipart file costs the
 //!   uploader's part concurrency in requests and that many parts in bytes, so many small
-//!   PutObjects run side by side while only a few big parts do. One dispatch loop takes both
+//!   `PutObject` requests run side by side while only a few big parts do. One dispatch loop takes both
 //!   budgets in the same order, so it never deadlocks; a file whose cost exceeds a budget is
 //!   charged the whole budget.
 //! - Small files (up to [`BatchConfig::inline_max`]) are read once into memory: the checksum and
@@ -321,33 +321,10 @@ impl BatchUploader {
     /// journal, listing the destination, or an error every file would meet).
     pub async fn run(&self, req: &BatchRequest, events: &Events<BatchEvent>, cancel: &CancellationToken) -> Result<BatchSummary> {
         let started = Instant::now();
-        let client = self.uploader.client();
         // Credentials refused or a missing bucket fail once here, not once per file.
-        client.head_bucket(&req.bucket).await?;
-        let mut journal = match &self.journal {
-            Some((store, endpoint, restart)) => {
-                let id = BatchId::new(endpoint, &req.bucket, &req.prefix, &req.sources)?;
-                let j = BatchJournal::open(store.dir(), &id)?;
-                Some(if *restart {
-                    j.remove()?;
-                    BatchJournal::open(store.dir(), &id)?
-                } else {
-                    j
-                })
-            }
-            None => None,
-        };
-        let existing = match req.skip_existing {
-            Some(compare) => {
-                let mut listed = HashMap::new();
-                client.list_objects(&req.bucket, &req.prefix, |o| {
-                    listed.insert(o.key.clone(), o);
-                })
-                .await?;
-                Some((compare, listed))
-            }
-            None => None,
-        };
+        self.uploader.client().head_bucket(&req.bucket).await?;
+        let mut journal = self.open_journal(req)?;
+        let existing = self.list_existing(req).await?;
         let stop = cancel.child_token();
         let shared = Arc::new(Shared {
             uploader: self.uploader.clone(),
@@ -359,19 +336,7 @@ impl BatchUploader {
             events: events.clone(),
             cancel: stop.clone(),
         });
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Found>(WALK_AHEAD);
-        let (sources, prefix, options) = (req.sources.clone(), req.prefix.clone(), req.tree.clone());
-        // Its own thread, not the blocking pool: the walk lives as long as the batch.
-        let walker = std::thread::Builder::new()
-            .name("hoist-walk".into())
-            .spawn(move || {
-                for found in tree::walk(&sources, &prefix, options) {
-                    if tx.blocking_send(found).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| Error::Config(format!("cannot start the directory walk: {e}")))?;
+        let (walker, mut rx) = spawn_walk(req)?;
         let requests = Arc::new(Semaphore::new(self.config.max_requests));
         let bytes = Arc::new(Semaphore::new(usize::try_from(self.config.max_bytes).unwrap_or(usize::MAX)));
         let mut set: JoinSet<Outcome> = JoinSet::new();
@@ -444,16 +409,41 @@ impl BatchUploader {
             return Err(e);
         }
         summary.interrupted = cancel.is_cancelled();
-        if let Some(mut j) = journal {
-            if summary.files_failed == 0 && !summary.interrupted {
-                j.remove()?;
-            } else {
-                j.sync()?;
-            }
+        match journal {
+            // Every file done: the record has served.
+            Some(j) if summary.files_failed == 0 && !summary.interrupted => j.remove()?,
+            Some(mut j) => j.sync()?,
+            None => {}
         }
         summary.seconds = started.elapsed().as_secs_f64();
         events.emit(BatchEvent::Summary(summary.clone()));
         Ok(summary)
+    }
+
+    /// With [`BatchRequest::skip_existing`], what the destination holds under the prefix (listed
+    /// once, before any upload).
+    async fn list_existing(&self, req: &BatchRequest) -> Result<Option<(Compare, HashMap<String, ListedObject>)>> {
+        let Some(compare) = req.skip_existing else { return Ok(None) };
+        let mut listed = HashMap::new();
+        self.uploader
+            .client()
+            .list_objects(&req.bucket, &req.prefix, |o| {
+                listed.insert(o.key.clone(), o);
+            })
+            .await?;
+        Ok(Some((compare, listed)))
+    }
+
+    /// The batch journal of `req`, loaded (or dropped first, with `restart`), if batches are journaled.
+    fn open_journal(&self, req: &BatchRequest) -> Result<Option<BatchJournal>> {
+        let Some((store, endpoint, restart)) = &self.journal else { return Ok(None) };
+        let id = BatchId::new(endpoint, &req.bucket, &req.prefix, &req.sources)?;
+        let j = BatchJournal::open(store.dir(), &id)?;
+        if !*restart {
+            return Ok(Some(j));
+        }
+        j.remove()?;
+        BatchJournal::open(store.dir(), &id).map(Some)
     }
 
     /// Requests and bytes a file holds while it is uploaded, each at most the whole budget.
@@ -468,6 +458,24 @@ impl BatchUploader {
         let clamp = |v: u64, max: u64| u32::try_from(v.min(max)).unwrap_or(u32::MAX);
         (clamp(requests, self.config.max_requests as u64), clamp(bytes, self.config.max_bytes))
     }
+}
+
+/// Starts the walk over `req`'s sources on its own thread (not the blocking pool: it lives as
+/// long as the batch), at most [`WALK_AHEAD`] entries ahead of the uploads.
+fn spawn_walk(req: &BatchRequest) -> Result<(std::thread::JoinHandle<()>, tokio::sync::mpsc::Receiver<Found>)> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Found>(WALK_AHEAD);
+    let (sources, prefix, options) = (req.sources.clone(), req.prefix.clone(), req.tree.clone());
+    let walker = std::thread::Builder::new()
+        .name("hoist-walk".into())
+        .spawn(move || {
+            for found in tree::walk(&sources, &prefix, options) {
+                if tx.blocking_send(found).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Error::Config(format!("cannot start the directory walk: {e}")))?;
+    Ok((walker, rx))
 }
 
 /// Takes `b` byte permits then `r` request permits (always in this order, from one loop).

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 pub const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// SigV4's longest validity for a pre-signed URL: seven days.
-pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const MAX_TTL: Duration = Duration::from_hours(7 * 24);
 
 /// Where a bucket lives and how to address it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +127,11 @@ mod tests {
         let e = Endpoint::PathStyle("http://127.0.0.1:9000/".into());
         let url = e.object_url("bkt", "us-east-1", "a b/ü?.bin");
         assert_eq!(url, "http://127.0.0.1:9000/bkt/a%20b/%C3%BC%3F.bin");
-        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_900);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_hours(500_000) + Duration::from_millis(900);
         let get = presign(&creds(), "us-east-1", "GET", &url, &[], now, Duration::from_mins(15)).unwrap();
         assert!(get.url.starts_with(&format!("{url}?X-Amz-Algorithm=AWS4-HMAC-SHA256&")), "{}", get.url);
         assert!(get.url.contains("X-Amz-SignedHeaders=host&"), "{}", get.url);
-        assert_eq!(get.expires_at, SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 900));
+        assert_eq!(get.expires_at, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000) + Duration::from_mins(15));
         let put = presign(&creds(), "us-east-1", "PUT", &url, &[("content-length", "5")], now, Duration::from_mins(15)).unwrap();
         assert!(put.url.contains("X-Amz-SignedHeaders=content-length%3Bhost&"), "{}", put.url);
         let sig = |u: &str| u.split("X-Amz-Signature=").nth(1).unwrap().to_owned();

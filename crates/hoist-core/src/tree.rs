@@ -210,7 +210,7 @@ pub struct Walk {
 
 impl std::fmt::Debug for Walk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Walk").field("sources", &self.sources).field("prefix", &self.prefix).field("depth", &self.stack.len()).finish()
+        f.debug_struct("Walk").field("sources", &self.sources).field("prefix", &self.prefix).field("depth", &self.stack.len()).finish_non_exhaustive()
     }
 }
 
@@ -250,7 +250,7 @@ impl Walk {
             };
             self.pick(path, &name, &meta)
         } else {
-            Some(special(path, &meta.file_type()))
+            Some(special(path, meta.file_type()))
         }
     }
 
@@ -299,7 +299,7 @@ impl Walk {
         } else if meta.is_file() {
             self.pick(path, &relative, &meta)
         } else {
-            Some(special(path, &meta.file_type()))
+            Some(special(path, meta.file_type()))
         }
     }
 }
@@ -314,7 +314,7 @@ fn not_utf8(path: PathBuf) -> Found {
     }
 }
 
-fn special(path: PathBuf, t: &fs::FileType) -> Found {
+fn special(path: PathBuf, t: fs::FileType) -> Found {
     let what = if t.is_fifo() {
         "a FIFO"
     } else if t.is_socket() {

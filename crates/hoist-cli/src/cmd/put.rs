@@ -3,6 +3,7 @@
 //! outcome and map it to an exit code. The walk, the scheduling and the resume record of a batch
 //! are the engine's (`hoist_core::batch`).
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use hoist_core::checksum::ChecksumAlgorithm;
@@ -47,6 +48,7 @@ impl ConnectArgs {
 
 /// How each object is uploaded (shared by `hoist put` and `hoist sync`).
 #[derive(Debug, Clone, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub(crate) struct UploadFlags {
     /// Part size, e.g. 64MiB (raised automatically to fit 10,000 parts).
     #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_PART_SIZE)]
@@ -337,13 +339,13 @@ pub(crate) fn batch_summary(dest: &S3Url, s: &BatchSummary) -> String {
         s.seconds
     );
     if s.files_skipped > 0 {
-        line.push_str(&format!("; {} skipped (already there)", s.files_skipped));
+        let _ = write!(line, "; {} skipped (already there)", s.files_skipped);
     }
     if s.ignored > 0 {
-        line.push_str(&format!("; {} ignored (links, special files)", s.ignored));
+        let _ = write!(line, "; {} ignored (links, special files)", s.ignored);
     }
     if s.files_failed > 0 {
-        line.push_str(&format!("; {} failed", s.files_failed));
+        let _ = write!(line, "; {} failed", s.files_failed);
     }
     line
 }
