@@ -7,6 +7,8 @@ Scenarios (issue 17):
   rerun   the same tree uploaded once by each tool, then re-run on the unchanged tree: `hoist sync`
           (compares content), `s5cmd sync`, `aws s3 sync`, `rclone copy` (size and time). Also
           prints hoist's re-run time as a fraction of its first upload.
+  mixed   ≈ 2,000 files from 1 KiB to 64 MiB, ≈ 2 GiB (1,900 files of 1 KiB-1 MiB, 100 of 1-64 MiB,
+          sizes log-uniform, seeded): wall time against the same peers.
   rss     hoist alone on a tree of N files (default 100,000) of 1 KiB: peak RSS (the walk streams).
 
 What it does: starts `hoist store` on tmpfs, writes the tree on tmpfs, runs each tool in turn
@@ -44,6 +46,20 @@ def make_tree(root, files, size):
         (d / f"f{i:06}.bin").write_bytes(data[off:off + size])
 
 
+def make_mixed_tree(root):
+    """≈ 2 GiB: 1,900 small files (1 KiB-1 MiB) and 100 big ones (1-64 MiB), log-uniform sizes."""
+    import random
+    rng = random.Random(17)
+    block = os.urandom(64 << 20)
+    sizes = [int(2 ** rng.uniform(10, 20)) for _ in range(1900)] + [int(2 ** rng.uniform(20, 26)) for _ in range(100)]
+    rng.shuffle(sizes)
+    for i, size in enumerate(sizes):
+        d = root / f"d{i // 100:02}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:05}.bin").write_bytes(block[:size])
+    return len(sizes), sum(sizes)
+
+
 def tools(args, endpoint, tree, state):
     """(name, argv builder taking a destination prefix) for each available tool and scenario."""
     rerun = args.scenario == "rerun"
@@ -62,7 +78,8 @@ def tools(args, endpoint, tree, state):
     if rc:
         out.append(("rclone", lambda p: [rc, "copy", str(tree), f":s3:{BUCKET}/{p}", "--s3-provider", "Other",
                                          "--s3-endpoint", endpoint, "--s3-access-key-id", ACCESS_KEY,
-                                         "--s3-secret-access-key", SECRET_KEY, "--s3-region", REGION]))
+                                         "--s3-secret-access-key", SECRET_KEY, "--s3-region", REGION,
+                                         "--s3-list-version", "2"]))
     if args.only:
         out = [t for t in out if t[0] in set(args.only.split(","))]
     return out
@@ -95,7 +112,7 @@ ENDPOINT = None
 def main():
     global ENDPOINT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", default="small", choices=["small", "rerun", "rss"])
+    ap.add_argument("--scenario", default="small", choices=["small", "mixed", "rerun", "rss"])
     ap.add_argument("--files", type=int, default=0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hoist", default=str(Path(__file__).resolve().parent.parent / "target/release/hoist"))
@@ -110,7 +127,11 @@ def main():
     store = None
     try:
         tree = work / "tree"
-        make_tree(tree, files, size)
+        if args.scenario == "mixed":
+            files, total = make_mixed_tree(tree)
+            size = total // files
+        else:
+            make_tree(tree, files, size)
         state = work / "state"
         store, ENDPOINT = start_store(args.hoist, work / "store")
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
@@ -121,7 +142,7 @@ def main():
         env.pop("AWS_CA_BUNDLE", None)
         s3().create_bucket(Bucket=BUCKET)
         todo = tools(args, ENDPOINT, tree, state)
-        print(f"{args.scenario}: {files} files of {size} B on {args.tmp}, store {ENDPOINT}, {args.runs} runs "
+        print(f"{args.scenario}: {files} files of {size} B (mean) on {args.tmp}, store {ENDPOINT}, {args.runs} runs "
               f"per tool (plus one warm-up), round-robin; hoist = {args.hoist}", file=sys.stderr)
         first = {}
         if args.scenario == "rerun":

@@ -21,7 +21,12 @@
 //!   that dooms every file (credentials refused, bucket missing) stops the batch: it is returned.
 //! - Resume: with a journal, a file the previous run recorded with the same key, size and
 //!   modification time is skipped without being opened. Multipart uploads in flight when the
-//!   run died resume their parts through their own journals.
+//!   run died resume their parts through their own journals. The journal goes when a batch ends
+//!   with every file done, except when skipping what exists (`sync`): then it stays as the
+//!   record of what was stored, and a file it proves unchanged is skipped unread if the listing
+//!   still shows its key with the recorded size and `ETag` (a file rewritten with the same size
+//!   and modification time would be missed, as by any size-and-time check; `--restart` drops
+//!   the record).
 //! - Skip what is there ([`BatchRequest::skip_existing`]): the prefix is listed once; a file whose
 //!   key exists with the same size is compared by content ([`Compare::Checksum`]: the `ETag` as
 //!   an MD5, or a multipart `ETag` recomputed with this configuration's part size, else the
@@ -271,7 +276,8 @@ pub struct BatchUploader {
 /// How one file ended.
 enum Outcome {
     Uploaded { entry: FileEntry, size: u64, mtime_ns: i128, etag: String, checksum: Option<String>, parts: u64, seconds: f64 },
-    Skipped { entry: FileEntry, reason: String },
+    /// `etag`: the object's, when the comparison proved the file is in it (recorded).
+    Skipped { entry: FileEntry, reason: String, etag: Option<String> },
     Failed { entry: FileEntry, error: Error },
 }
 
@@ -369,14 +375,9 @@ impl BatchUploader {
                 last_walked = Instant::now();
                 events.emit(BatchEvent::Walked { files: found_files, bytes: found_bytes, finished: false });
             }
-            if journal.as_ref().is_some_and(|j| j.proves(&entry.key, entry.size, entry.mtime_ns).is_some()) {
+            if let Some(reason) = journal.as_ref().and_then(|j| shared.proven(j, &entry)) {
                 summary.files_skipped += 1;
-                events.emit(BatchEvent::FileSkipped {
-                    path: entry.path.display().to_string(),
-                    key: entry.key,
-                    size: entry.size,
-                    reason: "done in an earlier run (batch journal; same size and modification time)".into(),
-                });
+                events.emit(BatchEvent::FileSkipped { path: entry.path.display().to_string(), key: entry.key, size: entry.size, reason });
                 continue;
             }
             let (want_requests, want_bytes) = self.cost(&entry);
@@ -410,8 +411,8 @@ impl BatchUploader {
         }
         summary.interrupted = cancel.is_cancelled();
         match journal {
-            // Every file done: the record has served.
-            Some(j) if summary.files_failed == 0 && !summary.interrupted => j.remove()?,
+            // Every file done: the record has served, unless it serves the next sync.
+            Some(j) if summary.files_failed == 0 && !summary.interrupted && req.skip_existing.is_none() => j.remove()?,
             Some(mut j) => j.sync()?,
             None => {}
         }
@@ -518,7 +519,10 @@ fn settle(
                 seconds,
             });
         }
-        Outcome::Skipped { entry, reason } => {
+        Outcome::Skipped { entry, reason, etag } => {
+            if let (Some(j), Some(etag)) = (journal, etag) {
+                j.record(&DoneFile { key: entry.key.clone(), size: entry.size, mtime_ns: entry.mtime_ns, etag, checksum: None })?;
+            }
             summary.files_skipped += 1;
             events.emit(BatchEvent::FileSkipped { path: entry.path.display().to_string(), key: entry.key, size: entry.size, reason });
         }
@@ -544,6 +548,18 @@ fn settle(
 }
 
 impl Shared {
+    /// Why the journal proves `entry` done, if it does: a previous run recorded this key with
+    /// the file's size and modification time, and, when skipping what exists, the store still
+    /// lists the key with the recorded size and `ETag`.
+    fn proven(&self, journal: &BatchJournal, entry: &FileEntry) -> Option<String> {
+        let done = journal.proves(&entry.key, entry.size, entry.mtime_ns)?;
+        let Some((_, listed)) = &self.existing else {
+            return Some("done in an earlier run (batch journal: same size and modification time)".into());
+        };
+        let object = listed.get(&entry.key).filter(|o| o.size == done.size && o.etag == done.etag)?;
+        Some(format!("unchanged since it was stored (batch journal: same size and modification time; the store lists the recorded ETag {})", object.etag))
+    }
+
     /// Skips, uploads or fails one file.
     async fn one(&self, entry: FileEntry) -> Outcome {
         let started = Instant::now();
@@ -552,7 +568,10 @@ impl Shared {
             && object.size == entry.size
         {
             match self.same(&entry, object, *compare).await {
-                Ok(Some(reason)) => return Outcome::Skipped { entry, reason },
+                Ok(Some(reason)) => {
+                    let etag = (*compare == Compare::Checksum).then(|| object.etag.clone());
+                    return Outcome::Skipped { entry, reason, etag };
+                }
                 Ok(None) => {}
                 Err(error) => return Outcome::Failed { entry, error },
             }

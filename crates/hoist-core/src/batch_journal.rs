@@ -16,7 +16,8 @@
 //!   their files are uploaded again. Per-file syncs would cost a disk flush per 16 KiB file.
 //! - Only the previous run's lines are kept in memory (to answer "done?"); lines written by this
 //!   run are not, so a first run's memory does not grow with the tree.
-//! - Removed when a batch ends with every file done; kept after a failure or an interrupt.
+//! - Removed when a batch ends with every file done (kept after a failure or an interrupt, and by
+//!   `sync`, whose next run it speeds up: see [`crate::batch`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
