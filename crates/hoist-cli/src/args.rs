@@ -25,8 +25,13 @@ pub(crate) struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Upload a file or stdin to <s3://BUCKET/KEY> (resumes an interrupted upload of the same file).
+    /// Upload a file or stdin to <s3://BUCKET/KEY>, or directories and files under
+    /// <s3://BUCKET/PREFIX/> (an interrupted upload or batch resumes when run again).
     Put(cmd::put::PutArgs),
+    /// Upload the files of a directory that are new or changed at <s3://BUCKET/PREFIX/>.
+    Sync(cmd::sync::SyncArgs),
+    /// Print a pre-signed URL for an object (GET, or PUT with its length and checksum bound).
+    Presign(cmd::presign::PresignArgs),
     /// List uploads that can be resumed, or resume one (by number or upload id).
     Resume(cmd::resume::ResumeArgs),
     /// List, abort or prune incomplete multipart uploads (they cost money until aborted).

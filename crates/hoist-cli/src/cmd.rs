@@ -1,10 +1,12 @@
 //! One module per subcommand; [`run`] dispatches.
 
 pub(crate) mod demo;
+pub(crate) mod presign;
 pub(crate) mod put;
 pub(crate) mod resume;
 pub(crate) mod serve;
 pub(crate) mod store;
+pub(crate) mod sync;
 pub(crate) mod uploads;
 pub(crate) mod webhooks;
 pub(crate) mod worker;
@@ -16,6 +18,8 @@ use crate::exit::CliError;
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Put(args) => put::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
+        Command::Presign(args) => presign::run(args).await,
         Command::Resume(args) => resume::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Store(args) => store::run(args).await,

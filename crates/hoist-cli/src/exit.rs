@@ -23,6 +23,8 @@ pub(crate) enum Exit {
     Integrity = 6,
     /// Resume refused: the source changed or the saved state does not fit.
     Conflict = 7,
+    /// Some files of a batch could not be uploaded (the rest were; the summary lists them).
+    Partial = 8,
     /// Interrupted (Ctrl-C); uploaded parts were kept and can be resumed. 130 = 128 + SIGINT.
     Interrupted = 130,
 }

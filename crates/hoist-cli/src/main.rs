@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - `args`: the clap command tree (doc comments are the `--help`).
-//! - `cmd`: one module per subcommand (`put`, `resume`, `uploads`, `store`, `serve`, `worker`, `demo`).
+//! - `cmd`: one module per subcommand (`put`, `sync`, `presign`, `resume`, `uploads`, `store`,
+//!   `serve`, `worker`, `webhooks`, `demo`).
 //! - `render`: progress bars or `--json` lines fed by the engine's events.
 //! - `exit`: the error type, exit codes and one-line hints.
 //! - `parse`: value parsers for `s3://` URLs, sizes, durations and metadata.

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal as _, Write as _};
 
-use hoist_core::ProgressEvent;
+use hoist_core::{BatchEvent, ProgressEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -110,6 +110,75 @@ fn draw(bar: &mut Option<ProgressBar>, event: &ProgressEvent) {
             }
         }
         ProgressEvent::Failed { .. } => {}
+    }
+}
+
+/// Draws a batch's events until the sender is dropped: one bar for the batch (files done/found,
+/// bytes, rate, ETA), JSON lines, or in plain mode the files not uploaded on stderr.
+pub(crate) async fn render_batch(mode: Mode, mut rx: UnboundedReceiver<BatchEvent>) {
+    let bar = (mode == Mode::Bar).then(|| {
+        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+        {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b
+    });
+    let (mut files_done, mut files_found, mut walk_over) = (0u64, 0u64, false);
+    while let Some(event) = rx.recv().await {
+        match mode {
+            Mode::Quiet => continue,
+            Mode::Json => {
+                if let Ok(line) = serde_json::to_string(&event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+                continue;
+            }
+            Mode::Plain | Mode::Bar => {}
+        }
+        let note = match &event {
+            BatchEvent::Ignored { path, reason } => Some(format!("ignored {path}: {reason}")),
+            BatchEvent::FileFailed { path, error, .. } => Some(format!("failed {path}: {error}")),
+            BatchEvent::Retry { key, part_number, attempt, error, .. } => {
+                let part = part_number.map(|n| format!(" part {n}")).unwrap_or_default();
+                Some(format!("retrying {key}{part} (attempt {attempt} failed: {error})"))
+            }
+            _ => None,
+        };
+        match (&bar, note) {
+            (Some(b), Some(line)) => b.println(line),
+            (None, Some(line)) => eprintln!("{line}"),
+            _ => {}
+        }
+        let Some(b) = &bar else { continue };
+        match &event {
+            BatchEvent::Walked { files, bytes, finished } => {
+                files_found = *files;
+                walk_over = *finished;
+                b.set_length(*bytes);
+            }
+            BatchEvent::FileDone { size, parts, .. } => {
+                files_done += 1;
+                if *parts == 0 {
+                    b.inc(*size);
+                }
+            }
+            BatchEvent::FileSkipped { size, .. } => {
+                files_done += 1;
+                b.inc(*size);
+            }
+            BatchEvent::FileFailed { .. } => files_done += 1,
+            BatchEvent::PartDone { size, .. } => b.inc(*size),
+            BatchEvent::Ignored { .. } | BatchEvent::Retry { .. } | BatchEvent::Summary(_) => {}
+        }
+        let still_walking = if walk_over { "" } else { "+" };
+        b.set_message(format!("{files_done}/{}{still_walking} files", files_found.max(files_done)));
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
 }
 

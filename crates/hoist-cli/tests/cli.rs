@@ -71,9 +71,11 @@ fn bad_inputs_have_clear_errors_and_exit_codes() {
     let d = dir.path().to_str().unwrap();
     let cases: &[(&[&str], i32, &str)] = &[
         (&["put", "/no/such/file", "s3://cli-bucket/k"], 2, "does not exist"),
-        (&["put", d, "s3://cli-bucket/k"], 2, "is a directory"),
+        (&["put", "-", "s3://cli-bucket/dir/"], 2, "stdin needs an object key"),
+        (&["put", "-", f, "s3://cli-bucket/dir/"], 2, "cannot be mixed"),
+        (&["put", d, "/no/such/dir", "s3://cli-bucket/dir/"], 2, "does not exist"),
+        (&["put", d, "s3://no-such-bucket/dir/"], 3, "NoSuchBucket"),
         (&["put", f, "s3:/x"], 2, "s3://BUCKET/KEY"),
-        (&["put", f, "s3://cli-bucket"], 2, "no object key"),
         (&["put", f, "s3://cli-bucket/k", "--part-size", "1MiB"], 2, "out of range"),
         (&["put", f, "s3://no-such-bucket/k"], 3, "NoSuchBucket"),
     ];

@@ -1,6 +1,6 @@
 //! The S3 calls Hoist makes, on `aws-sdk-s3`, and nothing else: create, upload part (from a file
-//! range or bytes), complete, abort, list parts and uploads (all pages), put, head, and for the
-//! pipeline's workers: download to a file, list keys under a prefix, delete.
+//! range or bytes), complete, abort, list parts, uploads and objects (all pages), put, head, and
+//! for the pipeline's workers: download to a file, delete.
 //!
 //! Decisions:
 //! - The SDK's retries are disabled: [`crate::retry`] retries whole parts, and stacking two
@@ -74,6 +74,19 @@ pub struct ObjectInfo {
     pub checksum: Option<(ChecksumAlgorithm, String)>,
     /// Its `Content-Type`, when the store has one.
     pub content_type: Option<String>,
+}
+
+/// An object as ListObjectsV2 reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `ETag` without quotes.
+    pub etag: String,
+    /// Last modified (Unix seconds; 0 when the store did not say).
+    pub last_modified: i64,
 }
 
 /// How a part's checksum travels with it.
@@ -319,6 +332,19 @@ impl S3Client {
         self.credentials.clone()
     }
 
+    /// The current credentials, for signing URLs (`Error::Config` when there are none).
+    pub async fn credentials(&self) -> Result<aws_credential_types::Credentials> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let provider = self.credentials.as_ref().ok_or_else(|| Error::Config("no credentials to sign with".into()))?;
+        provider.provide_credentials().await.map_err(|e| Error::Config(format!("no credentials to sign with: {e}")))
+    }
+
+    /// The region requests are signed for.
+    #[must_use]
+    pub fn region(&self) -> String {
+        self.inner.config().region().map_or_else(|| "us-east-1".to_owned(), |r| r.as_ref().to_owned())
+    }
+
     /// The SDK client (for presigning).
     #[must_use]
     pub fn sdk(&self) -> &aws_sdk_s3::Client {
@@ -441,6 +467,38 @@ impl S3Client {
         metadata: &[(String, String)],
         checksum: Option<&Checksum>,
     ) -> Result<String> {
+        let out = self.put_object_output(bucket, key, body, len, content_type, metadata, checksum).await?;
+        Ok(out.e_tag.map(|e| unquote(&e)).unwrap_or_default())
+    }
+
+    /// PutObject of bytes in memory → the `ETag` and the checksum the store answered with (it
+    /// answers with the value it checked the body against, so a match needs no HEAD).
+    pub async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Bytes,
+        content_type: Option<&str>,
+        metadata: &[(String, String)],
+        checksum: Option<&Checksum>,
+    ) -> Result<(String, Option<(ChecksumAlgorithm, String)>)> {
+        let len = data.len() as u64;
+        let out = self.put_object_output(bucket, key, ByteStream::from(data), len, content_type, metadata, checksum).await?;
+        let stored = read_checksum!(&out);
+        Ok((out.e_tag.map(|e| unquote(&e)).unwrap_or_default(), stored))
+    }
+
+    #[allow(clippy::too_many_arguments)] // mirrors the S3 call's own fields
+    async fn put_object_output(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        len: u64,
+        content_type: Option<&str>,
+        metadata: &[(String, String)],
+        checksum: Option<&Checksum>,
+    ) -> Result<aws_sdk_s3::operation::put_object::PutObjectOutput> {
         let mut req = self
             .inner
             .put_object()
@@ -452,13 +510,41 @@ impl S3Client {
         for (k, v) in metadata {
             req = req.metadata(k, v);
         }
-        let out = with_checksum!(req, checksum)
+        with_checksum!(req, checksum)
             .customize()
             .disable_payload_signing()
             .send()
             .await
-            .map_err(|e| map_err("PutObject", &e))?;
-        Ok(out.e_tag.map(|e| unquote(&e)).unwrap_or_default())
+            .map_err(|e| map_err("PutObject", &e))
+    }
+
+    /// ListObjectsV2 under `prefix`, all pages, each object handed to `each` as its page
+    /// arrives (a listing of 100,000 keys is never one `Vec` here).
+    pub async fn list_objects(&self, bucket: &str, prefix: &str, mut each: impl FnMut(ListedObject)) -> Result<()> {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_err("ListObjectsV2", &e))?;
+            for o in page.contents() {
+                each(ListedObject {
+                    key: o.key().unwrap_or_default().to_owned(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    etag: o.e_tag().map(unquote).unwrap_or_default(),
+                    last_modified: o.last_modified().map_or(0, aws_sdk_s3::primitives::DateTime::secs),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`.
@@ -610,28 +696,6 @@ impl S3Client {
         }
         file.flush().await.map_err(io)?;
         Ok(written)
-    }
-
-    /// The keys under `prefix` (all pages).
-    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .inner
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| map_err("ListObjectsV2", &e))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-            token = out.next_continuation_token().map(str::to_owned);
-            if token.is_none() || out.is_truncated() != Some(true) {
-                return Ok(keys);
-            }
-        }
     }
 
     /// DeleteObject (deleting a missing key succeeds, as in S3).

@@ -99,6 +99,9 @@ pub enum Error {
     /// The source file changed since the interrupted upload started.
     #[error("{0} changed since the interrupted upload started (size, time or content differ)")]
     SourceChanged(String),
+    /// The source file changed while it was being read for an upload of a batch.
+    #[error("{0} changed while it was being uploaded (size or modification time differ); run again once it is stable")]
+    ChangedDuringUpload(String),
     /// The interrupted upload no longer exists in the store.
     #[error("the interrupted upload {0} no longer exists in the store (aborted or expired)")]
     UploadGone(String),
@@ -142,7 +145,7 @@ impl Error {
             Self::Transport { .. } | Self::Timeout { .. } => Category::Network,
             Self::RetriesExhausted { last, .. } => last.category(),
             Self::Integrity(_) => Category::Integrity,
-            Self::Journal { .. } | Self::SourceChanged(_) | Self::UploadGone(_) => Category::Conflict,
+            Self::Journal { .. } | Self::SourceChanged(_) | Self::ChangedDuringUpload(_) | Self::UploadGone(_) => Category::Conflict,
             Self::Cancelled => Category::Interrupted,
             Self::Config(_) => Category::Auth,
         }

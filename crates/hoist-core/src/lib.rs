@@ -13,9 +13,15 @@
 //! - [`progress`]: the event stream the CLI renders.
 //! - [`journal`]: resume state, written atomically after each confirmed part.
 //! - [`upload`]: the orchestration of one upload.
+//! - [`presign`]: pre-signed URLs with Content-Length and checksum bound (CLI and service).
+//! - [`tree`]: the streaming walk over files and directory trees, with include/exclude globs.
+//! - [`batch`]: many files under one request and byte budget, skipping what is there.
+//! - [`batch_journal`]: the resume record of a batch (files the store confirmed).
 //! - [`units`]: parsing sizes (`64MiB`) and durations (`7d`) written by people.
 //! - [`error`]: the one error type and its categories.
 
+pub mod batch;
+pub mod batch_journal;
 mod cached_read;
 pub mod checksum;
 pub mod client;
@@ -23,12 +29,15 @@ pub mod config;
 pub mod error;
 pub mod journal;
 pub mod plan;
+pub mod presign;
 pub mod progress;
 pub mod retry;
 pub mod source;
+pub mod tree;
 pub mod units;
 pub mod upload;
 
+pub use batch::{BatchConfig, BatchEvent, BatchRequest, BatchSummary, BatchUploader, Compare};
 pub use client::{ClientOptions, S3Client};
 pub use config::{ChecksumMode, ChecksumTransport, ProviderLimits, UploadConfig};
 pub use error::{Category, Error, Result};

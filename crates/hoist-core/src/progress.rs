@@ -72,14 +72,27 @@ pub enum ProgressEvent {
     },
 }
 
-/// Where events go; cloning is cheap. A closed receiver is ignored.
-#[derive(Debug, Clone, Default)]
-pub struct Events(Option<tokio::sync::mpsc::UnboundedSender<ProgressEvent>>);
+/// Where events go; cloning is cheap. A closed receiver is ignored. One upload reports
+/// [`ProgressEvent`]s; a batch of files reports [`crate::batch::BatchEvent`]s the same way.
+#[derive(Debug)]
+pub struct Events<E = ProgressEvent>(Option<tokio::sync::mpsc::UnboundedSender<E>>);
 
-impl Events {
+impl<E> Clone for Events<E> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<E> Default for Events<E> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<E> Events<E> {
     /// Events into a channel.
     #[must_use]
-    pub fn channel() -> (Self, tokio::sync::mpsc::UnboundedReceiver<ProgressEvent>) {
+    pub fn channel() -> (Self, tokio::sync::mpsc::UnboundedReceiver<E>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         (Self(Some(tx)), rx)
     }
@@ -91,7 +104,7 @@ impl Events {
     }
 
     /// Sends an event.
-    pub fn emit(&self, e: ProgressEvent) {
+    pub fn emit(&self, e: E) {
         if let Some(tx) = &self.0 {
             let _ = tx.send(e);
         }

@@ -45,12 +45,26 @@ pub fn file_size(path: &Path) -> Result<u64> {
 
 /// Checksum of `len` bytes of `path` from `offset`, read in small chunks (blocking).
 pub fn checksum_range(path: &Path, offset: u64, len: u64, algorithm: ChecksumAlgorithm) -> Result<Checksum> {
-    let file = File::open(path).map_err(|e| source_err(path, e))?;
     let mut hasher = Checksummer::new(algorithm);
-    let mut buf = vec![0u8; READ_CHUNK];
+    read_range(path, offset, len, |b| hasher.update(b))?;
+    Ok(hasher.finish())
+}
+
+/// MD5 of `len` bytes of `path` from `offset` (blocking): what S3 puts in an `ETag`.
+pub fn md5_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 16]> {
+    use md5::Digest as _;
+    let mut hasher = md5::Md5::new();
+    read_range(path, offset, len, |b| hasher.update(b))?;
+    Ok(hasher.finalize().into())
+}
+
+/// Feeds `len` bytes of `path` from `offset` to `each`, in small chunks (blocking).
+fn read_range(path: &Path, offset: u64, len: u64, mut each: impl FnMut(&[u8])) -> Result<()> {
+    let file = File::open(path).map_err(|e| source_err(path, e))?;
+    let mut buf = vec![0u8; READ_CHUNK.min(usize::try_from(len).unwrap_or(READ_CHUNK)).max(1)];
     let mut done = 0u64;
     while done < len {
-        let want = usize::try_from((len - done).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+        let want = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(buf.len());
         let n = file.read_at(&mut buf[..want], offset + done).map_err(|e| source_err(path, e))?;
         if n == 0 {
             return Err(source_err(
@@ -58,10 +72,10 @@ pub fn checksum_range(path: &Path, offset: u64, len: u64, algorithm: ChecksumAlg
                 std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank during the upload"),
             ));
         }
-        hasher.update(&buf[..n]);
+        each(&buf[..n]);
         done += n as u64;
     }
-    Ok(hasher.finish())
+    Ok(())
 }
 
 /// Reads up to `len` bytes from a stream; fewer only at its end (blocking).

@@ -32,7 +32,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Parses a duration: a number and a unit `s`, `m`, `h`, `d` or `w` (e.g. `7d`, `36h`).
+/// Parses a duration: a number and a unit `ms`, `s`, `m`, `h`, `d` or `w` (e.g. `7d`, `36h`,
+/// `500ms`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -40,16 +41,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration: write a number and a unit, e.g. 7d or 12h"))?;
-    let secs: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("{s:?} needs a unit: s, m, h, d or w (e.g. 7d)")),
+    let millis: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => return Err(format!("{s:?} needs a unit: ms, s, m, h, d or w (e.g. 7d)")),
     };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
@@ -73,6 +75,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_hours(168)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
         assert!(parse_duration("7").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("d").unwrap_err().contains("not a duration"));
     }

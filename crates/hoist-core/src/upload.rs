@@ -147,6 +147,12 @@ impl Uploader {
         &self.client
     }
 
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &UploadConfig {
+        &self.config
+    }
+
     /// Uploads `req`, reporting to `events`, until done, failed or `cancel`led.
     pub async fn upload(
         &self,
@@ -214,7 +220,8 @@ impl Uploader {
         self.verify_single(req, size, &etag, checksum.as_ref()).await
     }
 
-    async fn verify_single(
+    /// Checks a single-request object with HEAD: its size, and its checksum when both sides have one.
+    pub(crate) async fn verify_single(
         &self,
         req: &UploadRequest,
         size: u64,
@@ -234,7 +241,8 @@ impl Uploader {
         Ok(UploadOutcome { size, etag: etag.to_owned(), checksum: checksum.map(ToString::to_string), parts: 0 })
     }
 
-    fn attempt_limit(&self, len: u64) -> Duration {
+    /// How long one attempt to send `len` bytes may take.
+    pub(crate) fn attempt_limit(&self, len: u64) -> Duration {
         // The stall timeout, plus the time the body needs at a slow-but-alive 1 MiB/s.
         self.config.stall_timeout + Duration::from_secs(len / MIB)
     }
@@ -774,7 +782,8 @@ fn started(
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+/// Runs blocking file work on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Config(format!("a blocking task failed: {e}")))?
 }
 

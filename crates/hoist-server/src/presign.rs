@@ -2,43 +2,27 @@
 //! signing) and, for Uppy's small-file path, POST policy forms.
 //!
 //! Decisions:
-//! - Signing is done here with `aws-sigv4` (the SDK's own signer) rather than the SDK's
-//!   presigning, because we must choose which headers are bound: `content-length` (the part's
-//!   planned size, so a replay cannot store other bytes there) and the part's
-//!   `x-amz-checksum-*` header when the client sent one. The store or S3 checks both: a body of
-//!   another length breaks the signature, one with another checksum gets BadDigest.
+//! - The signing itself is the engine's ([`hoist_core::presign`], shared with `hoist presign`);
+//!   this module chooses what is bound: `content-length` (the part's planned size, so a replay
+//!   cannot store other bytes there) and the part's `x-amz-checksum-*` header when the client
+//!   sent one. The store or S3 checks both: a body of another length breaks the signature, one
+//!   with another checksum gets BadDigest.
 //! - Credentials are fetched once per batch of URLs (the provider caches; this keeps 10,000
 //!   signatures cheap), and the time is passed in, so tests can sign "in the past".
-//! - Keys are percent-encoded segment by segment (S3 signs the path as sent, single-encoded).
 
-use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials as _, SharedCredentialsProvider};
-use aws_sigv4::http_request::{
-    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode, sign,
-};
 use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine as _;
 use hoist_core::checksum::Checksum;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+pub use hoist_core::presign::Endpoint;
+use hoist_core::presign::{KEY_SEGMENT, presign};
+use percent_encoding::utf8_percent_encode;
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult};
-
-/// Everything but RFC 3986's unreserved characters is encoded (as S3's canonical URI wants).
-const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-/// Where the bucket lives and how to address it.
-#[derive(Debug, Clone)]
-pub enum Endpoint {
-    /// `{base}/{bucket}/{key}`: S3-compatible stores (MinIO, Garage, Ceph, `hoist store`).
-    PathStyle(String),
-    /// `https://{bucket}.s3.{region}.amazonaws.com/{key}`: AWS.
-    Aws,
-}
 
 /// Signs requests for one bucket.
 #[derive(Debug, Clone)]
@@ -104,21 +88,15 @@ impl Presigner {
     /// The object's URL (unsigned): what `location` reports.
     #[must_use]
     pub fn object_url(&self, key: &str) -> String {
-        let key: Vec<_> = key.split('/').map(|s| utf8_percent_encode(s, KEY_SEGMENT).to_string()).collect();
-        format!("{}/{}", self.bucket_url(), key.join("/"))
+        self.endpoint.object_url(&self.bucket, &self.region, key)
     }
 
     fn bucket_url(&self) -> String {
-        match &self.endpoint {
-            Endpoint::PathStyle(base) => format!("{}/{}", base.trim_end_matches('/'), self.bucket),
-            Endpoint::Aws => format!("https://{}.s3.{}.amazonaws.com", self.bucket, self.region),
-        }
+        self.endpoint.bucket_url(&self.bucket, &self.region)
     }
 
     /// Signs one UploadPart valid for `ttl` from `now`.
     pub fn upload_part(&self, creds: &Credentials, now: SystemTime, ttl: Duration, part: &PartToSign<'_>) -> ApiResult<SignedPart> {
-        // SigV4 dates are whole seconds; the URL expires `ttl` after that second, so say so.
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
         let url = format!(
             "{}?partNumber={}&uploadId={}",
             self.object_url(part.key),
@@ -127,57 +105,27 @@ impl Presigner {
         );
         let length = part.content_length.map(|n| n.to_string());
         let checksum = part.checksum.map(|c| (c.algorithm().header_name(), c.to_base64()));
-        let mut signed_headers: Vec<(&str, &str)> = Vec::new();
+        let mut bound: Vec<(&str, &str)> = Vec::new();
         if let Some(n) = &length {
-            signed_headers.push(("content-length", n));
+            bound.push(("content-length", n));
         }
         if let Some((name, value)) = &checksum {
-            signed_headers.push((name, value));
+            bound.push((name, value));
         }
-        let signed_url = self.sign_url(creds, now, ttl, "PUT", url, signed_headers)?;
+        let signed = presign(creds, &self.region, "PUT", &url, &bound, now, ttl).map_err(|e| ApiError::Internal(format!("signing a part URL failed: {e}")))?;
         Ok(SignedPart {
             part_number: part.part_number,
-            url: signed_url,
-            expires_at: time::OffsetDateTime::from(now + ttl).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            url: signed.url,
+            expires_at: time::OffsetDateTime::from(signed.expires_at).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             headers: checksum.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
         })
     }
 
     /// A GET URL for `key` valid for `ttl` from `now` (job outputs: players and downloads).
     pub fn get_object(&self, creds: &Credentials, now: SystemTime, ttl: Duration, key: &str) -> ApiResult<String> {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
-        self.sign_url(creds, now, ttl, "GET", self.object_url(key), Vec::new())
-    }
-
-    /// Signs `method url` in the query string, binding `signed_headers`; answers the URL.
-    fn sign_url(&self, creds: &Credentials, now: SystemTime, ttl: Duration, method: &str, url: String, signed_headers: Vec<(&str, &str)>) -> ApiResult<String> {
-        let failed = |e: String| ApiError::Internal(format!("signing a {method} URL failed: {e}"));
-        let identity: Identity = creds.clone().into();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(ttl);
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()
-            .map_err(|e| failed(e.to_string()))?
-            .into();
-        let request = SignableRequest::new(method, Cow::Borrowed(url.as_str()), signed_headers.into_iter(), SignableBody::UnsignedPayload)
-            .map_err(|e| failed(e.to_string()))?;
-        let (instructions, _) = sign(request, &params).map_err(|e| failed(e.to_string()))?.into_parts();
-        let mut signed_url = url;
-        for (name, value) in instructions.params() {
-            signed_url.push(if signed_url.contains('?') { '&' } else { '?' });
-            signed_url.push_str(name);
-            signed_url.push('=');
-            signed_url.extend(utf8_percent_encode(value, KEY_SEGMENT));
-        }
-        Ok(signed_url)
+        presign(creds, &self.region, "GET", &self.object_url(key), &[], now, ttl)
+            .map(|signed| signed.url)
+            .map_err(|e| ApiError::Internal(format!("signing a GET URL failed: {e}")))
     }
 
     /// A POST policy form for one object of at most `max_size` bytes and this content type.

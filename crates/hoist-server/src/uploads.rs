@@ -525,7 +525,8 @@ pub async fn delete_completed(st: &AppState, s: &Session) -> ApiResult<Deleted> 
     let open = before.iter().filter(|j| !j.state.is_terminal()).count();
     jobs::cancel_for_upload(&st.db, &st.outbox, &s.api_key, &s.id).await?;
     let derived = worker::derived_prefix(&s.object_key, &s.id);
-    let mut keys = st.s3.list_keys(&s.bucket, &derived).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
+    let mut keys = Vec::new();
+    st.s3.list_objects(&s.bucket, &derived, |o| keys.push(o.key)).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
     keys.push(s.object_key.clone());
     for key in &keys {
         st.s3.delete(&s.bucket, key).await.map_err(|e| ApiError::store("delete the upload's objects", e))?;

@@ -1,13 +1,18 @@
-//! `hoist put SOURCE s3://BUCKET/KEY`: flags → engine config, run the upload with Ctrl-C
-//! handling, render progress, print the outcome.
+//! `hoist put SOURCE s3://BUCKET/KEY` and `hoist put DIR|FILE… s3://BUCKET/PREFIX/`: flags →
+//! engine config, run the upload or the batch with Ctrl-C handling, render progress, print the
+//! outcome and map it to an exit code. The walk, the scheduling and the resume record of a batch
+//! are the engine's (`hoist_core::batch`).
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use hoist_core::checksum::ChecksumAlgorithm;
+use hoist_core::batch::{DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS};
 use hoist_core::config::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_SINGLE_PUT_THRESHOLD};
+use hoist_core::tree::{Filter, TreeOptions};
 use hoist_core::{
-    CancellationToken, ChecksumMode, ChecksumTransport, ClientOptions, Events, OnFailure, S3Client, Source, UploadConfig,
-    UploadOutcome, UploadRequest, Uploader,
+    BatchConfig, BatchRequest, BatchSummary, BatchUploader, CancellationToken, ChecksumMode, ChecksumTransport, ClientOptions,
+    Compare, Events, OnFailure, S3Client, Source, UploadConfig, UploadOutcome, UploadRequest, Uploader,
 };
 
 use crate::exit::{CliError, Exit};
@@ -41,21 +46,14 @@ impl ConnectArgs {
     }
 }
 
-/// Flags of `hoist put`.
-#[derive(Debug, clap::Args)]
+/// How each object is uploaded (shared by `hoist put` and `hoist sync`).
+#[derive(Debug, Clone, clap::Args)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
-pub(crate) struct PutArgs {
-    /// File to upload, or `-` for stdin.
-    pub(crate) source: String,
-    /// Destination, <s3://BUCKET/KEY>.
-    #[arg(value_parser = S3Url::parse_object)]
-    pub(crate) destination: S3Url,
-    #[command(flatten)]
-    pub(crate) connect: ConnectArgs,
+pub(crate) struct UploadFlags {
     /// Part size, e.g. 64MiB (raised automatically to fit 10,000 parts).
     #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_PART_SIZE)]
     pub(crate) part_size: u64,
-    /// Parts uploaded in parallel.
+    /// Parts uploaded in parallel (per multipart file).
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
     /// Inputs smaller than this go as one PutObject.
@@ -72,13 +70,14 @@ pub(crate) struct PutArgs {
     /// refuse aws-chunked bodies).
     #[arg(long, default_value = "trailer", value_parser = ["trailer", "header"])]
     pub(crate) checksum_transport: String,
-    /// Content-Type of the object.
+    /// Content-Type of the object(s).
     #[arg(long)]
     pub(crate) content_type: Option<String>,
     /// User metadata, repeatable: --metadata owner=ana.
     #[arg(long, value_parser = parse_metadata)]
     pub(crate) metadata: Vec<(String, String)>,
-    /// One JSON event per line on stdout (started, `part_done`, retry, completed, failed).
+    /// One JSON event per line on stdout (one file: started, `part_done`, retry, completed,
+    /// failed; several: `file_done`, `file_skipped`, `file_failed`, ignored, ..., summary).
     #[arg(long)]
     pub(crate) json: bool,
     /// No progress bar.
@@ -87,21 +86,13 @@ pub(crate) struct PutArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub(crate) quiet: bool,
-    /// Abort an interrupted upload of this file to this destination and start over.
+    /// Start over: abort an interrupted upload of this file (or forget what an interrupted
+    /// batch recorded) instead of resuming.
     #[arg(long)]
     pub(crate) restart: bool,
-    /// On failure keep the uploaded parts (to resume) or abort the upload. Default: keep after
-    /// Ctrl-C or network trouble, abort after a fatal error such as access denied.
-    #[arg(long, value_parser = ["keep", "abort"])]
-    pub(crate) on_failure: Option<String>,
-    /// With `-`: name the stream so an interrupted upload resumes when the same stream is fed
-    /// again with the same key (recorded parts are read, checked and skipped).
-    #[arg(long, value_name = "KEY")]
-    pub(crate) resume_key: Option<String>,
 }
 
-
-impl PutArgs {
+impl UploadFlags {
     fn config(&self) -> UploadConfig {
         let mode = if self.checksum_mode == "when_required" { ChecksumMode::WhenRequired } else { ChecksumMode::Always };
         UploadConfig::default()
@@ -113,46 +104,133 @@ impl PutArgs {
             .checksum_transport(if self.checksum_transport == "header" { ChecksumTransport::Header } else { ChecksumTransport::Trailer })
     }
 
-    fn source(&self) -> Result<Source, CliError> {
-        if self.source == "-" {
-            return Ok(Source::Stdin { resume_key: self.resume_key.clone() });
+    fn mode(&self) -> Mode {
+        render::Mode::from_flags(self.json, self.no_progress, self.quiet)
+    }
+}
+
+/// Which files of a tree, and how many at once (shared by `hoist put` and `hoist sync`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TreeFlags {
+    /// Upload only files matching this glob (repeatable). `*` and `?` stay within a directory,
+    /// `**` crosses them; a pattern without `/` matches the file name, one with `/` the path
+    /// relative to the directory given.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// Leave out files matching this glob (repeatable; wins over --include).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// Follow symbolic links inside directories (a loop is reported and cut).
+    #[arg(long)]
+    pub(crate) follow_symlinks: bool,
+    /// Requests in flight across all files (small files each take one; a multipart file takes
+    /// --concurrency).
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUESTS, value_name = "N")]
+    pub(crate) max_requests: usize,
+    /// Bytes of file data in flight across all files.
+    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_MAX_BYTES, value_name = "SIZE")]
+    pub(crate) max_bytes_in_flight: u64,
+}
+
+/// Flags of `hoist put`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PutArgs {
+    /// Files or directories to upload, or `-` for stdin; then the destination: <s3://BUCKET/KEY>
+    /// for one file, <s3://BUCKET/PREFIX/> for directories and several files (each file goes
+    /// to PREFIX + its path relative to the directory given).
+    #[arg(required = true, num_args = 1.., value_name = "SOURCE")]
+    pub(crate) sources: Vec<String>,
+    /// Destination, <s3://BUCKET/KEY> or <s3://BUCKET/PREFIX/>.
+    #[arg(value_parser = S3Url::parse, value_name = "DESTINATION")]
+    pub(crate) destination: S3Url,
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) upload: UploadFlags,
+    #[command(flatten)]
+    pub(crate) tree: TreeFlags,
+    /// Skip files whose key already exists with the same size and content (MD5 ETag, multipart
+    /// ETag or checksum; each skip says what was compared).
+    #[arg(long)]
+    pub(crate) skip_existing: bool,
+    /// On failure keep the uploaded parts (to resume) or abort the upload. Default: keep after
+    /// Ctrl-C or network trouble, abort after a fatal error such as access denied.
+    #[arg(long, value_parser = ["keep", "abort"])]
+    pub(crate) on_failure: Option<String>,
+    /// With `-`: name the stream so an interrupted upload resumes when the same stream is fed
+    /// again with the same key (recorded parts are read, checked and skipped).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) resume_key: Option<String>,
+}
+
+impl PutArgs {
+    /// One file (or stdin) to one key, or `None` when this is a batch (a directory, several
+    /// sources, or --skip-existing).
+    fn single(&self) -> Result<Option<(Source, String)>, CliError> {
+        let [source] = self.sources.as_slice() else {
+            if self.sources.iter().any(|s| s == "-") {
+                return Err(CliError::usage("stdin (`-`) cannot be mixed with other sources"));
+            }
+            return Ok(None);
+        };
+        let folder = self.destination.key.is_empty() || self.destination.key.ends_with('/');
+        if source == "-" {
+            if folder {
+                return Err(CliError::usage(format!("{} names a folder; stdin needs an object key", self.destination))
+                    .with_hint("write the destination as s3://BUCKET/KEY"));
+            }
+            return Ok(Some((Source::Stdin { resume_key: self.resume_key.clone() }, self.destination.key.clone())));
         }
         if self.resume_key.is_some() {
             return Err(CliError::usage("--resume-key is for stdin (`-`); a file resumes by itself"));
         }
-        let path = PathBuf::from(&self.source);
+        let path = PathBuf::from(source);
         if !path.exists() {
-            return Err(CliError::usage(format!("{} does not exist", self.source))
-                .with_hint("check the path of the file to upload"));
+            return Err(CliError::usage(format!("{source} does not exist")).with_hint("check the path of the file to upload"));
         }
-        if path.is_dir() {
-            return Err(CliError::usage(format!("{} is a directory; hoist put uploads one file", self.source))
-                .with_hint("give the path of a file inside it"));
+        if path.is_dir() || self.skip_existing {
+            return Ok(None);
         }
-        Ok(Source::File(path))
+        let key = if folder {
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                CliError::usage(format!("{source} has no UTF-8 file name to use as the key")).with_hint("write the destination as s3://BUCKET/KEY")
+            })?;
+            format!("{}{name}", self.destination.key)
+        } else {
+            self.destination.key.clone()
+        };
+        Ok(Some((Source::File(path), key)))
     }
 }
 
 /// Runs `hoist put`.
 pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
-    if args.concurrency == 0 {
+    if args.upload.concurrency == 0 {
         return Err(CliError::usage("--concurrency must be at least 1"));
     }
-    let source = args.source()?;
+    let Some((source, key)) = args.single()? else {
+        if args.resume_key.is_some() || args.on_failure.is_some() {
+            return Err(CliError::usage("--resume-key and --on-failure are for one file; a batch resumes by itself"));
+        }
+        let compare = args.skip_existing.then_some(Compare::Checksum);
+        let sources: Vec<PathBuf> = args.sources.iter().map(PathBuf::from).collect();
+        return run_batch(&args.connect, &args.upload, &args.tree, sources, &args.destination, compare).await;
+    };
     let client = args.connect.client().await?;
+    let destination = S3Url { bucket: args.destination.bucket.clone(), key };
     let req = UploadRequest {
         source,
-        bucket: args.destination.bucket.clone(),
-        key: args.destination.key.clone(),
-        content_type: args.content_type.clone(),
-        metadata: args.metadata.clone(),
+        bucket: destination.bucket.clone(),
+        key: destination.key.clone(),
+        content_type: args.upload.content_type.clone(),
+        metadata: args.upload.metadata.clone(),
     };
-    let mode = render::Mode::from_flags(args.json, args.no_progress, args.quiet);
+    let mode = args.upload.mode();
     let resumable = matches!(req.source, Source::File(_) | Source::Stdin { resume_key: Some(_) });
-    let mut uploader = Uploader::new(client, args.config());
+    let mut uploader = Uploader::new(client, args.upload.config());
     if resumable {
         let endpoint = args.connect.endpoint_url.clone().unwrap_or_default();
-        uploader = uploader.with_journal(journal_store()?, &endpoint, args.restart);
+        uploader = uploader.with_journal(journal_store()?, &endpoint, args.upload.restart);
     }
     let on_failure = match args.on_failure.as_deref() {
         Some("keep") if resumable => OnFailure::Keep,
@@ -164,7 +242,7 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
     };
     let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
         if e.kept && resumable {
-            e.error.with_hint(format!("parts are kept; resume with: {}", resume_command(&args)))
+            e.error.with_hint(format!("parts are kept; resume with: {}", resume_command(&args, &destination)))
         } else if !resumable && e.error.hint.is_none() {
             e.error.with_hint(
                 "the upload was aborted, nothing is left behind; to make a stdin upload resumable pass --resume-key",
@@ -173,10 +251,103 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
             e.error
         }
     })?;
-    if mode != Mode::Json && !args.quiet {
-        render::say(&summary(&args.source, &args.destination, &outcome));
+    if mode != Mode::Json && !args.upload.quiet {
+        render::say(&summary(&args.sources[0], &destination, &outcome));
     }
     Ok(())
+}
+
+/// Uploads a batch (`hoist put DIR…`, `hoist sync`): walk, upload, render, summarise. Exit code
+/// [`Exit::Partial`] when some files failed (the summary lists them).
+pub(crate) async fn run_batch(
+    connect: &ConnectArgs,
+    flags: &UploadFlags,
+    tree: &TreeFlags,
+    sources: Vec<PathBuf>,
+    destination: &S3Url,
+    skip_existing: Option<Compare>,
+) -> Result<(), CliError> {
+    for s in &sources {
+        if std::fs::symlink_metadata(s).is_err() {
+            return Err(CliError::usage(format!("{} does not exist", s.display())).with_hint("check the paths to upload"));
+        }
+    }
+    let filter = Filter::new(&tree.include, &tree.exclude).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut prefix = destination.key.clone();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let client = connect.client().await?;
+    let endpoint = connect.endpoint_url.clone().unwrap_or_default();
+    let store = journal_store()?;
+    let uploader = Uploader::new(client, flags.config()).with_journal(store.clone(), &endpoint, flags.restart);
+    let config = BatchConfig::default().max_requests(tree.max_requests).max_bytes(tree.max_bytes_in_flight);
+    let batch = BatchUploader::new(uploader, config).with_journal(store, &endpoint, flags.restart);
+    let req = BatchRequest {
+        sources,
+        bucket: destination.bucket.clone(),
+        prefix: prefix.clone(),
+        tree: TreeOptions { follow_symlinks: tree.follow_symlinks, filter },
+        skip_existing,
+        content_type: flags.content_type.clone(),
+        metadata: flags.metadata.clone(),
+    };
+    let mode = flags.mode();
+    let (events, rx) = Events::channel();
+    let renderer = tokio::spawn(render::render_batch(mode, rx));
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn(watch_interrupts(cancel.clone()));
+    let result = batch.run(&req, &events, &cancel).await;
+    watcher.abort();
+    drop(events);
+    let _ = renderer.await;
+    let summary = result.map_err(|e| {
+        let hint = "fix that and run the same command again: files already uploaded are skipped";
+        CliError::from(e).with_hint(hint)
+    })?;
+    let dest = S3Url { bucket: destination.bucket.clone(), key: prefix };
+    if mode != Mode::Json && !flags.quiet {
+        render::say(&batch_summary(&dest, &summary));
+    }
+    if summary.interrupted {
+        return Err(CliError::new(Exit::Interrupted, "interrupted; run the same command again to go on where it stopped"));
+    }
+    if summary.files_failed > 0 {
+        if mode != Mode::Json {
+            for f in &summary.failures {
+                eprintln!("failed: {}: {}", f.path, f.error);
+            }
+            let unlisted = summary.files_failed - summary.failures.len() as u64;
+            if unlisted > 0 {
+                eprintln!("failed: {unlisted} more not listed");
+            }
+        }
+        return Err(CliError::new(Exit::Partial, format!("{} of the files could not be uploaded", summary.files_failed))
+            .with_hint("fix them and run the same command again: files already uploaded are skipped"));
+    }
+    Ok(())
+}
+
+/// One line saying what a batch did.
+pub(crate) fn batch_summary(dest: &S3Url, s: &BatchSummary) -> String {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let rate = if s.seconds > 0.0 { s.files_uploaded as f64 / s.seconds } else { 0.0 };
+    let mut line = format!(
+        "uploaded {} files ({}) to {dest} in {:.2} s ({rate:.0} files/s), verified",
+        s.files_uploaded,
+        human(s.bytes_uploaded),
+        s.seconds
+    );
+    if s.files_skipped > 0 {
+        let _ = write!(line, "; {} skipped (already there)", s.files_skipped);
+    }
+    if s.ignored > 0 {
+        let _ = write!(line, "; {} ignored (links, special files)", s.ignored);
+    }
+    if s.files_failed > 0 {
+        let _ = write!(line, "; {} failed", s.files_failed);
+    }
+    line
 }
 
 /// A failed upload: the error, and whether its parts were kept for resuming.
@@ -245,8 +416,8 @@ pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
     Ok(store)
 }
 
-fn resume_command(args: &PutArgs) -> String {
-    let mut cmd = format!("hoist put {} {}", shell_quote(&args.source), shell_quote(&args.destination.to_string()));
+fn resume_command(args: &PutArgs, destination: &S3Url) -> String {
+    let mut cmd = format!("hoist put {} {}", shell_quote(&args.sources[0]), shell_quote(&destination.to_string()));
     if let Some(k) = &args.resume_key {
         cmd = format!("(feed the same stream) | {cmd} --resume-key {}", shell_quote(k));
     }
