@@ -21,6 +21,10 @@ pub const DEFAULT_PART_URL_TTL: Duration = Duration::from_mins(15);
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_hours(24);
 /// Default part size the planner starts from (grown for large files by the engine's planner).
 pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Default cap on one API key's unfinished uploads (`max_open_uploads`): room for a large batch
+/// of files in flight (browsers upload a few at a time), while one key cannot open uploads
+/// without bound (each holds a row here and staged parts in S3 until it ends or expires).
+pub const DEFAULT_MAX_OPEN_UPLOADS: u32 = 1_000;
 /// The bucket the embedded store is given when none is named.
 pub const DEFAULT_BUCKET: &str = "hoist";
 
@@ -60,6 +64,8 @@ pub struct KeyPolicy {
     pub rate_per_minute: u32,
     /// Bytes this key may hold in uploads that are not finished yet (`None`: no quota).
     pub quota: Option<u64>,
+    /// Most unfinished uploads this key may have at once.
+    pub max_open_uploads: u32,
 }
 
 impl KeyPolicy {
@@ -73,6 +79,7 @@ impl KeyPolicy {
             content_types: vec!["*/*".into()],
             rate_per_minute: 60_000,
             quota: None,
+            max_open_uploads: DEFAULT_MAX_OPEN_UPLOADS,
         }
     }
 }
@@ -115,6 +122,9 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Part size the planner starts from.
     pub part_size: u64,
+    /// How long a client may take to send a request header, or keep a connection idle, on the
+    /// API and the embedded store (default `hoist_store::conn::HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -135,6 +145,7 @@ impl ServerConfig {
             janitor_interval: Duration::from_mins(1),
             cors_origins: Vec::new(),
             part_size: DEFAULT_PART_SIZE,
+            header_read_timeout: hoist_store::conn::HEADER_READ_TIMEOUT,
         }
     }
 
@@ -182,6 +193,9 @@ impl ServerConfig {
         if self.session_ttl < Duration::from_secs(1) {
             return bad("session lifetime must be at least 1s, e.g. 24h".into());
         }
+        if self.header_read_timeout.is_zero() {
+            return bad("header read timeout must be more than zero".into());
+        }
         if self.janitor_interval.is_zero() {
             return bad("janitor interval must be more than zero".into());
         }
@@ -197,6 +211,9 @@ impl ServerConfig {
             let p = &k.policy;
             if !(p.prefix.is_empty() || p.prefix.ends_with('/')) || p.prefix.starts_with('/') || p.prefix.split('/').any(|s| s == ".." || s == ".") {
                 return bad(format!("key {:?}: prefix {:?} must be empty or like \"users/ana/\" (no leading '/', no '.' or '..')", p.name, p.prefix));
+            }
+            if p.max_open_uploads == 0 {
+                return bad(format!("key {:?}: max_open_uploads must be at least 1", p.name));
             }
             if p.rate_per_minute == 0 {
                 return bad(format!("key {:?}: rate_per_minute must be at least 1", p.name));
@@ -267,6 +284,7 @@ struct FileKey {
     content_types: Vec<String>,
     rate_per_minute: Option<u32>,
     quota: Option<Unit>,
+    max_open_uploads: Option<u32>,
 }
 
 impl FileKey {
@@ -281,6 +299,7 @@ impl FileKey {
                 max_size: self.max_size.size("max_size")?,
                 quota: self.quota.map(|q| q.size("quota")).transpose()?,
                 rate_per_minute: self.rate_per_minute.unwrap_or(600),
+                max_open_uploads: self.max_open_uploads.unwrap_or(DEFAULT_MAX_OPEN_UPLOADS),
                 name: self.name,
                 prefix: self.prefix,
                 content_types: self.content_types,
@@ -313,6 +332,7 @@ mod tests {
         assert_eq!(k.policy.max_size, 1 << 30);
         assert_eq!(k.policy.quota, Some(10_000));
         assert_eq!(k.policy.rate_per_minute, 600);
+        assert_eq!(k.policy.max_open_uploads, DEFAULT_MAX_OPEN_UPLOADS);
         assert_eq!(hex::encode(k.token_sha256), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
     }
 

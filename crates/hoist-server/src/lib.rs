@@ -86,9 +86,6 @@ pub enum Error {
     /// S3 refused or could not be reached at start.
     #[error("object store: {0}")]
     S3(#[from] hoist_core::Error),
-    /// Serving failed.
-    #[error("serving: {0}")]
-    Serve(std::io::Error),
 }
 
 /// A started service, bound and ready; [`Server::run`] serves until shutdown.
@@ -100,6 +97,7 @@ pub struct Server {
     store: Option<hoist_store::StoreHandle>,
     dev_token: Option<String>,
     janitor_interval: std::time::Duration,
+    header_read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -158,7 +156,10 @@ impl Server {
 
         let (s3, endpoint, store) = match &config.s3 {
             S3Target::Embedded { listen } => {
-                let store = hoist_store::Store::builder(config.data_dir.join("store")).cors_origins(origins.clone()).build()?;
+                let store = hoist_store::Store::builder(config.data_dir.join("store"))
+                    .cors_origins(origins.clone())
+                    .header_read_timeout(config.header_read_timeout)
+                    .build()?;
                 let creds = store.credentials().clone();
                 let handle = store.start(listen).await?;
                 let s3 = S3Client::connect(&ClientOptions {
@@ -219,7 +220,16 @@ impl Server {
             limits,
         });
         let router = api::router(Arc::clone(&state), config.cors_origins.clone());
-        Ok(Self { listener, router, state, addr, store, dev_token, janitor_interval: config.janitor_interval })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            addr,
+            store,
+            dev_token,
+            janitor_interval: config.janitor_interval,
+            header_read_timeout: config.header_read_timeout,
+        })
     }
 
     /// The bound address of the API.
@@ -246,14 +256,17 @@ impl Server {
         Arc::clone(&self.state)
     }
 
-    /// Serves the API and runs the janitor until `shutdown` resolves; then stops the store.
+    /// Serves the API and runs the janitor until `shutdown` resolves; then stops the store. The
+    /// API is served by the store's accept loop (`hoist_store::conn`), for its header read and
+    /// idle timeouts, which `axum::serve` does not set.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let janitor = tokio::spawn(janitor::run(Arc::clone(&self.state), self.janitor_interval));
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let service = hyper_util::service::TowerToHyperService::new(self.router);
+        hoist_store::conn::serve(self.listener, service, self.header_read_timeout, shutdown).await;
         janitor.abort();
         if let Some(store) = self.store {
             store.shutdown().await;
         }
-        served.map_err(Error::Serve)
+        Ok(())
     }
 }

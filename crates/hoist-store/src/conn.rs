@@ -9,6 +9,11 @@
 //!   so the same timeout is also the idle (keep-alive) timeout: a connection with no new
 //!   request for that long is closed. Request bodies are not timed here (parts may take minutes
 //!   on a slow link); the store's own reads bound a stalled body.
+//! - **Header count.** hyper refuses more than 100 headers with a bare `431`, a limit S3 does
+//!   not have: a CreateMultipartUpload with 92 `x-amz-meta-*` entries (and the SDK's own
+//!   headers) was refused although its header section was far under S3's 8 KiB. The count is
+//!   raised to [`MAX_HEADERS`], so the byte limit `refusals` enforces is the one that applies.
+//!   (hyper then keeps header slots on the heap: one allocation per request.)
 //! - **Graceful stop.** On shutdown the listener closes, idle connections close at once,
 //!   requests in flight finish, then [`serve`] returns.
 
@@ -24,6 +29,11 @@ use tokio::net::TcpListener;
 /// applies only when a timer is configured; nginx allows 60 s (`client_header_timeout`) and
 /// keeps idle connections 75 s, Apache 20-40 s (`RequestReadTimeout header=20-40`).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most headers in one request: as many as S3's 8 KiB header section
+/// (`hoist_core::config::MAX_HEADER_SECTION`) holds when each is 8 bytes on the wire
+/// (`x-a: 1` and CRLF).
+pub const MAX_HEADERS: usize = hoist_core::config::MAX_HEADER_SECTION / 8;
 
 /// Serves HTTP/1.1 on `listener` with `service` until `shutdown` resolves (then stops as the
 /// module doc says), closing connections whose request header, or next request when idle, does
@@ -59,6 +69,7 @@ where
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_read_timeout)
+                        .max_headers(MAX_HEADERS)
                         .serve_connection(TokioIo::new(socket), service);
                     let mut conn = std::pin::pin!(conn);
                     let ended = tokio::select! {
