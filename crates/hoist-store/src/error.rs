@@ -154,7 +154,7 @@ impl From<Error> for S3Error {
             Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
-            Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
             Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
@@ -167,7 +167,6 @@ impl From<Error> for S3Error {
             }
             Error::MissingContentLength => s3_error!(MissingContentLength, "{msg}"),
             Error::ExpiresTooLong(_) => s3_error!(AuthorizationQueryParametersError, "{msg}"),
-            Error::KeyControlCharacter { .. } => s3_error!(InvalidArgument, "{msg}"),
             Error::ContentSha256Mismatch => {
                 let mut e = S3Error::with_message(S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()), msg);
                 e.set_status_code(http::StatusCode::BAD_REQUEST);
