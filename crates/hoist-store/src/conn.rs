@@ -15,7 +15,8 @@
 //!   raised to [`MAX_HEADERS`], so the byte limit `refusals` enforces is the one that applies.
 //!   (hyper then keeps header slots on the heap: one allocation per request.)
 //! - **Graceful stop.** On shutdown the listener closes, idle connections close at once,
-//!   requests in flight finish, then [`serve`] returns.
+//!   requests in flight get [`SHUTDOWN_GRACE`] to finish, then [`serve`] returns (and drops any
+//!   connection still open, such as a client stalled in the middle of a body).
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,6 +30,11 @@ use tokio::net::TcpListener;
 /// applies only when a timer is configured; nginx allows 60 s (`client_header_timeout`) and
 /// keeps idle connections 75 s, Apache 20-40 s (`RequestReadTimeout header=20-40`).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long requests in flight may take to finish once shutdown starts. Kubernetes sends
+/// SIGKILL 30 s after SIGTERM by default; 10 s leaves the rest of the stop (janitor, store,
+/// database) room within that.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Most headers in one request: as many as S3's 8 KiB header section
 /// (`hoist_core::config::MAX_HEADER_SECTION`) holds when each is 8 bytes on the wire
@@ -88,5 +94,5 @@ where
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    while connections.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
 }

@@ -16,10 +16,8 @@
 //!   `500 InternalError`. Also refused here, as S3 does: an object PUT with neither
 //!   `Content-Length` nor chunked framing (`411 MissingContentLength`: HTTP reads it as an empty
 //!   body, so an empty object was stored), one over 5 GiB (`413 EntityTooLarge`, before a byte
-//!   of it is read), a pre-signed URL living over a week (`AuthorizationQueryParametersError`),
-//!   and writes to keys with control characters (see [`before_routing`]; refused rather than
-//!   listed with `encoding-type=url`: s3s 0.14 writes keys into XML as they are, and a key that
-//!   XML cannot carry breaks every listing of its bucket for every client).
+//!   of it is read), and a pre-signed URL living over a week (`AuthorizationQueryParametersError`).
+//!   (Keys with control characters are refused where every write checks its key, in `backend`.)
 //! - **Bodies s3s reads whole.** An XML body that breaks off before `Content-Length`, or does not
 //!   match its signed `x-amz-content-sha256`, makes s3s answer a bare `500 InternalError` with
 //!   nothing logged. [`XmlBodyWatch`] watches the body as s3s reads it, so such a 500 becomes
@@ -72,9 +70,8 @@ pub(crate) fn s3s_config() -> Arc<s3s::config::StaticConfigProvider> {
 }
 
 /// The refusal, if any, for a request s3s would otherwise route: a header section over the
-/// limit, an invalid bucket name, a key over 1,024 bytes or with a control character (on
-/// writes), a pre-signed URL living over a week, an object body without a length or over 5 GiB,
-/// an XML body over the limit.
+/// limit, an invalid bucket name, a key over 1,024 bytes, a pre-signed URL living over a week,
+/// an object body without a length or over 5 GiB, an XML body over the limit.
 pub(crate) fn before_routing(parts: &http::request::Parts) -> Option<Error> {
     let size = header_section_size(&parts.headers);
     if size > MAX_HEADER_SECTION {
@@ -89,10 +86,6 @@ pub(crate) fn before_routing(parts: &http::request::Parts) -> Option<Error> {
     }
     if key.len() > MAX_KEY_LEN {
         return Some(Error::KeyTooLong(key.len()));
-    }
-    let writes = parts.method == http::Method::PUT || parts.method == http::Method::POST;
-    if writes && let Some((at, ch)) = key.char_indices().find(|(_, c)| not_listable(*c)) {
-        return Some(Error::KeyControlCharacter { ch, at });
     }
     if let Some(seconds) = query_value(&parts.uri, "X-Amz-Expires").and_then(|v| v.parse::<u64>().ok())
         && seconds > MAX_PRESIGNED_EXPIRY_SECS
@@ -125,14 +118,6 @@ pub(crate) fn before_routing(parts: &http::request::Parts) -> Option<Error> {
         return Some(Error::XmlBodyTooLarge { size, max: MAX_XML_BODY });
     }
     None
-}
-
-/// Whether a key character cannot be listed: XML 1.0 has no way to write C0 controls other than
-/// tab and line feeds, and parsers turn a carriage return into a line feed, so a listing would
-/// fail to parse or name another key. All C0 controls are refused, and U+FFFE/U+FFFF (not XML
-/// characters either); DEL and C1 controls are valid XML and stay allowed.
-fn not_listable(c: char) -> bool {
-    c < ' ' || c == '\u{fffe}' || c == '\u{ffff}'
 }
 
 /// The first value of query parameter `name` (raw, as sent).
