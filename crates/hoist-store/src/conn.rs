@@ -7,8 +7,8 @@
 //!   attacker's pace. hyper 1.x enforces [`HEADER_READ_TIMEOUT`] only when it is given a timer,
 //!   which neither server did. hyper starts that clock whenever it waits for a request head,
 //!   so the same timeout is also the idle (keep-alive) timeout: a connection with no new
-//!   request for that long is closed. Request bodies are not timed here (parts may take minutes
-//!   on a slow link); the store's own reads bound a stalled body.
+//!   request for that long is closed. Request bodies are not timed (parts may take minutes on
+//!   a slow link): a client stalled in the middle of a body still holds its connection.
 //! - **Header count.** hyper refuses more than 100 headers with a bare `431`, a limit S3 does
 //!   not have: a CreateMultipartUpload with 92 `x-amz-meta-*` entries (and the SDK's own
 //!   headers) was refused although its header section was far under S3's 8 KiB. The count is
