@@ -89,6 +89,10 @@ impl From<hoist_core::Error> for CliError {
                     _ => "check the bucket and key",
                 }),
             ),
+            Category::Auth if matches!(e, hoist_core::Error::NoCredentials(_)) => (
+                Exit::Auth,
+                Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pick a profile with --profile, or run `aws configure`"),
+            ),
             Category::Auth => (
                 Exit::Auth,
                 Some("check your credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, --profile, or ~/.aws/credentials"),

@@ -107,6 +107,41 @@ fn bad_inputs_have_clear_errors_and_exit_codes() {
     assert!(o.status.success());
 }
 
+/// No credentials anywhere (no env vars, no shared files, instance metadata not reachable):
+/// exit 4 at once, saying so and where the chain looked, not minutes of retries ending in "could
+/// not reach the endpoint" (exit 5).
+#[test]
+fn put_without_credentials_exits_4_at_once_naming_where_it_looked() {
+    let store = StoreProc::start();
+    store.mb("cli-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(dir.path(), 1000);
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(HOIST);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let started = std::time::Instant::now();
+    let o = cmd
+        .env("HOME", home.path())
+        .env("HOIST_STATE_DIR", home.path())
+        .env("AWS_ENDPOINT_URL", &store.endpoint)
+        .args(["put", f.to_str().unwrap(), "s3://cli-bucket/k"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("no credentials found"), "{err}");
+    for place in ["AWS_ACCESS_KEY_ID", &format!("{}/.aws/credentials", home.path().display()), ".aws/config", "SSO", "instance metadata", "container"] {
+        assert!(err.contains(place), "the message names {place}: {err}");
+    }
+    assert!(err.contains("hint:"), "{err}");
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+}
+
 /// The README's first command: `hoist demo` starts its own store, uploads a generated multipart
 /// file, reads it back, and says the copy is identical.
 #[test]

@@ -16,6 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_credential_types::provider::ProvideCredentials as _;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
@@ -182,11 +184,47 @@ fn unquote(s: &str) -> String {
     s.trim().trim_matches('"').to_owned()
 }
 
+/// Resolves the credential chain once, before any call: when it finds nothing, say so at once
+/// (naming where it looked) instead of letting each call fail, be retried as a network error,
+/// and end minutes later as "could not reach the endpoint".
+async fn check_credentials(shared: &aws_config::SdkConfig, profile: Option<&str>) -> Result<()> {
+    let Some(provider) = shared.credentials_provider() else {
+        return Err(Error::NoCredentials(credential_sources(profile)));
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(CredentialsError::CredentialsNotLoaded(_)) => Err(Error::NoCredentials(credential_sources(profile))),
+        // The chain ends with instance metadata; off EC2 it answers with an error of its own.
+        Err(e @ (CredentialsError::ProviderError(_) | CredentialsError::ProviderTimedOut(_))) => Err(Error::NoCredentials(
+            format!("{}; the last of them answered: {}", credential_sources(profile), DisplayChain(&e)),
+        )),
+        Err(e) => Err(Error::Config(format!("cannot load credentials: {}", DisplayChain(&e)))),
+    }
+}
+
+/// An error and its sources, `a: b: c`.
+struct DisplayChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(c) = cur {
+            write!(f, ": {c}")?;
+            cur = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// Maps an SDK error into the engine's error, keeping S3's code and the HTTP status.
 fn map_err<E>(operation: &'static str, e: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let Some(where_) = missing_credentials(e) {
+        return Error::NoCredentials(where_);
+    }
     match e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
@@ -206,29 +244,45 @@ where
             let message = if d.is_timeout() {
                 "timed out".to_owned()
             } else {
-                std::error::Error::source(e).map_or_else(|| format!("{e:?}"), |s| {
-                    let mut m = s.to_string();
-                    let mut cur = s.source();
-                    while let Some(c) = cur {
-                        m = format!("{m}: {c}");
-                        cur = c.source();
-                    }
-                    m
-                })
+                std::error::Error::source(e).map_or_else(|| format!("{e:?}"), |s| DisplayChain(s).to_string())
             };
             Error::Transport { operation, message }
         }
         SdkError::ResponseError(r) => Error::Transport { operation, message: format!("{r:?}") },
-        _ => {
-            let mut m = e.to_string();
-            let mut cur = std::error::Error::source(e);
-            while let Some(c) = cur {
-                m = format!("{m}: {c}");
-                cur = c.source();
-            }
-            Error::Config(format!("{operation}: {m}"))
-        }
+        _ => Error::Config(format!("{operation}: {}", DisplayChain(e))),
     }
+}
+
+/// Where the chain looked, if `e` (or an error under it) says no credentials were found: the
+/// SDK reports that as a dispatch failure, which would otherwise be retried as a network error.
+fn missing_credentials(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) = err.downcast_ref::<CredentialsError>() {
+            return Some(credential_sources(None));
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The places the AWS credential chain looks, in its order, as the environment sets them up.
+fn credential_sources(profile: Option<&str>) -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let home = env("HOME").unwrap_or_else(|| "~".into());
+    let credentials = env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
+    let config = env("AWS_CONFIG_FILE").unwrap_or_else(|| format!("{home}/.aws/config"));
+    let profile = profile.map(str::to_owned).or_else(|| env("AWS_PROFILE")).unwrap_or_else(|| "default".into());
+    let imds = if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        "EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)"
+    } else {
+        "EC2 instance metadata (IMDS)"
+    };
+    format!(
+        "the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), profile {profile:?} in {credentials} and \
+         {config} (keys, SSO, credential_process), web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the ECS/EKS container \
+         endpoint (AWS_CONTAINER_CREDENTIALS_*), and {imds}"
+    )
 }
 
 fn checksum_dto(alg: ChecksumAlgorithm) -> aws_sdk_s3::types::ChecksumAlgorithm {
@@ -296,6 +350,9 @@ impl S3Client {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(a, s, None, None, "hoist"));
         }
         let shared = loader.load().await;
+        if opts.credentials.is_none() {
+            check_credentials(&shared, opts.profile.as_deref()).await?;
+        }
         let mut b = aws_sdk_s3::config::Builder::from(&shared)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)

@@ -13,6 +13,14 @@ pub const GIB: u64 = 1024 * MIB;
 /// One TiB.
 pub const TIB: u64 = 1024 * GIB;
 
+/// Largest request header section S3 accepts, names and values together (8 KiB; over it S3
+/// answers `RequestHeaderSectionTooLarge`). The embedded store refuses the same, and the upload
+/// service keeps the `x-amz-meta-*` headers of the uploads it creates under it.
+pub const MAX_HEADER_SECTION: usize = 8 * 1024;
+
+/// Longest lifetime of a SigV4 pre-signed URL (`X-Amz-Expires`): 7 days, in seconds.
+pub const MAX_PRESIGNED_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
 /// S3's naming rules for general purpose buckets (3-63 lowercase letters, digits, `.` and `-`,
 /// starting and ending with a letter or digit, no `..`): the part anyone can check offline.
 #[must_use]
@@ -37,7 +45,7 @@ pub struct ProviderLimits {
     pub max_parts: u64,
     /// Smallest part except the last.
     pub min_part_size: u64,
-    /// Largest part.
+    /// Largest part (on S3 also the largest single PutObject body).
     pub max_part_size: u64,
     /// Largest object.
     pub max_object_size: u64,

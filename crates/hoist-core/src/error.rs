@@ -105,6 +105,9 @@ pub enum Error {
     /// The interrupted upload no longer exists in the store.
     #[error("the interrupted upload {0} no longer exists in the store (aborted or expired)")]
     UploadGone(String),
+    /// The credential chain found no credentials anywhere it looked.
+    #[error("no credentials found; looked in {0}")]
+    NoCredentials(String),
     /// Configuration problem (credentials, endpoint URL, profile).
     #[error("{0}")]
     Config(String),
@@ -147,7 +150,7 @@ impl Error {
             Self::Integrity(_) => Category::Integrity,
             Self::Journal { .. } | Self::SourceChanged(_) | Self::ChangedDuringUpload(_) | Self::UploadGone(_) => Category::Conflict,
             Self::Cancelled => Category::Interrupted,
-            Self::Config(_) => Category::Auth,
+            Self::Config(_) | Self::NoCredentials(_) => Category::Auth,
         }
     }
 

@@ -32,6 +32,11 @@ pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_hours(1);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default heartbeat interval: a lease survives five missed heartbeats' worth of hiccups.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Default cap on one API key's unfinished uploads (`max_open_uploads`): room for a large batch
+/// of files in flight (browsers upload a few at a time), while one key cannot open uploads
+/// without bound (each holds a row here and staged parts in S3 until it ends or expires).
+pub const DEFAULT_MAX_OPEN_UPLOADS: u32 = 1_000;
 /// The bucket the embedded store is given when none is named.
 pub const DEFAULT_BUCKET: &str = "hoist";
 
@@ -71,6 +76,8 @@ pub struct KeyPolicy {
     pub rate_per_minute: u32,
     /// Bytes this key may hold in uploads that are not finished yet (`None`: no quota).
     pub quota: Option<u64>,
+    /// Most unfinished uploads this key may have at once.
+    pub max_open_uploads: u32,
 }
 
 impl KeyPolicy {
@@ -84,6 +91,7 @@ impl KeyPolicy {
             content_types: vec!["*/*".into()],
             rate_per_minute: 60_000,
             quota: None,
+            max_open_uploads: DEFAULT_MAX_OPEN_UPLOADS,
         }
     }
 }
@@ -178,6 +186,9 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Part size the planner starts from.
     pub part_size: u64,
+    /// How long a client may take to send a request header, or keep a connection idle, on the
+    /// API and the embedded store (default `hoist_store::conn::HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
     /// What happens after an upload.
     pub pipeline: PipelineConfig,
     /// Where events are delivered (`[[webhooks]]` in the file).
@@ -291,6 +302,7 @@ impl ServerConfig {
             part_size: DEFAULT_PART_SIZE,
             pipeline: PipelineConfig::default(),
             webhooks: Vec::new(),
+            header_read_timeout: hoist_store::conn::HEADER_READ_TIMEOUT,
         }
     }
 
@@ -350,6 +362,9 @@ impl ServerConfig {
         if self.session_ttl < Duration::from_secs(1) {
             return bad("session lifetime must be at least 1s, e.g. 24h".into());
         }
+        if self.header_read_timeout.is_zero() {
+            return bad("header read timeout must be more than zero".into());
+        }
         if self.janitor_interval.is_zero() {
             return bad("janitor interval must be more than zero".into());
         }
@@ -366,6 +381,9 @@ impl ServerConfig {
             let p = &k.policy;
             if !(p.prefix.is_empty() || p.prefix.ends_with('/')) || p.prefix.starts_with('/') || p.prefix.split('/').any(|s| s == ".." || s == ".") {
                 return bad(format!("key {:?}: prefix {:?} must be empty or like \"users/ana/\" (no leading '/', no '.' or '..')", p.name, p.prefix));
+            }
+            if p.max_open_uploads == 0 {
+                return bad(format!("key {:?}: max_open_uploads must be at least 1", p.name));
             }
             if p.rate_per_minute == 0 {
                 return bad(format!("key {:?}: rate_per_minute must be at least 1", p.name));
@@ -541,6 +559,7 @@ struct FileKey {
     content_types: Vec<String>,
     rate_per_minute: Option<u32>,
     quota: Option<Unit>,
+    max_open_uploads: Option<u32>,
 }
 
 impl FileKey {
@@ -555,6 +574,7 @@ impl FileKey {
                 max_size: self.max_size.size("max_size")?,
                 quota: self.quota.map(|q| q.size("quota")).transpose()?,
                 rate_per_minute: self.rate_per_minute.unwrap_or(600),
+                max_open_uploads: self.max_open_uploads.unwrap_or(DEFAULT_MAX_OPEN_UPLOADS),
                 name: self.name,
                 prefix: self.prefix,
                 content_types: self.content_types,
@@ -587,6 +607,7 @@ mod tests {
         assert_eq!(k.policy.max_size, 1 << 30);
         assert_eq!(k.policy.quota, Some(10_000));
         assert_eq!(k.policy.rate_per_minute, 600);
+        assert_eq!(k.policy.max_open_uploads, DEFAULT_MAX_OPEN_UPLOADS);
         assert_eq!(hex::encode(k.token_sha256), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
     }
 

@@ -111,6 +111,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_uploads.sql")),
     (2, include_str!("../migrations/0002_pipeline.sql")),
     (3, include_str!("../migrations/0003_webhooks.sql")),
+    (4, include_str!("../migrations/0004_staged.sql")),
 ];
 
 /// The session database.
@@ -266,15 +267,60 @@ impl Db {
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
     }
 
-    /// Bytes declared by `api_key`'s sessions that are still open (for quotas).
+    /// Bytes held by `api_key`'s sessions that are still open (for quotas): the declared size,
+    /// or for uploads of unknown size the bytes their signed parts may stage.
     pub async fn open_bytes(&self, api_key: &str) -> Result<u64, sqlx::Error> {
         let sum: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE api_key = $1 AND state IN ('created', 'uploading')",
+            "SELECT CAST(COALESCE(SUM(COALESCE(size, staged_bytes, 0)), 0) AS BIGINT) FROM uploads \
+             WHERE api_key = $1 AND state IN ('created', 'uploading')",
         )
         .bind(api_key)
         .fetch_one(&self.pool)
         .await?;
         Ok(opt_u64(sum).unwrap_or(0))
+    }
+
+    /// How many of `api_key`'s sessions are still open.
+    pub async fn open_count(&self, api_key: &str) -> Result<u64, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE api_key = $1 AND state IN ('created', 'uploading')")
+            .bind(api_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Raises the bytes session `id` (of `api_key`) may stage to `staged`, unless that would put
+    /// the key's open sessions over `quota`. Check and write are one statement: on `SQLite`
+    /// (writers serialised) two concurrent requests cannot both pass; on Postgres under READ
+    /// COMMITTED two requests for different uploads of one key at the same instant still could.
+    /// True if the session's count is now at least `staged` (already, or raised).
+    pub async fn stage(&self, id: &str, api_key: &str, staged: u64, quota: Option<u64>) -> Result<bool, sqlx::Error> {
+        let staged = to_i64(staged);
+        let raised = sqlx::query(
+            "UPDATE uploads SET staged_bytes = $1 WHERE id = $2 AND COALESCE(staged_bytes, 0) < $3 AND $4 + \
+             (SELECT CAST(COALESCE(SUM(COALESCE(size, staged_bytes, 0)), 0) AS BIGINT) FROM uploads \
+              WHERE api_key = $5 AND state IN ('created', 'uploading') AND id <> $6) <= $7",
+        )
+        .bind(staged)
+        .bind(id)
+        .bind(staged)
+        .bind(staged)
+        .bind(api_key)
+        .bind(id)
+        .bind(quota.map_or(i64::MAX, to_i64))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0;
+        if raised {
+            return Ok(true);
+        }
+        let current: Option<i64> = sqlx::query_scalar("SELECT staged_bytes FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten();
+        Ok(current.is_some_and(|c| c >= staged))
     }
 
     /// Open sessions whose expiry is before `now_ms`, oldest first, at most `limit`.
@@ -427,6 +473,18 @@ mod tests {
         assert_eq!((done.state, done.etag.as_deref(), done.checksum.as_deref()), (State::Completed, Some("etag-2"), Some("crc")));
         assert!(done.completed_at.is_some());
         assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 100);
+        assert_eq!(db.open_count(&a.api_key).await.unwrap(), 1);
+        // An upload of unknown size counts what its signed parts may stage, within the quota.
+        let mut u = session(&format!("{tag}u"), &a.api_key, i64::MAX - 1);
+        u.size = None;
+        db.insert(&u).await.unwrap();
+        assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 100, "nothing signed yet");
+        assert!(db.stage(&u.id, &a.api_key, 50, Some(150)).await.unwrap());
+        assert!(db.stage(&u.id, &a.api_key, 40, Some(150)).await.unwrap(), "less than already counted");
+        assert!(!db.stage(&u.id, &a.api_key, 60, Some(150)).await.unwrap(), "over the quota");
+        assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 150);
+        assert!(db.stage(&u.id, &a.api_key, 60, None).await.unwrap());
+        assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 160);
         db.ping().await.unwrap();
     }
 

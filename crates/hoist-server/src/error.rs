@@ -48,6 +48,12 @@ pub enum ApiError {
         /// Bytes held by the key's live uploads.
         used: u64,
     },
+    /// The caller already has as many unfinished uploads as its policy allows.
+    #[error("this API key already has {max} unfinished uploads, its limit: complete or abort some before starting more")]
+    TooManyOpenUploads {
+        /// The limit.
+        max: u32,
+    },
     /// Too many requests from this API key.
     #[error("too many requests for this API key: retry after {0} s")]
     RateLimited(u64),
@@ -113,6 +119,7 @@ impl ApiError {
             Self::TooLarge { .. } => "too_large",
             Self::ContentTypeNotAllowed { .. } => "content_type_not_allowed",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
             Self::RateLimited(_) => "rate_limited",
             Self::WrongState { .. } | Self::JobWrongState { .. } => "wrong_state",
             Self::PartsMismatch(_) => "parts_mismatch",
@@ -134,7 +141,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::BadJson(_) | Self::PartsMismatch(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ContentTypeNotAllowed { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+            Self::QuotaExceeded { .. } | Self::TooManyOpenUploads { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::WrongState { .. } | Self::JobWrongState { .. } => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

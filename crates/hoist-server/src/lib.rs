@@ -86,9 +86,6 @@ pub enum Error {
     /// S3 refused or could not be reached at start.
     #[error("object store: {0}")]
     S3(#[from] hoist_core::Error),
-    /// Serving failed.
-    #[error("serving: {0}")]
-    Serve(std::io::Error),
 }
 
 /// A started service, bound and ready; [`Server::run`] serves until shutdown.
@@ -102,6 +99,7 @@ pub struct Server {
     janitor_interval: std::time::Duration,
     workers: Workers,
     pipeline_note: Option<String>,
+    header_read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -193,24 +191,10 @@ impl WorkerProcess {
                     ))
                 })?;
                 let (creds, _) = hoist_store::Credentials::load_or_generate(&config.data_dir.join("store"))?;
-                let s3 = S3Client::connect(&ClientOptions {
-                    endpoint_url: Some(endpoint.trim().to_owned()),
-                    region: Some("us-east-1".into()),
-                    credentials: Some((creds.access_key, creds.secret_key)),
-                    ..ClientOptions::default()
-                })
-                .await?;
-                (s3, ProviderLimits::STORE_5TIB)
+                (embedded_client(endpoint.trim().to_owned(), creds).await?, ProviderLimits::STORE_5TIB)
             }
             S3Target::External { endpoint, region, profile, credentials } => {
-                let s3 = S3Client::connect(&ClientOptions {
-                    endpoint_url: endpoint.clone(),
-                    region: region.clone(),
-                    profile: profile.clone(),
-                    credentials: credentials.clone(),
-                    ..ClientOptions::default()
-                })
-                .await?;
+                let s3 = external_client(endpoint.as_ref(), region.as_ref(), profile.as_ref(), credentials.as_ref()).await?;
                 (s3, if endpoint.is_none() { ProviderLimits::AWS } else { ProviderLimits::STORE_5TIB })
             }
         };
@@ -248,6 +232,60 @@ fn dev_token(data_dir: &std::path::Path) -> Result<String, Error> {
     Ok(token)
 }
 
+/// A client for the embedded store at `endpoint`, with its credentials.
+async fn embedded_client(endpoint: String, creds: hoist_store::Credentials) -> Result<S3Client, Error> {
+    Ok(S3Client::connect(&ClientOptions {
+        endpoint_url: Some(endpoint),
+        region: Some("us-east-1".into()),
+        credentials: Some((creds.access_key, creds.secret_key)),
+        ..ClientOptions::default()
+    })
+    .await?)
+}
+
+/// A client for an external S3, with the AWS credential chain unless a key pair is given.
+async fn external_client(endpoint: Option<&String>, region: Option<&String>, profile: Option<&String>, credentials: Option<&(String, String)>) -> Result<S3Client, Error> {
+    Ok(S3Client::connect(&ClientOptions {
+        endpoint_url: endpoint.cloned(),
+        region: region.cloned(),
+        profile: profile.cloned(),
+        credentials: credentials.cloned(),
+        ..ClientOptions::default()
+    })
+    .await?)
+}
+
+/// The service's S3: the embedded store (started here, its bucket made, its URL written for
+/// `hoist worker`s) or an external one whose bucket must exist. Answers the client, how part
+/// URLs address the bucket, and the store's handle when it runs here.
+async fn connect_s3(config: &ServerConfig, origins: Vec<String>) -> Result<(S3Client, Endpoint, Option<hoist_store::StoreHandle>), Error> {
+    match &config.s3 {
+        S3Target::Embedded { listen } => {
+            let store = hoist_store::Store::builder(config.data_dir.join("store"))
+                .cors_origins(origins)
+                .header_read_timeout(config.header_read_timeout)
+                .build()?;
+            let creds = store.credentials().clone();
+            let handle = store.start(listen).await?;
+            // `hoist worker` processes on this machine find the store here.
+            let url_file = config.data_dir.join(STORE_URL_FILE);
+            std::fs::write(&url_file, handle.endpoint_url()).map_err(|source| Error::DataDir { path: url_file, source })?;
+            let s3 = embedded_client(handle.endpoint_url(), creds).await?;
+            if s3.head_bucket(&config.bucket).await.is_err() {
+                s3.sdk().create_bucket().bucket(&config.bucket).send().await.map_err(|e| {
+                    hoist_core::Error::Config(format!("cannot create bucket {} in the embedded store: {e}", config.bucket))
+                })?;
+            }
+            Ok((s3, Endpoint::PathStyle(handle.endpoint_url()), Some(handle)))
+        }
+        S3Target::External { endpoint, region, profile, credentials } => {
+            let s3 = external_client(endpoint.as_ref(), region.as_ref(), profile.as_ref(), credentials.as_ref()).await?;
+            s3.head_bucket(&config.bucket).await?;
+            Ok((s3, endpoint.clone().map_or(Endpoint::Aws, Endpoint::PathStyle), None))
+        }
+    }
+}
+
 impl Server {
     /// Validates `config`, opens the database, starts the embedded store (unless an external S3
     /// is configured), makes sure the bucket exists, and binds the API's address.
@@ -272,41 +310,7 @@ impl Server {
         }
         origins.extend(config.cors_origins.iter().cloned());
 
-        let (s3, endpoint, store) = match &config.s3 {
-            S3Target::Embedded { listen } => {
-                let store = hoist_store::Store::builder(config.data_dir.join("store")).cors_origins(origins.clone()).build()?;
-                let creds = store.credentials().clone();
-                let handle = store.start(listen).await?;
-                // `hoist worker` processes on this machine find the store here.
-                let url_file = config.data_dir.join(STORE_URL_FILE);
-                std::fs::write(&url_file, handle.endpoint_url()).map_err(|source| Error::DataDir { path: url_file, source })?;
-                let s3 = S3Client::connect(&ClientOptions {
-                    endpoint_url: Some(handle.endpoint_url()),
-                    region: Some("us-east-1".into()),
-                    credentials: Some((creds.access_key, creds.secret_key)),
-                    ..ClientOptions::default()
-                })
-                .await?;
-                if s3.head_bucket(&config.bucket).await.is_err() {
-                    s3.sdk().create_bucket().bucket(&config.bucket).send().await.map_err(|e| {
-                        hoist_core::Error::Config(format!("cannot create bucket {} in the embedded store: {e}", config.bucket))
-                    })?;
-                }
-                (s3, Endpoint::PathStyle(handle.endpoint_url()), Some(handle))
-            }
-            S3Target::External { endpoint, region, profile, credentials } => {
-                let s3 = S3Client::connect(&ClientOptions {
-                    endpoint_url: endpoint.clone(),
-                    region: region.clone(),
-                    profile: profile.clone(),
-                    credentials: credentials.clone(),
-                    ..ClientOptions::default()
-                })
-                .await?;
-                s3.head_bucket(&config.bucket).await?;
-                (s3, endpoint.clone().map_or(Endpoint::Aws, Endpoint::PathStyle), None)
-            }
-        };
+        let (s3, endpoint, store) = connect_s3(&config, origins).await?;
         // Part URLs are signed with the same credentials and region as the service's own calls.
         let provider = s3
             .credentials_provider()
@@ -344,7 +348,18 @@ impl Server {
             webhooks,
         });
         let router = api::router(Arc::clone(&state), config.cors_origins.clone());
-        Ok(Self { listener, router, state, addr, store, dev_token, janitor_interval: config.janitor_interval, workers, pipeline_note })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            addr,
+            store,
+            dev_token,
+            janitor_interval: config.janitor_interval,
+            header_read_timeout: config.header_read_timeout,
+            workers,
+            pipeline_note,
+        })
     }
 
     /// The bound address of the API.
@@ -380,13 +395,16 @@ impl Server {
     /// Serves the API and runs the janitor, the webhook delivery loop and the in-process
     /// workers until `shutdown` resolves; then stops the workers (their jobs are requeued) and
     /// the store. A webhook attempt cut off by the stop is sent again after its lease expires,
-    /// by this or another replica.
+    /// by this or another replica. The API is served by the store's accept loop
+    /// (`hoist_store::conn`), for its header read and idle timeouts, which `axum::serve` does
+    /// not set.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let janitor = tokio::spawn(janitor::run(Arc::clone(&self.state), self.janitor_interval));
         let webhooks = tokio::spawn(Arc::clone(&self.state.webhooks).run(self.state.db.clone()));
         let stop_workers = hoist_core::CancellationToken::new();
         let workers = self.workers.spawn("serve", &stop_workers);
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let service = hyper_util::service::TowerToHyperService::new(self.router);
+        hoist_store::conn::serve(self.listener, service, self.header_read_timeout, shutdown).await;
         janitor.abort();
         webhooks.abort();
         stop_workers.cancel();
@@ -396,6 +414,6 @@ impl Server {
         if let Some(store) = self.store {
             store.shutdown().await;
         }
-        served.map_err(Error::Serve)
+        Ok(())
     }
 }

@@ -2,6 +2,18 @@
 //! (the caller's prefix + a unique id + the file's name, refused rather than silently rewritten
 //! when the name could escape or confuse), size and content type limits, user metadata rules,
 //! and a per-key request rate (token bucket). Quota needs the database and lives in `uploads`.
+//!
+//! Decisions:
+//! - File names with bidirectional controls (U+202A–U+202E embeddings and overrides, U+2066–U+2069
+//!   isolates, U+200E/U+200F/U+061C marks) are refused, not stripped: `invoice\u{202E}fdp.exe`
+//!   displays as `invoiceexe.pdf`, and a name is never rewritten behind the client's back (the
+//!   key it gets back must be the name it sent). No real file name needs them: text direction is
+//!   the viewer's business.
+//! - Metadata is measured as the headers it becomes: each entry travels as
+//!   `x-amz-meta-NAME: VALUE` and its name again in the request's signed header list, and S3
+//!   (and the store) refuse a header section over `hoist_core::config::MAX_HEADER_SECTION`.
+//!   Such metadata is refused at create (400), where the caller can fix it, rather than failing
+//!   in S3 as a 502 that no retry can cure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,7 +83,19 @@ pub fn check_filename(name: &str) -> ApiResult<()> {
     if name.chars().any(char::is_control) {
         return refuse("contains control characters");
     }
+    if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
+        return refuse(&format!(
+            "contains the invisible bidirectional control U+{:04X}, which makes a name display as another \
+             (\"invoice\\u{{202E}}fdp.exe\" shows as \"invoiceexe.pdf\")",
+            u32::from(c)
+        ));
+    }
     Ok(())
+}
+
+/// Whether `c` changes the display order of text around it (see the module doc).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// The object key of a new upload: the caller's prefix, the upload's unique id, the file name.
@@ -119,8 +143,14 @@ pub fn content_type_matches(patterns: &[String], content_type: &str) -> bool {
 /// S3's limit on user metadata (names and values together, in bytes).
 pub const MAX_METADATA_BYTES: usize = 2048;
 
+/// Room kept in the header limit for a CreateMultipartUpload's other headers: host, date,
+/// payload hash, content type, the SDK's user agents and invocation id, and the `Authorization`
+/// header apart from metadata names. aws-sdk-s3 sends about 1 KiB of them; twice that is kept.
+const OTHER_HEADERS: usize = 2 * 1024;
+
 /// Checks user metadata: names of letters, digits, `-` and `_`; printable ASCII values (they
-/// travel as HTTP headers); at most 2 KiB together, as S3 allows.
+/// travel as HTTP headers); at most 2 KiB together, as S3 allows; and headers that fit S3's
+/// header limit (see the module doc).
 pub fn check_metadata(meta: &[(String, String)]) -> ApiResult<()> {
     let mut total = 0;
     for (k, v) in meta {
@@ -134,6 +164,22 @@ pub fn check_metadata(meta: &[(String, String)]) -> ApiResult<()> {
     }
     if total > MAX_METADATA_BYTES {
         return Err(ApiError::BadRequest(format!("metadata is {total} bytes: S3 allows at most {MAX_METADATA_BYTES}")));
+    }
+    let headers: usize = meta
+        .iter()
+        .map(|(k, v)| {
+            let name = "x-amz-meta-".len() + k.len();
+            name + v.len() + ";".len() + name
+        })
+        .sum();
+    let max = hoist_core::config::MAX_HEADER_SECTION - OTHER_HEADERS;
+    if headers > max {
+        return Err(ApiError::BadRequest(format!(
+            "metadata of {} entries becomes {headers} bytes of HTTP headers (x-amz-meta-NAME: VALUE, and each name \
+             again in the signature); S3 takes at most {max} for metadata in one request: send fewer entries or \
+             shorter names",
+            meta.len()
+        )));
     }
     Ok(())
 }
@@ -179,6 +225,7 @@ mod tests {
             content_types: vec!["image/*".into(), "application/pdf".into()],
             rate_per_minute: 2,
             quota: None,
+            max_open_uploads: 10,
         }
     }
 
@@ -187,7 +234,12 @@ mod tests {
         for bad in ["", " ", "../etc/passwd", "a/b", "a\\b", "..", ".", "a\u{0}b", "line\nbreak", &"x".repeat(256)] {
             assert!(matches!(check_filename(bad), Err(ApiError::BadRequest(_))), "{bad:?}");
         }
-        for good in ["report.pdf", "..hidden", "résumé 2026.docx", "a..b"] {
+        for bidi in ["invoice\u{202E}fdp.exe", "a\u{2066}b", "\u{200F}x", "x\u{061C}"] {
+            let e = check_filename(bidi).unwrap_err().to_string();
+            assert!(e.contains("bidirectional"), "{bidi:?}: {e}");
+            assert!(!e.contains(|c: char| is_bidi_control(c)), "the message does not carry the control itself: {e}");
+        }
+        for good in ["report.pdf", "..hidden", "résumé 2026.docx", "a..b", "שלום.txt", "مرحبا.pdf"] {
             check_filename(good).unwrap();
         }
         assert_eq!(object_key(&policy(), "abc", "..hidden"), "p/abc/..hidden");
@@ -213,6 +265,11 @@ mod tests {
         assert!(check_metadata(&[("bad name".into(), "v".into())]).is_err());
         assert!(check_metadata(&[("k".into(), "é".into())]).is_err());
         assert!(check_metadata(&[("k".into(), "v".repeat(3000))]).is_err());
+        // Within S3's 2 KiB of names and values, but over the header limit as headers.
+        let many: Vec<(String, String)> = (0..300).map(|i| (format!("m{i:03}"), String::new())).collect();
+        let e = check_metadata(&many).unwrap_err().to_string();
+        assert!(e.contains("HTTP headers") && e.contains("300 entries"), "{e}");
+        check_metadata(&many[..150]).unwrap();
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //!   (NoSuchUpload on Complete → HEAD decides).
 //! - Uploads whose size is unknown (Uppy) cannot bind a Content-Length into part URLs; their
 //!   size limit is enforced at Complete by summing ListParts, and an oversized upload is aborted.
+//!   Toward the key's quota each counts what it may have staged: the highest part number signed
+//!   × the largest part S3 (and the store) accepts, since nothing else bounds what a part URL
+//!   stores. Signing over the quota is refused, and the quota is checked again at Complete.
+//!   So a key with a quota that serves Uppy needs 5 GiB of quota per part in flight.
+//! - A key has at most `max_open_uploads` unfinished uploads (checked at create).
 //! - Nothing is left behind: if the session cannot be stored, the multipart upload just
 //!   created is aborted.
 
@@ -124,6 +129,9 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
     if algorithm == Some(ChecksumAlgorithm::Crc64Nvme) {
         return Err(ApiError::BadRequest("checksum_algorithm crc64nvme has no per-part checksums in S3: use crc32c or sha256".into()));
     }
+    if st.db.open_count(&policy.name).await? >= u64::from(policy.max_open_uploads) {
+        return Err(ApiError::TooManyOpenUploads { max: policy.max_open_uploads });
+    }
     if let (Some(quota), Some(size)) = (policy.quota, req.size) {
         let used = st.db.open_bytes(&policy.name).await?;
         if used.saturating_add(size) > quota {
@@ -210,7 +218,13 @@ fn planned_len(s: &Session, n: u32) -> Option<u64> {
 
 /// Signs UploadPart URLs for `numbers`, binding planned lengths and the given checksums
 /// (base64, keyed by part number as a string).
-pub async fn sign_parts<H: std::hash::BuildHasher>(st: &AppState, s: &Session, numbers: &[u32], checksums: &HashMap<String, String, H>) -> ApiResult<Vec<SignedPart>> {
+pub async fn sign_parts<H: std::hash::BuildHasher>(
+    st: &AppState,
+    caller: &Caller,
+    s: &Session,
+    numbers: &[u32],
+    checksums: &HashMap<String, String, H>,
+) -> ApiResult<Vec<SignedPart>> {
     require_open(s)?;
     let started = Instant::now();
     if numbers.is_empty() {
@@ -248,6 +262,7 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(st: &AppState, s: &Session, n
     {
         return Err(ApiError::BadRequest(format!("part {n} has no checksum: this upload was created with checksum_algorithm {alg}, so every part needs one")));
     }
+    stage_unknown_size(st, caller, s, numbers).await?;
     let creds = st.presigner.credentials().await?;
     let now = SystemTime::now();
     let signed = numbers
@@ -268,6 +283,31 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(st: &AppState, s: &Session, n
     Metrics::inc(&st.metrics.urls_signed, signed.len() as u64);
     st.metrics.observe_sign(started.elapsed());
     Ok(signed)
+}
+
+/// Counts what the parts about to be signed may stage, for an upload of unknown size (see the
+/// module doc), refusing if that would put the key over its quota. Part URLs of uploads of
+/// declared size bind their planned length, which the declared size already counts.
+async fn stage_unknown_size(st: &AppState, caller: &Caller, s: &Session, numbers: &[u32]) -> ApiResult<()> {
+    if s.size.is_some() {
+        return Ok(());
+    }
+    let highest = numbers.iter().copied().max().unwrap_or(0);
+    let staged = u64::from(highest).saturating_mul(st.limits.max_part_size);
+    let quota = caller.0.quota;
+    if st.db.stage(&s.id, &s.api_key, staged, quota).await? {
+        return Ok(());
+    }
+    let used = st.db.open_bytes(&s.api_key).await?;
+    Err(ApiError::QuotaExceeded { quota: quota.unwrap_or(0), used })
+}
+
+/// Refuses to complete while the caller's open uploads are over its quota (the quota was
+/// lowered, or uploads of unknown size signed more parts than it allows).
+async fn check_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
+    let Some(quota) = caller.0.quota else { return Ok(()) };
+    let used = st.db.open_bytes(&caller.0.name).await?;
+    if used > quota { Err(ApiError::QuotaExceeded { quota, used }) } else { Ok(()) }
 }
 
 /// The parts S3 holds for the session (all pages), ascending.
@@ -309,6 +349,7 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     if s.state == State::Completed {
         return repeated_complete(st, s, parts).await;
     }
+    check_quota(st, caller).await?;
     require_open(s)?;
     if parts.is_empty() {
         return Err(ApiError::BadRequest("parts is empty: send every part's number and ETag".into()));

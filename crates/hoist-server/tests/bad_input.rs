@@ -286,3 +286,159 @@ async fn companion_errors_size_limit_at_complete_and_cors() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     svc.stop().await;
 }
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// Creates an upload through Uppy's routes for `token`; (base URL, key query, upload id).
+async fn uppy_upload(svc: &Service, token: &str, filename: &str) -> (String, String, String) {
+    let base = format!("{}/u/{token}/s3", svc.url);
+    let c = call("POST", &format!("{base}/multipart"), None, Some(json!({ "filename": filename, "type": "application/octet-stream" }))).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let key = c.body["key"].as_str().unwrap();
+    let q = format!("key={}", percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC));
+    (base, q, c.body["uploadId"].as_str().unwrap().to_owned())
+}
+
+/// Uppy's uploads declare no size and their part URLs bind no length, so each part signed counts
+/// toward the quota at S3's largest part (5 GiB): signing past the quota is refused, and so is a
+/// Complete while the key is over its quota. Open uploads per key are capped.
+#[tokio::test(flavor = "multi_thread")]
+async fn uppy_parts_count_toward_the_quota_and_open_uploads_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+    let at = data_dir.clone();
+    let svc = Service::start_with(move |c| {
+        c.data_dir = at;
+        c.keys[1].policy.quota = Some(12 * GIB); // bob
+    })
+    .await;
+    let (base, q, upload_id) = uppy_upload(&svc, BOB, "big.bin").await;
+    let sign = |n: u32| {
+        let url = format!("{base}/multipart/{upload_id}/{n}?{q}");
+        async move { call("GET", &url, None, None).await }
+    };
+    let mut parts = Vec::new();
+    for (n, len) in [(1, 5 * MIB), (2, MIB)] {
+        let s = sign(n).await;
+        assert_eq!(s.status, 200, "part {n}: {}", s.body);
+        let (status, etag, _) = put_part(&json!({ "url": s.body["url"] }), data(len, 1)).await;
+        assert_eq!(status, 200);
+        parts.push(json!({ "PartNumber": n, "ETag": etag.unwrap() }));
+    }
+    let r = sign(3).await;
+    assert_eq!(r.status, 403, "a third part would stage up to 15 GiB on a 12 GiB quota: {}", r.body);
+    assert!(r.message().contains("quota"), "{}", r.body);
+    assert_eq!(sign(2).await.status, 200, "signing a part again counts nothing more");
+    // The rest of the quota is what /v1 uploads may still declare.
+    let r = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body("more.bin", 64 * MIB))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    svc.stop().await;
+
+    // The same data with a lower quota: the key is over it, so Complete is refused too.
+    let at = data_dir.clone();
+    let svc = Service::start_with(move |c| {
+        c.data_dir = at;
+        c.keys[1].policy.quota = Some(6 * GIB);
+    })
+    .await;
+    let done = call("POST", &format!("{}/u/{BOB}/s3/multipart/{upload_id}/complete?{q}", svc.url), None, Some(json!({ "parts": parts }))).await;
+    assert_eq!(done.status, 403, "{}", done.body);
+    assert!(done.message().contains("quota"), "{}", done.body);
+    svc.stop().await;
+    drop(dir);
+
+    // At most `max_open_uploads` unfinished uploads per key.
+    let svc = Service::start_with(|c| c.keys[1].policy.max_open_uploads = 2).await;
+    let (id, _) = new_upload(&svc, BOB, MIB).await;
+    let _ = uppy_upload(&svc, BOB, "two.bin").await;
+    let r = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body("three.bin", MIB))).await;
+    assert_eq!((r.status, r.code()), (403, "too_many_open_uploads"), "{}", r.body);
+    assert!(r.message().contains("2 unfinished uploads"), "{}", r.body);
+    let r = call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": "three.bin" }))).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(svc.open_uploads().await, 2, "nothing was created by the refused calls");
+    assert_eq!(call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await.status, 200);
+    let _ = new_upload(&svc, BOB, MIB).await;
+    svc.stop().await;
+}
+
+/// File names with bidirectional controls are refused (they make a name display as another);
+/// Uppy's part route takes plain decimal part numbers only.
+#[tokio::test(flavor = "multi_thread")]
+async fn bidi_file_names_and_odd_part_numbers_are_refused() {
+    let svc = Service::start().await;
+    for name in ["invoice\u{202E}fdp.exe", "a\u{2066}b.png", "x\u{200F}.png", "\u{202A}y.png"] {
+        let r = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body(name, 10))).await;
+        assert_eq!((r.status, r.code()), (400, "bad_request"), "{name:?}: {}", r.body);
+        assert!(r.message().contains("bidirectional"), "{name:?}: {}", r.body);
+        let r = call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": name }))).await;
+        assert_eq!(r.status, 400, "{name:?}: {}", r.body);
+    }
+    assert_eq!(svc.open_uploads().await, 0);
+    let (base, q, upload_id) = uppy_upload(&svc, BOB, "f.bin").await;
+    for n in ["01", "+1", "1.0", "0", "10001", "-1", "%2B1"] {
+        let r = call("GET", &format!("{base}/multipart/{upload_id}/{n}?{q}"), None, None).await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
+        assert!(r.message().contains("part number"), "{n}: {}", r.body);
+    }
+    for n in ["1", "10000"] {
+        let r = call("GET", &format!("{base}/multipart/{upload_id}/{n}?{q}"), None, None).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(r.body["url"].as_str().unwrap().contains(&format!("partNumber={n}&")), "{}", r.body);
+    }
+    svc.stop().await;
+}
+
+/// Metadata is sent to S3 as `x-amz-meta-*` headers, and S3 (like the store) refuses a header
+/// section over 8 KiB: metadata that would not fit is a 400 at create, not a 502 from the store.
+/// Exactly at the service's budget it still fits the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_over_the_header_limit_is_refused_at_create() {
+    let svc = Service::start().await;
+    let url = format!("{}/v1/uploads", svc.url);
+    let meta = |n: usize, value_bytes: usize| -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for i in 0..n {
+            let len = value_bytes / n + usize::from(i < value_bytes % n);
+            m.insert(format!("m{i:03}"), json!("v".repeat(len)));
+        }
+        json!({ "filename": "f.bin", "size": 10, "metadata": m })
+    };
+    // 152 entries: names of 4 bytes, values of 1432 bytes in all (2040 bytes of names and values,
+    // under S3's 2 KiB); as headers (x-amz-meta-NAME: VALUE, and the name again in the signature)
+    // 152 × 31 + 1432 = 6144 bytes, the service's budget.
+    let r = call("POST", &url, Some(BOB), Some(meta(152, 1432))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = call("POST", &url, Some(BOB), Some(meta(152, 1433))).await;
+    assert_eq!((r.status, r.code()), (400, "bad_request"), "{}", r.body);
+    assert!(r.message().contains("HTTP headers"), "{}", r.body);
+    let r = call("POST", &url, Some(BOB), Some(meta(300, 0))).await;
+    assert_eq!((r.status, r.code()), (400, "bad_request"), "many small entries: {}", r.body);
+    assert_eq!(svc.open_uploads().await, 1, "only the upload that fits was created");
+    svc.stop().await;
+}
+
+/// A client that sends half a request header, or leaves a connection idle, is cut off after the
+/// header read timeout, on the API and on the embedded store.
+#[tokio::test(flavor = "multi_thread")]
+async fn half_sent_headers_and_idle_connections_are_closed_on_both_servers() {
+    use hoist_testkit::raw_http::RawConn;
+    use std::time::{Duration, Instant};
+    let svc = Service::start_with(|c| c.header_read_timeout = Duration::from_secs(1)).await;
+    for addr in [&svc.url, &svc.store_url] {
+        let started = Instant::now();
+        let mut conn = RawConn::connect(addr).await.unwrap();
+        conn.send(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
+        assert!(conn.read_until_closed().await.is_some(), "{addr}: the connection stayed open");
+        assert!(started.elapsed() < Duration::from_secs(4), "{addr}: closed after {:?}", started.elapsed());
+        let mut conn = RawConn::connect(addr).await.unwrap();
+        conn.send(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(conn.read_response().await.unwrap().is_some(), "{addr}: no answer");
+        let idle = Instant::now();
+        assert!(conn.read_until_closed().await.is_some(), "{addr}: an idle connection stayed open");
+        assert!(idle.elapsed() < Duration::from_secs(4), "{addr}: closed after {:?}", idle.elapsed());
+    }
+    // Requests that take their time after the header are not cut: a normal call still works.
+    assert_eq!(call("GET", &format!("{}/healthz", svc.url), None, None).await.status, 200);
+    svc.stop().await;
+}

@@ -158,13 +158,21 @@ pub(crate) fn check_bucket_name(name: &str) -> Result<()> {
     if hoist_core::config::is_valid_bucket_name(name) { Ok(()) } else { Err(Error::InvalidBucketName(name.to_owned())) }
 }
 
-/// Keys are opaque but at most 1,024 bytes and not empty.
+/// Keys are opaque but at most 1,024 bytes, not empty, and without characters that listings
+/// cannot carry. XML 1.0 has no way to write C0 controls other than tab and line feeds, and
+/// parsers turn a carriage return into a line feed, so one such key would make every listing of
+/// its bucket unparsable (or name another key) for every client: all C0 controls are refused, and
+/// U+FFFE/U+FFFF (not XML characters either); DEL and C1 controls are valid XML and stay allowed.
+/// Refused rather than listed with `encoding-type=url`, which s3s 0.14 does not implement.
 pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::InvalidArgument("the key must not be empty".into()));
     }
     if key.len() > MAX_KEY_LEN {
         return Err(Error::KeyTooLong(key.len()));
+    }
+    if let Some((at, ch)) = key.char_indices().find(|&(_, c)| c < ' ' || c == '\u{fffe}' || c == '\u{ffff}') {
+        return Err(Error::KeyControlCharacter { ch, at });
     }
     Ok(())
 }

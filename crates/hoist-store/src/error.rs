@@ -92,6 +92,41 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// An object or part body is over S3's 5 GiB limit for one request.
+    #[error(
+        "the body is {size} bytes; one PutObject or UploadPart may carry at most {max} bytes (5 GiB): \
+         upload larger objects in parts"
+    )]
+    EntityTooLarge {
+        /// Declared length.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A PUT of object bytes with neither `Content-Length` nor chunked framing.
+    #[error("the PUT has no Content-Length header (and no chunked body): send the body's length in Content-Length")]
+    MissingContentLength,
+    /// A pre-signed URL asks for a lifetime over SigV4's maximum.
+    #[error(
+        "X-Amz-Expires is {0} seconds; a pre-signed URL lives at most a week (604800 seconds): sign it with a \
+         shorter expiry"
+    )]
+    ExpiresTooLong(u64),
+    /// A key with a character that S3's XML listings cannot carry.
+    #[error(
+        "the key contains the control character U+{:04X} at byte {at}; keys are listed in XML, which cannot carry \
+         it: name the object without control characters",
+        u32::from(*.ch)
+    )]
+    KeyControlCharacter {
+        /// The character.
+        ch: char,
+        /// Its byte offset in the key.
+        at: usize,
+    },
+    /// The body's SHA-256 is not the `x-amz-content-sha256` the request signed.
+    #[error("the x-amz-content-sha256 header does not match the SHA-256 of the body that was sent")]
+    ContentSha256Mismatch,
     /// The disk failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -119,12 +154,24 @@ impl From<Error> for S3Error {
             Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
-            Error::InvalidArgument(_) => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
             Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
             Error::XmlBodyTooLarge { .. } => s3_error!(MaxMessageLengthExceeded, "{msg}"),
             Error::HeaderSectionTooLarge { .. } => s3_error!(RequestHeaderSectionTooLarge, "{msg}"),
+            Error::EntityTooLarge { .. } => {
+                let mut e = s3_error!(EntityTooLarge, "{msg}");
+                e.set_status_code(http::StatusCode::PAYLOAD_TOO_LARGE);
+                e
+            }
+            Error::MissingContentLength => s3_error!(MissingContentLength, "{msg}"),
+            Error::ExpiresTooLong(_) => s3_error!(AuthorizationQueryParametersError, "{msg}"),
+            Error::ContentSha256Mismatch => {
+                let mut e = S3Error::with_message(S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()), msg);
+                e.set_status_code(http::StatusCode::BAD_REQUEST);
+                e
+            }
             Error::Io(ref io) => {
                 tracing::error!(error = %io, "storage error");
                 S3Error::with_message(S3ErrorCode::InternalError, "storage error; see the store's log")

@@ -15,6 +15,8 @@
 //! # Layout
 //! - [`error`]: the one error enum and its mapping to S3 error codes.
 //! - [`drain`]: refused requests read what is left of their body, so the client sees the error.
+//! - [`conn`]: the accept loop: HTTP/1.1 with a header read (and idle) timeout, graceful stop.
+//! - `quiet`: s3s's debug logs (whole requests, signatures) kept out of the application's logs.
 //! - `fs`: on-disk layout, atomic durable writes, start-up cleanup.
 //! - `backend`: in-memory state mirrored on disk; buckets.
 //! - `direct_io`: temp files written past the page cache (`O_DIRECT`), aligned buffers.
@@ -27,6 +29,7 @@
 //! - `refusals`: limits given to s3s, checks before it routes, messages for its bare refusals.
 //! - `cors`: bucket CORS rules (validation, matching), preflight and CORS headers.
 
+pub mod conn;
 pub mod drain;
 pub mod error;
 
@@ -39,6 +42,7 @@ mod ingest;
 mod md5_lanes;
 mod multipart;
 mod objects;
+mod quiet;
 mod refusals;
 mod s3;
 
@@ -46,12 +50,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::RngCore as _;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tracing::instrument::WithSubscriber as _;
 
 pub use error::{Error, Result};
 
@@ -108,6 +113,7 @@ pub struct StoreBuilder {
     credentials: Option<Credentials>,
     cors_origins: Vec<String>,
     min_part_size: u64,
+    header_read_timeout: Duration,
 }
 
 impl StoreBuilder {
@@ -134,6 +140,14 @@ impl StoreBuilder {
         self
     }
 
+    /// How long a client may take to send a request header, or leave a kept-alive connection
+    /// idle (default [`conn::HEADER_READ_TIMEOUT`]; tests shorten it).
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
     /// Opens the data dir (creating it, loading what a previous run stored, removing temp files).
     pub fn build(self) -> Result<Store> {
         let credentials = match self.credentials {
@@ -145,7 +159,14 @@ impl StoreBuilder {
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
         b.set_access(access::SignedRequestsOnly);
         b.set_config(refusals::s3s_config());
-        Ok(Store { service: b.build(), backend, cors: cors::Cors::new(self.cors_origins), credentials })
+        Ok(Store {
+            service: b.build(),
+            backend,
+            cors: cors::Cors::new(self.cors_origins),
+            credentials,
+            header_read_timeout: self.header_read_timeout,
+            s3s_logs: quiet::WithoutS3sDebug::around_default(),
+        })
     }
 }
 
@@ -157,6 +178,9 @@ pub struct Store {
     backend: Arc<backend::Backend>,
     cors: cors::Cors,
     credentials: Credentials,
+    header_read_timeout: Duration,
+    /// Where s3s's logs go while it handles a request (see `quiet`).
+    s3s_logs: tracing::Dispatch,
 }
 
 impl std::fmt::Debug for Store {
@@ -168,7 +192,13 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Starts building a store on `data_dir`.
     pub fn builder(data_dir: impl Into<PathBuf>) -> StoreBuilder {
-        StoreBuilder { data_dir: data_dir.into(), credentials: None, cors_origins: Vec::new(), min_part_size: multipart::MIN_PART_SIZE }
+        StoreBuilder {
+            data_dir: data_dir.into(),
+            credentials: None,
+            cors_origins: Vec::new(),
+            min_part_size: multipart::MIN_PART_SIZE,
+            header_read_timeout: conn::HEADER_READ_TIMEOUT,
+        }
     }
 
     /// The key pair clients sign with.
@@ -177,34 +207,12 @@ impl Store {
         &self.credentials
     }
 
-    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves.
+    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves (see [`conn::serve`]).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                accepted = listener.accept() => {
-                    let (socket, _) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            continue;
-                        }
-                    };
-                    let _ = socket.set_nodelay(true);
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| this.clone().handle(req));
-                        if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(socket), svc)
-                            .await
-                        {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-            }
-        }
+        let timeout = self.header_read_timeout;
+        let svc = hyper::service::service_fn(move |req| self.clone().handle(req));
+        conn::serve(listener, svc, timeout, shutdown).await;
+        Ok(())
     }
 
     async fn handle(
@@ -227,8 +235,18 @@ impl Store {
         let mut resp = if let Some(refused) = refusals::before_routing(&parts) {
             drop(body); // handed back to `leftover`, drained below
             refusals::respond(refused)
+        } else if let Some(watch) = refusals::XmlBodyWatch::for_request(&parts) {
+            let mut parts = parts;
+            parts.extensions.insert(watch.clone());
+            let req = http::Request::from_parts(parts, s3s::Body::http_body(watch.watch(body)));
+            let resp = self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?;
+            match watch.fault() {
+                Some(fault) if resp.status() == http::StatusCode::INTERNAL_SERVER_ERROR => refusals::respond(fault),
+                _ => resp,
+            }
         } else {
-            self.service.call(http::Request::from_parts(parts, s3s::Body::http_body(body))).await?
+            let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
+            self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?
         };
         refusals::explain(&mut resp);
         if resp.status().is_client_error() {

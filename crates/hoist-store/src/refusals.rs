@@ -13,8 +13,17 @@
 //!   So is an XML request whose `Content-Length` is over [`MAX_XML_BODY`]: s3s 0.14 means to
 //!   answer `MaxMessageLengthExceeded`, but a streamed body over its limit fails with
 //!   http-body-util's error type where s3s looks for its own, and the client got a bare
-//!   `500 InternalError`. (A chunked body with no `Content-Length` still gets that 500, with
-//!   a message; the store cannot tell it apart from a real internal error after the fact.)
+//!   `500 InternalError`. Also refused here, as S3 does: an object PUT with neither
+//!   `Content-Length` nor chunked framing (`411 MissingContentLength`: HTTP reads it as an empty
+//!   body, so an empty object was stored), one over 5 GiB (`413 EntityTooLarge`, before a byte
+//!   of it is read), and a pre-signed URL living over a week (`AuthorizationQueryParametersError`).
+//!   (Keys with control characters are refused where every write checks its key, in `backend`.)
+//! - **Bodies s3s reads whole.** An XML body that breaks off before `Content-Length`, or does not
+//!   match its signed `x-amz-content-sha256`, makes s3s answer a bare `500 InternalError` with
+//!   nothing logged. [`XmlBodyWatch`] watches the body as s3s reads it, so such a 500 becomes
+//!   S3's `IncompleteBody` / `XAmzContentSHA256Mismatch` (400), and a chunked body over the cap
+//!   `MaxMessageLengthExceeded`. It also keeps a Complete's body, whose `<PartNumber>`s s3s reads
+//!   leniently (`1abc` as 1), for the strict check S3 makes.
 //! - **Messages for s3s's bare refusals.** s3s answers some refusals with only a code:
 //!   `SignatureDoesNotMatch`, `MalformedXML` (its parse error goes to its log, not the client),
 //!   `MaxMessageLengthExceeded`, `MissingContentLength`, `InvalidURI`, ... An error that reaches a
@@ -26,19 +35,23 @@
 //!   it refuses an unsigned form, so the file is capped at [`MAX_POST_FILE`] (s3s's default is
 //!   5 GiB: one anonymous request could have made the store hold 5 GiB).
 
+use std::pin::Pin;
 use std::str::FromStr as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use hoist_core::ProviderLimits;
+use hoist_core::config::{MAX_HEADER_SECTION, MAX_PRESIGNED_EXPIRY_SECS};
 use http::{HeaderMap, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
 use percent_encoding::percent_decode_str;
 use s3s::{S3Error, S3ErrorCode};
+use sha2::{Digest as _, Sha256};
 
 use crate::backend::MAX_KEY_LEN;
 use crate::error::Error;
 
-/// Largest header section accepted (names and values): S3 refuses request headers over 8 KiB
-/// with `RequestHeaderSectionTooLarge`.
-pub(crate) const MAX_HEADER_SECTION: usize = 8 * 1024;
 /// Largest XML request body. The largest real one is a Complete of 10,000 parts: ≈ 90 bytes a
 /// part, ≈ 160 with a checksum, so ≈ 1.6 MiB; DeleteObjects of 1,000 keys of 1,024 bytes ≈ 1.1
 /// MiB. s3s's default (20 MiB) is kept: every real body fits with room, and one request can make
@@ -57,7 +70,8 @@ pub(crate) fn s3s_config() -> Arc<s3s::config::StaticConfigProvider> {
 }
 
 /// The refusal, if any, for a request s3s would otherwise route: a header section over the
-/// limit, an invalid bucket name, a key over 1,024 bytes, an XML body over the limit.
+/// limit, an invalid bucket name, a key over 1,024 bytes, a pre-signed URL living over a week,
+/// an object body without a length or over 5 GiB, an XML body over the limit.
 pub(crate) fn before_routing(parts: &http::request::Parts) -> Option<Error> {
     let size = header_section_size(&parts.headers);
     if size > MAX_HEADER_SECTION {
@@ -73,7 +87,30 @@ pub(crate) fn before_routing(parts: &http::request::Parts) -> Option<Error> {
     if key.len() > MAX_KEY_LEN {
         return Some(Error::KeyTooLong(key.len()));
     }
-    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(seconds) = query_value(&parts.uri, "X-Amz-Expires").and_then(|v| v.parse::<u64>().ok())
+        && seconds > MAX_PRESIGNED_EXPIRY_SECS
+    {
+        return Some(Error::ExpiresTooLong(seconds));
+    }
+    let declared = header_u64(&parts.headers, http::header::CONTENT_LENGTH.as_str());
+    let object_put = parts.method == http::Method::PUT && !key.is_empty();
+    if object_put {
+        let chunked = parts
+            .headers
+            .get(http::header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if declared.is_none() && !chunked {
+            return Some(Error::MissingContentLength);
+        }
+        // An aws-chunked body declares its decoded length; Content-Length counts the framing.
+        let max = ProviderLimits::AWS.max_part_size;
+        if let Some(size) = header_u64(&parts.headers, "x-amz-decoded-content-length").or(declared)
+            && size > max
+        {
+            return Some(Error::EntityTooLarge { size, max });
+        }
+    }
     if let Some(size) = declared
         && size > MAX_XML_BODY as u64
         && !carries_object_bytes(parts, !key.is_empty())
@@ -81,6 +118,152 @@ pub(crate) fn before_routing(parts: &http::request::Parts) -> Option<Error> {
         return Some(Error::XmlBodyTooLarge { size, max: MAX_XML_BODY });
     }
     None
+}
+
+/// The first value of query parameter `name` (raw, as sent).
+fn query_value<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
+    uri.query()?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse().ok())
+}
+
+/// What the store saw of an XML request body while s3s read it.
+#[derive(Debug, Default)]
+struct Seen {
+    bytes: u64,
+    /// SHA-256 of the bytes so far, when the request signed one to compare with.
+    sha256: Option<Sha256>,
+    /// The body broke off (the connection ended before `Content-Length` bytes came).
+    failed: bool,
+    /// The bytes themselves, kept for CompleteMultipartUpload (see [`XmlBodyWatch::check_part_numbers`]).
+    kept: Option<Vec<u8>>,
+}
+
+/// Watches an XML request body (Complete, DeleteObjects, PutBucketCors, CreateBucket) while s3s
+/// reads it. s3s 0.14 answers a body that breaks off, or does not match its signed
+/// `x-amz-content-sha256`, with a bare `500 InternalError`; [`fault`](Self::fault) says what
+/// really happened, so the client gets S3's 400 instead. Also carried into the request's
+/// extensions, where Complete reads the raw part numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct XmlBodyWatch {
+    seen: Arc<Mutex<Seen>>,
+    declared_len: Option<u64>,
+    declared_sha256: Option<[u8; 32]>,
+}
+
+impl XmlBodyWatch {
+    /// A watch for requests whose body is an XML document (none for object bytes and forms).
+    pub(crate) fn for_request(parts: &http::request::Parts) -> Option<Self> {
+        let has_key = parts.uri.path().strip_prefix('/').and_then(|p| p.split_once('/')).is_some_and(|(_, key)| !key.is_empty());
+        if !(parts.method == http::Method::POST || parts.method == http::Method::PUT) || carries_object_bytes(parts, has_key) {
+            return None;
+        }
+        let declared_sha256 = parts.headers.get("x-amz-content-sha256").and_then(|v| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(v.as_bytes(), &mut out).ok().map(|()| out)
+        });
+        let complete = parts.method == http::Method::POST && query_value(&parts.uri, "uploadId").is_some();
+        let seen = Seen { sha256: declared_sha256.map(|_| Sha256::new()), kept: complete.then(Vec::new), ..Seen::default() };
+        Some(Self {
+            seen: Arc::new(Mutex::new(seen)),
+            declared_len: header_u64(&parts.headers, http::header::CONTENT_LENGTH.as_str()),
+            declared_sha256,
+        })
+    }
+
+    /// `body`, observed by this watch as it is read.
+    pub(crate) fn watch<B>(&self, body: B) -> Watched<B> {
+        Watched { inner: body, seen: Arc::clone(&self.seen) }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The client's fault behind an internal error s3s answered while reading the body, if any.
+    pub(crate) fn fault(&self) -> Option<Error> {
+        let seen = self.seen();
+        if seen.bytes > MAX_XML_BODY as u64 {
+            return Some(Error::XmlBodyTooLarge { size: seen.bytes, max: MAX_XML_BODY });
+        }
+        match self.declared_len {
+            Some(expected) if seen.failed || seen.bytes < expected => {
+                return Some(Error::IncompleteBody { expected, got: seen.bytes });
+            }
+            None if seen.failed => return Some(Error::Body(format!("the body broke off after {} bytes", seen.bytes))),
+            _ => {}
+        }
+        let got: Option<[u8; 32]> = seen.sha256.clone().map(|h| h.finalize().into());
+        (got.is_some() && got != self.declared_sha256).then_some(Error::ContentSha256Mismatch)
+    }
+
+    /// Refuses a CompleteMultipartUpload body whose `<PartNumber>` values are not plain decimal
+    /// integers: s3s parses them leniently (`1abc`, `+1` and `1.0` read as part 1), S3 answers
+    /// `MalformedXML`.
+    pub(crate) fn check_part_numbers(&self) -> Result<(), Error> {
+        let seen = self.seen();
+        let Some(xml) = seen.kept.as_deref() else { return Ok(()) };
+        let xml = String::from_utf8_lossy(xml);
+        for (i, _) in xml.match_indices("PartNumber>") {
+            let opening = xml[..i].rsplit('<').next().is_some_and(|tag| tag.is_empty() || tag.ends_with(':'));
+            if !opening {
+                continue; // a closing tag
+            }
+            let value = xml[i + "PartNumber>".len()..].split('<').next().unwrap_or("");
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::MalformedXml(format!(
+                    "<PartNumber>{value}</PartNumber> is not a part number: write it as a decimal integer from 1 to 10000"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request body observed by an [`XmlBodyWatch`].
+#[derive(Debug)]
+pub(crate) struct Watched<B> {
+    inner: B,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Watched<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    seen.bytes += data.len() as u64;
+                    if let Some(h) = seen.sha256.as_mut() {
+                        h.update(data);
+                    }
+                    if let Some(k) = seen.kept.as_mut()
+                        && k.len() <= MAX_XML_BODY
+                    {
+                        k.extend_from_slice(data);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => seen.failed = true,
+            Poll::Ready(None) | Poll::Pending => {}
+        }
+        drop(seen);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether the request's body is object data, streamed to disk (PutObject, UploadPart, a browser

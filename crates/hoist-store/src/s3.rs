@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::ingest::verify;
 use crate::multipart::{CompletePart, check_part_number};
 use crate::objects::read_range;
+use crate::refusals::XmlBodyWatch;
 
 /// Upper bound on ListParts/ListObjects/ListMultipartUploads page sizes, as in S3.
 const MAX_PAGE: usize = 1000;
@@ -478,6 +479,9 @@ impl S3 for HoistS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        if let Some(watch) = req.extensions.get::<XmlBodyWatch>() {
+            watch.check_part_numbers()?;
+        }
         let input = req.input;
         Backend::check_upload_id(&input.upload_id)?;
         let parts: Vec<CompletePart> = input

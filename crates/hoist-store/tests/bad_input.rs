@@ -263,3 +263,71 @@ async fn a_body_longer_than_content_length_stores_nothing_past_it() {
     assert_eq!(keys, ["plain"]);
     assert_eq!(std::fs::read_dir(store.data_dir().join("tmp")).unwrap().count(), 0);
 }
+
+/// A PUT with neither `Content-Length` nor chunked framing has, for HTTP, an empty body: S3
+/// refuses it (411 `MissingContentLength`) rather than storing an empty object.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_without_content_length_is_411_and_stores_nothing() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    let addr = store.endpoint_url();
+    let host = addr.trim_start_matches("http://").to_owned();
+    let url = presigned_put(&c, "bkt", "empty").await;
+    let r = hoist_testkit::raw_http::request(&addr, format!("PUT {} HTTP/1.1\r\nhost: {host}\r\n\r\n", path_and_query(&url)).as_bytes()).await;
+    assert_eq!(r.status, 411, "{}", r.text());
+    assert!(r.text().contains("<Code>MissingContentLength</Code>"), "{}", r.text());
+    assert!(r.text().contains("Content-Length"), "{}", r.text());
+    let e = c.head_object().bucket("bkt").key("empty").send().await.unwrap_err();
+    assert!(e.into_service_error().is_not_found(), "an empty object was stored");
+    // An explicit empty body is still an empty object.
+    let r = hoist_testkit::raw_http::request(&addr, format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 0\r\n\r\n", path_and_query(&url)).as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A pre-signed URL lives at most a week (`X-Amz-Expires` ≤ 604800); one signed for longer is
+/// refused as S3 refuses it, whatever its signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn presigned_urls_signed_for_more_than_a_week_are_refused() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    c.put_object().bucket("bkt").key("k").body(ByteStream::from_static(b"v")).send().await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/bkt/k", store.endpoint_url());
+    let week = Duration::from_hours(168);
+    let ok = hoist_testkit::sdk::presign_for("GET", &url, &store.credentials(), week);
+    let r = http.get(&ok).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a week is allowed: {:?}", r.text().await);
+    let long = hoist_testkit::sdk::presign_for("GET", &url, &store.credentials(), week + Duration::from_secs(1));
+    assert!(long.contains("X-Amz-Expires=604801"), "{long}");
+    let r = http.get(&long).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>AuthorizationQueryParametersError</Code>"), "{text}");
+    assert!(text.contains("604800"), "the refusal names the limit: {text}");
+}
+
+/// Keys with control characters are refused on every write (XML listings cannot carry them, so
+/// one such key would break ListObjects for every client); DEL stays allowed (valid XML), and
+/// listings keep parsing.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_with_control_characters_are_refused_on_write() {
+    let store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let c = store.client();
+    for key in ["nul\u{0}key", "line\nbreak", "carriage\rreturn", "tab\tkey", "esc\u{1b}[31m", "bad\u{ffff}"] {
+        let e = c.put_object().bucket("bkt").key(key).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+        assert_eq!(code(&e), "InvalidArgument", "{key:?}");
+        assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(400), "{key:?}");
+        assert!(error_message(&e).contains("control character"), "{key:?}: {}", error_message(&e));
+        let e = c.create_multipart_upload().bucket("bkt").key(key).send().await.unwrap_err();
+        assert_eq!(code(&e), "InvalidArgument", "{key:?}");
+    }
+    c.put_object().bucket("bkt").key("del\u{7f}key").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let listed = c.list_objects_v2().bucket("bkt").send().await.expect("the listing parses");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["del\u{7f}key"]);
+    assert!(c.list_multipart_uploads().bucket("bkt").send().await.unwrap().uploads().is_empty());
+}

@@ -189,3 +189,143 @@ async fn huge_headers_are_refused_and_the_store_keeps_answering() {
     assert_eq!(ok.body, b"v");
     c.list_buckets().send().await.expect("the store still answers");
 }
+
+/// S3 takes at most 5 GiB in one PutObject or UploadPart; a declared length over it is refused
+/// with 413 before a byte of the body is read, and nothing is staged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_declared_over_5_gib_is_413_before_it_is_read() {
+    let (store, c, id, _) = start_with_upload().await;
+    let addr = store.endpoint_url();
+    let host = addr.trim_start_matches("http://").to_owned();
+    let part_url = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(2)
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_mins(1)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_owned();
+    let put_url = hoist_testkit::sdk::presigned_put(&c, "bkt", "huge").await;
+    let over = 5 * 1024 * 1024 * 1024 + 1_u64;
+    for url in [&part_url, &put_url] {
+        let started = Instant::now();
+        let mut conn = RawConn::connect(&addr).await.unwrap();
+        let head = format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {over}\r\n\r\n", path_and_query(url));
+        conn.send(head.as_bytes()).await.unwrap();
+        let _ = conn.send(&vec![7u8; 1024 * 1024]).await; // the store may close before reading it
+        let r = conn.read_response().await.unwrap().expect("an answer before the body");
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.text().contains("<Code>EntityTooLarge</Code>"), "{}", r.text());
+        assert!(r.text().contains("5 GiB"), "the refusal names the limit: {}", r.text());
+        assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    }
+    assert_upload_untouched(&c, &id).await;
+    assert!(c.head_object().bucket("bkt").key("huge").send().await.is_err(), "nothing stored");
+    assert_eq!(std::fs::read_dir(store.data_dir().join("tmp")).unwrap().count(), 0, "nothing staged");
+}
+
+/// `<PartNumber>` must be a decimal integer: s3s reads `1abc`, `1.0`, `1e3` and `+1` as part 1,
+/// S3 refuses them as MalformedXML.
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_part_numbers_that_are_not_plain_integers_are_malformed_xml() {
+    let (_store, c, id, done) = start_with_upload().await;
+    let etag = done.e_tag().unwrap();
+    for n in ["1abc", "1.0", "1e3", "+1", "-1x", "1 2"] {
+        let body = format!("<CompleteMultipartUpload><Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>");
+        let (code, message, _) = complete_with_body(&c, &id, body.into_bytes()).await.unwrap_err();
+        assert_eq!(code, "MalformedXML", "{n:?}: {message}");
+        assert!(message.contains("PartNumber"), "{n:?}: the refusal names the field: {message}");
+    }
+    assert_upload_untouched(&c, &id).await;
+    let body = format!("<CompleteMultipartUpload>\n <Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>\n</CompleteMultipartUpload>");
+    complete_with_body(&c, &id, body.into_bytes()).await.expect("a plain number is fine");
+}
+
+/// XML bodies s3s reads whole: one that does not match its signed `x-amz-content-sha256`, or
+/// ends before its `Content-Length`, is the client's fault (400), not an internal error.
+#[tokio::test(flavor = "multi_thread")]
+async fn xml_bodies_that_break_off_or_mismatch_their_sha256_are_400() {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CorsConfiguration, CorsRule, CreateBucketConfiguration};
+    use hoist_testkit::sdk::CorruptBodyAfterSigning;
+    let (store, c, id, done) = start_with_upload().await;
+    c.put_object().bucket("bkt").key("kept").body(ByteStream::from_static(b"v")).send().await.unwrap();
+    let check = |what: &str, e: &dyn aws_sdk_s3::error::ProvideErrorMetadata, status: Option<u16>| {
+        assert_eq!(status, Some(400), "{what}: {:?} {:?}", e.code(), e.message());
+        assert_eq!(e.code(), Some("XAmzContentSHA256Mismatch"), "{what}");
+        assert!(e.message().unwrap_or("").contains("x-amz-content-sha256"), "{what}: {:?}", e.message());
+    };
+    let e = c
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(done.clone()).build())
+        .customize()
+        .interceptor(CorruptBodyAfterSigning)
+        .send()
+        .await
+        .unwrap_err();
+    check("Complete", &e, e.raw_response().map(|r| r.status().as_u16()));
+    let delete = Delete::builder().objects(ObjectIdentifier::builder().key("kept").build().unwrap()).build().unwrap();
+    let e = c.delete_objects().bucket("bkt").delete(delete).customize().interceptor(CorruptBodyAfterSigning).send().await.unwrap_err();
+    check("DeleteObjects", &e, e.raw_response().map(|r| r.status().as_u16()));
+    let rules = CorsConfiguration::builder()
+        .cors_rules(CorsRule::builder().allowed_origins("*").allowed_methods("GET").build().unwrap())
+        .build()
+        .unwrap();
+    let e = c.put_bucket_cors().bucket("bkt").cors_configuration(rules).customize().interceptor(CorruptBodyAfterSigning).send().await.unwrap_err();
+    check("PutBucketCors", &e, e.raw_response().map(|r| r.status().as_u16()));
+    let config = CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::EuWest1).build();
+    let e = c.create_bucket().bucket("new-bkt").create_bucket_configuration(config).customize().interceptor(CorruptBodyAfterSigning).send().await.unwrap_err();
+    check("CreateBucket", &e, e.raw_response().map(|r| r.status().as_u16()));
+    assert_upload_untouched(&c, &id).await;
+    c.head_object().bucket("bkt").key("kept").send().await.expect("nothing was deleted");
+    assert!(c.get_bucket_cors().bucket("bkt").send().await.is_err(), "no CORS rules were stored");
+    assert!(c.head_bucket().bucket("new-bkt").send().await.is_err(), "no bucket was made");
+
+    // Bodies that end before Content-Length (the client closes its side): IncompleteBody.
+    let addr = store.endpoint_url();
+    let host = addr.trim_start_matches("http://").to_owned();
+    let presign = |url: String| hoist_testkit::sdk::presign_for("POST", &url, &store.credentials(), Duration::from_mins(1));
+    let complete_url = presign(format!("{addr}/bkt/k?uploadId={id}"));
+    let delete_url = presign(format!("{addr}/bkt?delete"));
+    for (method, url) in [("POST", complete_url), ("POST", delete_url)] {
+        let mut conn = RawConn::connect(&addr).await.unwrap();
+        let head = format!("{method} {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+        conn.send(head.as_bytes()).await.unwrap();
+        conn.send(b"<CompleteMultipartUpload><Part>").await.unwrap();
+        conn.shutdown_write().await.unwrap();
+        let r = conn.read_response().await.unwrap().expect("an answer");
+        assert_eq!(r.status, 400, "{method}: {}", r.text());
+        assert!(r.text().contains("<Code>IncompleteBody</Code>"), "{method}: {}", r.text());
+    }
+    assert_upload_untouched(&c, &id).await;
+}
+
+/// A client that sends half a request header, or keeps a connection idle, is cut off after the
+/// header read timeout (here 1 s) instead of holding the connection as long as it likes.
+#[tokio::test(flavor = "multi_thread")]
+async fn half_sent_headers_and_idle_connections_are_closed_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::builder(dir.path()).header_read_timeout(Duration::from_secs(1)).build().unwrap();
+    let handle = store.start("127.0.0.1:0").await.unwrap();
+    let addr = handle.endpoint_url();
+    let started = Instant::now();
+    let mut conn = RawConn::connect(&addr).await.unwrap();
+    conn.send(b"GET /bkt/k HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
+    let closed = conn.read_until_closed().await;
+    assert!(closed.is_some(), "the store never closed the connection");
+    assert!(started.elapsed() < Duration::from_secs(4), "closed after {:?}", started.elapsed());
+
+    let mut conn = RawConn::connect(&addr).await.unwrap();
+    conn.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let r = conn.read_response().await.unwrap().expect("an answer");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let idle_since = Instant::now();
+    assert!(conn.read_until_closed().await.is_some(), "an idle keep-alive connection stayed open");
+    assert!(idle_since.elapsed() < Duration::from_secs(4), "closed after {:?}", idle_since.elapsed());
+    handle.shutdown().await;
+}

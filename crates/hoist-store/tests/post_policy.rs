@@ -260,3 +260,16 @@ async fn a_post_file_over_the_store_cap_is_refused_whatever_the_policy_allows() 
     let (status, body) = post_streamed(&store, &form, 3 * 1024 * 1024).await;
     assert_eq!(status, 204, "a file under the cap: {body}");
 }
+
+/// A form's key with a control character is refused like one in a path (listings could not
+/// carry it), and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_key_with_a_control_character_is_refused() {
+    let store = start().await;
+    let form = usual().field("key", "user/line\nbreak.txt").field("Content-Type", "text/plain").sign(&store.credentials());
+    let (status, body) = post(&store, "bkt", &form, b"hello").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code_of(&body), "InvalidArgument", "{body}");
+    assert!(message_of(&body).contains("control character"), "{body}");
+    assert_nothing_stored(&store, "a key with a line feed").await;
+}

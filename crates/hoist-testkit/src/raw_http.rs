@@ -55,6 +55,24 @@ impl RawConn {
         self.stream.write_all(bytes).await
     }
 
+    /// Closes the sending side (the peer reads the end of the stream), keeping the reading side.
+    pub async fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.stream.shutdown().await
+    }
+
+    /// Reads until the peer closes the connection: what it sent before closing (nothing, or an
+    /// error response), or `None` if the connection was still open after 10 s.
+    pub async fn read_until_closed(&mut self) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buffered)).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(std::mem::take(&mut self.buffered)),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
     /// Reads one response: status line, headers, and a body framed by `Content-Length`, chunked,
     /// or (when neither) running to the end of the connection. `None` if the store closed the
     /// connection (or said nothing for 10 s) before a whole head arrived.

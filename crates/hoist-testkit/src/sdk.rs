@@ -112,3 +112,63 @@ impl Intercept for TamperSignature {
         Ok(())
     }
 }
+
+/// Flips the last byte of the request body after the SDK has signed it (and its
+/// `x-amz-content-sha256`), as a corrupting proxy would: same length, another SHA-256.
+#[derive(Debug, Clone, Copy)]
+pub struct CorruptBodyAfterSigning;
+
+impl Intercept for CorruptBodyAfterSigning {
+    fn name(&self) -> &'static str {
+        "TestCorruptBodyAfterSigning"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = context.request_mut();
+        let mut body = req.body().bytes().ok_or("the body is not in memory")?.to_vec();
+        let last = body.last_mut().ok_or("the body is empty")?;
+        *last ^= 0x20;
+        *req.body_mut() = SdkBody::from(body);
+        Ok(())
+    }
+}
+
+/// A SigV4 pre-signed URL for `method` on `url` (`http://HOST/BUCKET/KEY?…`) that expires after
+/// `expires`, signed with aws-sigv4 directly: the SDK refuses to presign for more than a week,
+/// and a test of that limit needs a URL signed for longer.
+///
+/// # Panics
+/// If the URL cannot be signed (a broken test setup).
+#[must_use]
+pub fn presign_for(method: &str, url: &str, credentials: &hoist_store::Credentials, expires: Duration) -> String {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(&credentials.access_key, &credentials.secret_key, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(crate::post_form::REGION)
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("signing params")
+        .into();
+    let request = SignableRequest::new(method, url, std::iter::empty(), SignableBody::UnsignedPayload).expect("signable request");
+    let (instructions, _) = sign(request, &params).expect("sign").into_parts();
+    let mut signed = url.to_owned();
+    for (name, value) in instructions.params() {
+        signed.push(if signed.contains('?') { '&' } else { '?' });
+        signed.push_str(name);
+        signed.push('=');
+        signed.push_str(&value.replace('/', "%2F").replace(';', "%3B"));
+    }
+    signed
+}

@@ -3,7 +3,9 @@
 //! Uppy sends no headers of its own there). Same policy and auth as `/v1`.
 //!
 //! Decisions: errors are `{"message": …}` (what Uppy shows); Uppy sends no file size, so part
-//! URLs bind no Content-Length and the size limit is enforced at complete (see `uploads`); Uppy's
+//! URLs bind no Content-Length, the size limit is enforced at complete and the quota counts each
+//! signed part at S3's largest part size (see `uploads`); part numbers in the path are plain
+//! decimal (`01`, `+1` refused); Uppy's
 //! own metadata (`name`, `type`, …) is passed on only where S3 can carry it (ASCII values), the
 //! rest is dropped rather than failing the upload.
 
@@ -108,14 +110,21 @@ async fn sign(
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<serde_json::Value>> {
-    let n: u32 = p
-        .get("part_number")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| ApiError::BadRequest("the part number in the path is not a number from 1 to 10000".into()))?;
-    let (_, s) = session(&st, caller, &p, &q).await?;
-    let signed = uploads::sign_parts(&st, &s, &[n], &HashMap::new()).await?;
+    let n = p.get("part_number").and_then(|n| part_number(n)).ok_or_else(|| {
+        ApiError::BadRequest("the part number in the path is not a number from 1 to 10000 (written plainly: 1, not 01 or +1)".into())
+    })?;
+    let (caller, s) = session(&st, caller, &p, &q).await?;
+    let signed = uploads::sign_parts(&st, &caller, &s, &[n], &HashMap::new()).await?;
     let part = signed.into_iter().next().ok_or_else(|| ApiError::BadRequest("nothing to sign".into()))?;
     Ok(Json(json!({ "url": part.url, "expires": st.part_url_ttl.as_secs() })))
+}
+
+/// A part number as Uppy writes it: canonical decimal, 1 to 10000. `01` or `+1` would name the
+/// same part as `1` through another path, so they are refused rather than read leniently.
+fn part_number(text: &str) -> Option<u32> {
+    let canonical = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    let n: u32 = if canonical { text.parse().ok()? } else { return None };
+    (1..=10_000).contains(&n).then_some(n)
 }
 
 async fn list_parts(

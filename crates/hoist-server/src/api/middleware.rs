@@ -1,5 +1,6 @@
 //! Cross-cutting request handling: a request id on every request (taken from `x-request-id` if
-//! the caller sent a sane one, else generated), in the tracing span and echoed in the response;
+//! the caller sent a sane one, else generated), in the tracing span (with the path, its token
+//! redacted) and echoed in the response;
 //! CORS for the API when the operator lists other origins (the service's own page is
 //! same-origin and needs none); and refused requests drain their body first (see
 //! `hoist_store::drain`), so a client still sending it reads the error.
@@ -23,7 +24,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map_or_else(|| crate::uploads::new_id()[..16].to_owned(), str::to_owned);
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
     async move {
         let mut resp = next.run(req).await;
         tracing::debug!(status = resp.status().as_u16(), "done");
@@ -34,6 +35,15 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// `path` as it may be logged: the token of `/u/{token}/s3/…` (Uppy's routes carry it in the
+/// path) replaced by `…`, so a log line never holds a credential.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/u/") {
+        Some(rest) => format!("/u/…{}", rest.find('/').map_or("", |i| &rest[i..])).into(),
+        None => path.into(),
+    }
 }
 
 /// Allowed origins for cross-origin API calls (`*` for any).

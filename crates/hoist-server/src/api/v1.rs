@@ -139,7 +139,7 @@ struct Signed {
 
 async fn sign(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<SignBody>) -> ApiResult<Json<Signed>> {
     let s = uploads::get(&st, &caller, &id).await?;
-    let parts = uploads::sign_parts(&st, &s, &body.part_numbers, &body.checksums.unwrap_or_default()).await?;
+    let parts = uploads::sign_parts(&st, &caller, &s, &body.part_numbers, &body.checksums.unwrap_or_default()).await?;
     Ok(Json(Signed { parts }))
 }
 

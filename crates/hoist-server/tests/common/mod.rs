@@ -37,6 +37,7 @@ fn key(name: &str, token: &str, max: u64, types: &[&str], rate: u32, quota: Opti
             content_types: types.iter().map(|s| (*s).to_owned()).collect(),
             rate_per_minute: rate,
             quota,
+            max_open_uploads: hoist_server::config::DEFAULT_MAX_OPEN_UPLOADS,
         },
     }
 }
