@@ -30,8 +30,16 @@ fn value<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 fn dev_mode_prints_address_and_token_and_keeps_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (mut child, lines) = spawn(&["--dev", "--listen", "127.0.0.1:0", "--data", data], &["listening on ", "dev token: ", "open "]);
+    let (mut child, lines) = spawn(&["--dev", "--listen", "127.0.0.1:0", "--data", data], &["listening on ", "pipeline: ", "dev token: ", "open "]);
     let url = value(&lines, "listening on ").to_owned();
+    // One line says what --dev made of the pipeline: on with ffmpeg, or why it is off.
+    let pipeline = value(&lines, "pipeline: ");
+    let ffmpeg = Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success());
+    if ffmpeg {
+        assert!(pipeline.starts_with("video/* uploads are transcoded to mp4-720p"), "{pipeline}");
+    } else {
+        assert!(pipeline.starts_with("off: ") && pipeline.contains("ffmpeg"), "{pipeline}");
+    }
     let token = value(&lines, "dev token: ").to_owned();
     assert!(value(&lines, "open ").ends_with(&format!("/#token={token}")));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -62,6 +70,10 @@ fn bad_settings_are_refused_before_anything_starts() {
     let data = data.to_str().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "colour = \"red\"\n").unwrap();
+    let preset = dir.path().join("preset.toml");
+    std::fs::write(&preset, "[[pipeline.rules]]\ncontent_types = [\"video/*\"]\npreset = \"4k-hdr\"\n").unwrap();
+    let lease = dir.path().join("lease.toml");
+    std::fs::write(&lease, "[pipeline]\nlease = \"1s\"\nheartbeat = \"1s\"\n").unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -71,6 +83,8 @@ fn bad_settings_are_refused_before_anything_starts() {
         (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--part-url-ttl", "30d"], "7d"),
         (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--bucket", "Bad_Bucket"], "bucket name"),
         (vec!["--dev", "--listen", &taken_addr, "--data", data], "cannot listen"),
+        (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", preset.to_str().unwrap()], "unknown preset \"4k-hdr\": use one of mp4-720p, hls"),
+        (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", lease.to_str().unwrap()], "at least twice pipeline.heartbeat"),
     ];
     for (args, needle) in cases {
         let o = Command::new(HOIST).arg("serve").args(&args).output().unwrap();

@@ -201,3 +201,20 @@ async fn store_keys(data: &str, prefix: &str) -> Vec<String> {
     let l = s3.list_objects_v2().bucket("hoist").prefix(prefix).send().await.unwrap();
     l.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
 }
+
+#[test]
+fn a_worker_without_a_service_or_with_bad_settings_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let o = Command::new(HOIST).args(["worker", "--data", data]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        assert!(err.contains("needs ffmpeg"), "{err}");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("start `hoist serve --data") && err.contains("--s3-endpoint"), "{err}");
+    let o = Command::new(HOIST).args(["worker", "--data", data, "--concurrency", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("concurrency"));
+}

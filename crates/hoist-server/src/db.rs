@@ -180,19 +180,27 @@ impl Db {
         self.postgres
     }
 
+    /// Applies pending migrations. Replicas (and `hoist worker`s) starting at the same moment
+    /// take turns: one write transaction holds the whole run (`BEGIN IMMEDIATE` on `SQLite`, a
+    /// transaction-scoped advisory lock on `PostgreSQL`), and what is applied is read inside it.
     async fn migrate(&self) -> Result<(), sqlx::Error> {
+        /// The advisory lock's key: "hoist" in ASCII.
+        const MIGRATION_LOCK: i64 = 0x686f_6973_74;
+        let mut tx = self.begin_write().await?;
+        if self.postgres {
+            sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        }
         sqlx::query("CREATE TABLE IF NOT EXISTS hoist_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         for (version, sql) in MIGRATIONS {
             let done: Option<i64> = sqlx::query_scalar("SELECT version FROM hoist_migrations WHERE version = $1")
                 .bind(*version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
             if done.is_some() {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--"))) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
             }
@@ -201,9 +209,8 @@ impl Db {
                 .bind(now_ms())
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
         }
-        Ok(())
+        tx.commit().await
     }
 
     /// Stores a new session.

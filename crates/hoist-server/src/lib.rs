@@ -175,11 +175,6 @@ impl WorkerProcess {
         pipeline_config.workers = count.max(1);
         pipeline_config.validate_workers()?;
         let tools = pipeline::transcode::Ffmpeg::find().map_err(|why| config::ConfigError(format!("hoist worker needs ffmpeg: {why}")))?;
-        let url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rw", config.data_dir.join("hoist.db").display()));
-        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let (s3, limits) = match &config.s3 {
             S3Target::Embedded { .. } => {
                 let url_file = config.data_dir.join(STORE_URL_FILE);
@@ -198,6 +193,18 @@ impl WorkerProcess {
                 (s3, if endpoint.is_none() { ProviderLimits::AWS } else { ProviderLimits::STORE_5TIB })
             }
         };
+        // The service's database must exist already: a worker never makes an empty one.
+        let sqlite = config.data_dir.join("hoist.db");
+        if config.database_url.is_none() && !sqlite.exists() {
+            return Err(config::ConfigError(format!(
+                "no service database at {}: start `hoist serve --data {}` first, or pass --database-url",
+                sqlite.display(),
+                config.data_dir.display()
+            ))
+            .into());
+        }
+        let url = config.database_url_or_default();
+        let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let outbox = pipeline::events::Outbox::new(Arc::new(pipeline::webhooks::Webhooks::new(&config.webhooks)?));
         let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, Some(&tools));
         Ok(Self { workers })

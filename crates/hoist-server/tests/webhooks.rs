@@ -31,10 +31,10 @@ fn verify(secret: &str, hit: &Hit) -> Result<(), String> {
 }
 
 /// The databases to run on: a fresh `SQLite` file always, Postgres when configured.
-fn databases(dir: &tempfile::TempDir) -> Vec<String> {
+async fn databases(dir: &tempfile::TempDir) -> Vec<String> {
     let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.path().join("hoist.db").display())];
     match std::env::var("HOIST_TEST_DATABASE_URL") {
-        Ok(pg) => urls.push(pg),
+        Ok(pg) => urls.push(hoist_server::db::fresh_postgres_schema(&pg).await.unwrap()),
         Err(_) => eprintln!("HOIST_TEST_DATABASE_URL is not set: Postgres not checked here"),
     }
     urls
@@ -92,7 +92,7 @@ fn spawn_loop(hooks: &Arc<Webhooks>, db: &Db) -> tokio::task::JoinHandle<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_until_2xx_with_one_id_each_attempt_signed() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let (db, pool) = open(&url).await;
         let rx = Receiver::start(vec![Reply::Status(503), Reply::Status(503), Reply::Status(503)]).await;
         let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(fast(8)));
@@ -127,7 +127,7 @@ async fn retries_until_2xx_with_one_id_each_attempt_signed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_disables_the_endpoint_until_enabled() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let (db, pool) = open(&url).await;
         let rx = Receiver::start(vec![Reply::Status(503), Reply::Status(410)]).await;
         let retry = Duration::from_secs(2);
@@ -164,7 +164,7 @@ async fn gone_disables_the_endpoint_until_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_delays_the_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let (db, pool) = open(&url).await;
         let rx = Receiver::start(vec![Reply::WithHeader(503, "retry-after", "1".into())]).await;
         let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(fast(3)));
@@ -184,7 +184,7 @@ async fn retry_after_delays_the_next_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_is_not_followed() {
     let dir = tempfile::tempdir().unwrap();
-    let url = &databases(&dir)[0];
+    let url = &databases(&dir).await[0];
     let (db, pool) = open(url).await;
     let elsewhere = Receiver::start(vec![]).await;
     let rx = Receiver::start(vec![Reply::WithHeader(302, "location", elsewhere.url.clone()); 2]).await;
@@ -203,7 +203,7 @@ async fn a_redirect_is_not_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_times_out() {
     let dir = tempfile::tempdir().unwrap();
-    let url = &databases(&dir)[0];
+    let url = &databases(&dir).await[0];
     let (db, pool) = open(url).await;
     let rx = Receiver::start(vec![Reply::Hang, Reply::Hang]).await;
     let timeout = Duration::from_millis(300);
@@ -222,7 +222,7 @@ async fn a_receiver_that_never_answers_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_cut_off_by_a_stop_is_sent_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let rx = Receiver::start(vec![Reply::Hang]).await;
         let e = event(JOB_SUCCEEDED);
         let timeout = Duration::from_millis(500);
@@ -255,7 +255,7 @@ async fn an_attempt_cut_off_by_a_stop_is_sent_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_send_each_attempt_once() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let rx = Receiver::start(vec![]).await;
         let (db1, pool) = open(&url).await;
         let (db2, _pool2) = open(&url).await;
@@ -287,7 +287,7 @@ async fn two_replicas_send_each_attempt_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_filtered_per_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let (db, pool) = open(&url).await;
         let jobs = Receiver::start(vec![]).await;
         let all = Receiver::start(vec![]).await;
@@ -316,7 +316,7 @@ async fn events_are_filtered_per_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_to_receiver_latency() {
     let dir = tempfile::tempdir().unwrap();
-    for url in databases(&dir) {
+    for url in databases(&dir).await {
         let (db, pool) = open(&url).await;
         let rx = Receiver::start(vec![]).await;
         let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap());
@@ -345,7 +345,7 @@ async fn event_to_receiver_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_goes_through_tls_and_failures_are_recorded_not_panicked() {
     let dir = tempfile::tempdir().unwrap();
-    let url = &databases(&dir)[0];
+    let url = &databases(&dir).await[0];
     let (db, pool) = open(url).await;
     // A plain-HTTP receiver behind an https:// URL: the TLS handshake fails, the body never leaves.
     let rx = Receiver::start(vec![]).await;
