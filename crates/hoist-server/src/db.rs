@@ -185,7 +185,7 @@ impl Db {
     /// transaction-scoped advisory lock on `PostgreSQL`), and what is applied is read inside it.
     async fn migrate(&self) -> Result<(), sqlx::Error> {
         /// The advisory lock's key: "hoist" in ASCII.
-        const MIGRATION_LOCK: i64 = 0x686f_6973_74;
+        const MIGRATION_LOCK: i64 = 0x0068_6f69_7374;
         let mut tx = self.begin_write().await?;
         if self.postgres {
             sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
