@@ -347,16 +347,19 @@ fn kill_9_mid_tree_then_rerun_skips_recorded_files_unread_and_resumes_parts() {
         .filter(|e| e["reason"].as_str().unwrap().contains("batch journal"))
         .map(|e| e["key"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(skipped, done_first, "every file done before the kill is skipped by the journal, and only those");
+    // Every file reported done before the kill is skipped by the journal; a few more may be too:
+    // a file is recorded before it is reported, and the kill can land in between.
+    assert!(skipped.is_superset(&done_first), "every file done before the kill is skipped by the journal: {skipped:?} {done_first:?}");
+    assert!(skipped.len() <= done_first.len() + 3, "at most the files in flight were recorded unreported: {skipped:?}");
     let done_second: BTreeSet<String> = of_kind(&second, "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
-    assert!(done_second.is_disjoint(&done_first));
-    assert_eq!(done_second.len() + done_first.len(), local.len());
+    assert!(done_second.is_disjoint(&skipped));
+    assert_eq!(done_second.len() + skipped.len(), local.len());
     // Parts stored before the kill are not sent again.
     let mut resumed_parts = 0;
     for e in of_kind(&second, "part_done") {
         let key = e["key"].as_str().unwrap();
         let n = e["part_number"].as_u64().unwrap();
-        assert!(!parts_first.get(key).is_some_and(|p| p.contains(&n)) || done_first.contains(key), "{key} part {n} sent twice");
+        assert!(!parts_first.get(key).is_some_and(|p| p.contains(&n)) || skipped.contains(key), "{key} part {n} sent twice");
     }
     for (key, parts) in &parts_first {
         if !done_first.contains(key) {
