@@ -175,7 +175,8 @@ impl WorkerProcess {
         pipeline_config.workers = count.max(1);
         pipeline_config.validate_workers()?;
         let tools = pipeline::transcode::Ffmpeg::find().map_err(|why| config::ConfigError(format!("hoist worker needs ffmpeg: {why}")))?;
-        let (s3, limits) = match &config.s3 {
+        let limits = provider_limits(&config.s3);
+        let s3 = match &config.s3 {
             S3Target::Embedded { .. } => {
                 let url_file = config.data_dir.join(STORE_URL_FILE);
                 let endpoint = std::fs::read_to_string(&url_file).map_err(|_| {
@@ -186,11 +187,10 @@ impl WorkerProcess {
                     ))
                 })?;
                 let (creds, _) = hoist_store::Credentials::load_or_generate(&config.data_dir.join("store"))?;
-                (embedded_client(endpoint.trim().to_owned(), creds).await?, ProviderLimits::STORE_5TIB)
+                embedded_client(endpoint.trim().to_owned(), creds).await?
             }
             S3Target::External { endpoint, region, profile, credentials } => {
-                let s3 = external_client(endpoint.as_ref(), region.as_ref(), profile.as_ref(), credentials.as_ref()).await?;
-                (s3, if endpoint.is_none() { ProviderLimits::AWS } else { ProviderLimits::STORE_5TIB })
+                external_client(endpoint.as_ref(), region.as_ref(), profile.as_ref(), credentials.as_ref()).await?
             }
         };
         // The service's database must exist already: a worker never makes an empty one.
@@ -237,6 +237,14 @@ fn dev_token(data_dir: &std::path::Path) -> Result<String, Error> {
     let token = format!("hoist_dev_{}", hex::encode(b));
     std::fs::write(&path, &token).map_err(io)?;
     Ok(token)
+}
+
+/// S3's limits where objects go: AWS's for AWS itself, 5 TiB objects for other stores.
+fn provider_limits(target: &S3Target) -> ProviderLimits {
+    match target {
+        S3Target::External { endpoint: None, .. } => ProviderLimits::AWS,
+        _ => ProviderLimits::STORE_5TIB,
+    }
 }
 
 /// A client for the embedded store at `endpoint`, with its credentials.
@@ -331,10 +339,7 @@ impl Server {
             keys.push(ApiKeyConfig { token_sha256: policy::sha256(t), policy: KeyPolicy::generous("dev", "dev/") });
         }
         let anonymous = config.allow_anonymous.then(|| KeyPolicy::generous("anonymous", "anonymous/"));
-        let limits = match &config.s3 {
-            S3Target::External { endpoint: None, .. } => ProviderLimits::AWS,
-            _ => ProviderLimits::STORE_5TIB,
-        };
+        let limits = provider_limits(&config.s3);
         let outbox = pipeline::events::Outbox::new(Arc::clone(&webhooks));
         let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, tools.as_ref());
         let state = Arc::new(AppState {
