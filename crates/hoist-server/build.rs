@@ -5,11 +5,17 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    // The manifest dir of this build, read when the script runs: a script binary reused from
+    // another checkout sharing the target dir must not embed that checkout's files.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|e| panic!("cargo sets CARGO_MANIFEST_DIR for build scripts: {e}"));
+    let web = Path::new(&manifest).join("../../web");
     println!("cargo:rerun-if-changed={}", web.display());
     let mut files: Vec<_> = std::fs::read_dir(&web)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("cannot read the page's files in {}: {e}", web.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     let mut out = String::from("/// Files served at `/NAME`: (name, bytes, content type).\npub(crate) static FILES: &[(&str, &[u8], &str)] = &[\n");
     for path in files {
