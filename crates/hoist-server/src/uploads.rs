@@ -499,27 +499,19 @@ async fn record_completion(st: &AppState, s: &Session, done: &Completed) -> ApiR
     if !crate::db::complete_in(&mut tx, &s.id, &done.etag, done.checksum.as_deref(), done.size).await? {
         return Ok(None);
     }
-    let mut queued = Vec::new();
-    let mut presets = std::collections::HashSet::new();
-    for rule in st.pipeline.rules.iter().filter(|r| r.matches(&s.object_key, &s.content_type)) {
-        if !presets.insert(rule.preset.as_str()) {
-            continue;
-        }
-        let (job, _) = jobs::enqueue(&mut tx, &jobs::NewJob {
-            api_key: s.api_key.clone(),
-            upload_id: Some(s.id.clone()),
-            bucket: s.bucket.clone(),
-            source_key: s.object_key.clone(),
-            source_etag: done.etag.clone(),
-            source_size: done.size,
-            content_type: s.content_type.clone(),
-            preset: rule.preset.clone(),
-            max_attempts: st.pipeline.max_attempts,
-            timeout: st.pipeline.job_timeout,
-        })
-        .await?;
-        queued.push(JobRef::new(st, &job));
-    }
+    let source = jobs::NewJob {
+        api_key: s.api_key.clone(),
+        upload_id: Some(s.id.clone()),
+        bucket: s.bucket.clone(),
+        source_key: s.object_key.clone(),
+        source_etag: done.etag.clone(),
+        source_size: done.size,
+        content_type: s.content_type.clone(),
+        preset: String::new(),
+        max_attempts: st.pipeline.max_attempts,
+        timeout: st.pipeline.job_timeout,
+    };
+    let queued: Vec<JobRef> = jobs::enqueue_matching(&mut tx, &st.pipeline.rules, &source).await?.iter().map(|j| JobRef::new(st, j)).collect();
     let data = serde_json::json!({
         "upload_id": s.id,
         "bucket": done.bucket,

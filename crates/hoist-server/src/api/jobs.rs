@@ -258,28 +258,20 @@ async fn s3_events(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body
             Err(e) => return Err(ApiError::store("look up the object of an S3 event", e)),
         };
         let content_type = crate::policy::normalize_content_type(head.content_type.as_deref()).unwrap_or_else(|_| "application/octet-stream".into());
-        let mut queued = Vec::new();
+        let source = NewJob {
+            api_key: policy.name.clone(),
+            upload_id: None,
+            bucket: st.bucket.clone(),
+            source_key: key.clone(),
+            source_etag: head.etag.clone(),
+            source_size: head.size,
+            content_type,
+            preset: String::new(),
+            max_attempts: st.pipeline.max_attempts,
+            timeout: st.pipeline.job_timeout,
+        };
         let mut tx = st.db.begin_write().await?;
-        let mut presets = std::collections::HashSet::new();
-        for rule in st.pipeline.rules.iter().filter(|r| r.matches(&key, &content_type)) {
-            if !presets.insert(rule.preset.as_str()) {
-                continue;
-            }
-            let (job, _) = jobs::enqueue(&mut tx, &NewJob {
-                api_key: policy.name.clone(),
-                upload_id: None,
-                bucket: st.bucket.clone(),
-                source_key: key.clone(),
-                source_etag: head.etag.clone(),
-                source_size: head.size,
-                content_type: content_type.clone(),
-                preset: rule.preset.clone(),
-                max_attempts: st.pipeline.max_attempts,
-                timeout: st.pipeline.job_timeout,
-            })
-            .await?;
-            queued.push(JobRef::new(&st, &job));
-        }
+        let queued: Vec<JobRef> = jobs::enqueue_matching(&mut tx, &st.pipeline.rules, &source).await?.iter().map(|j| JobRef::new(&st, j)).collect();
         tx.commit().await?;
         if queued.is_empty() {
             ignored.push(Ignored { key, reason: "no pipeline rule matches the object's key and content type" });

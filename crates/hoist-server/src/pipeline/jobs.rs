@@ -294,6 +294,21 @@ pub async fn enqueue(conn: &mut AnyConnection, j: &NewJob) -> Result<(Job, bool)
     Ok((from_row(&row)?, inserted))
 }
 
+/// Queues one job per preset of the `rules` that match `source`'s key and content type, on
+/// `conn` (the caller's transaction); `source.preset` is ignored. Answers the jobs (new or
+/// already there for the same object version and preset).
+pub async fn enqueue_matching(conn: &mut AnyConnection, rules: &[crate::config::PipelineRule], source: &NewJob) -> Result<Vec<Job>, sqlx::Error> {
+    let mut presets = std::collections::HashSet::new();
+    let mut queued = Vec::new();
+    for rule in rules.iter().filter(|r| r.matches(&source.source_key, &source.content_type)) {
+        if presets.insert(rule.preset.as_str()) {
+            let (job, _) = enqueue(&mut *conn, &NewJob { preset: rule.preset.clone(), ..source.clone() }).await?;
+            queued.push(job);
+        }
+    }
+    Ok(queued)
+}
+
 /// The job `id` if it belongs to `api_key` (another key's job is indistinguishable from none).
 pub async fn get(db: &Db, api_key: &str, id: &str) -> Result<Option<Job>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND api_key = $2"))
