@@ -6,8 +6,11 @@
 //! - Complete never trusts the client's part list alone: it is checked against ListParts
 //!   (every ETag, every planned size, no gap), and a HEAD of the object follows (size and
 //!   multipart ETag computed from the parts). A mismatch is a 4xx and the upload stays
-//!   resumable; a completed upload is never reported as failed because a response was lost
-//!   (NoSuchUpload on Complete → HEAD decides).
+//!   resumable; a completed upload is never reported as failed because a response was lost:
+//!   a Complete that fails in a way a retry can cure (reset, cut or lost answer, 5xx, timeout)
+//!   is retried ([`COMPLETE_ATTEMPTS`]), NoSuchUpload on a retry means an earlier attempt may
+//!   have completed it, and either way the HEAD decides; only when no matching object is there
+//!   is the Complete's error reported.
 //! - Uploads whose size is unknown (Uppy) cannot bind a Content-Length into part URLs; their
 //!   size limit is enforced at Complete by summing ListParts, and an oversized upload is aborted.
 //!   Toward the key's quota each counts what it may have staged: the highest part number signed
@@ -332,6 +335,11 @@ fn etag_of_parts(parts: &[(u32, String)]) -> Option<String> {
     md5s.map(|m| hoist_core::checksum::multipart_etag(&m))
 }
 
+/// Attempts at CompleteMultipartUpload when it fails in a way a retry can cure: enough to ride
+/// out a lost answer or a short burst of 5xx without holding the caller's request for long
+/// (with the engine's default backoff, at most 0.7 s of waiting in all).
+pub const COMPLETE_ATTEMPTS: u32 = 4;
+
 fn is_no_such_upload(e: &hoist_core::Error) -> bool {
     matches!(e, hoist_core::Error::Service { status: 404, code, .. } if code == "NoSuchUpload")
 }
@@ -377,19 +385,37 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
         Some(listed) => Some(check_parts(st, caller, s, parts, listed).await?),
         None => None,
     };
+    // A Complete that kept failing in a way a retry could cure: its answers may have been lost
+    // after the store completed the upload, so the HEAD below decides before it is reported.
+    let mut complete_error = None;
     if let Some((chosen, _)) = &checked {
         let target = (s.bucket.as_str(), s.object_key.as_str(), s.upload_id.as_str());
         let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-        match st.s3.complete(target, &list).await {
-            Ok(_) => {}
-            Err(e) if is_no_such_upload(&e) => tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there"),
-            Err(e) => return Err(ApiError::store("complete the upload", e)),
+        let backoff = hoist_core::retry::RetryConfig::default();
+        for attempt in 1..=COMPLETE_ATTEMPTS {
+            match st.s3.complete(target, &list).await {
+                Ok(_) => break,
+                Err(e) if is_no_such_upload(&e) => {
+                    tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
+                    break;
+                }
+                Err(e) if e.is_retryable() && attempt < COMPLETE_ATTEMPTS => {
+                    tracing::warn!(id = %s.id, attempt, error = %e, "Complete failed; retrying");
+                    tokio::time::sleep(backoff.delay(attempt - 1)).await;
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(id = %s.id, error = %e, "Complete kept failing; checking whether the object is there");
+                    complete_error = Some(e);
+                }
+                Err(e) => return Err(ApiError::store("complete the upload", e)),
+            }
         }
     } else {
         tracing::warn!(id = %s.id, "ListParts answered NoSuchUpload; checking whether an earlier Complete made the object");
     }
     let head = match st.s3.head(&s.bucket, &s.object_key).await {
         Ok(h) => h,
+        Err(_) if let Some(e) = complete_error => return Err(ApiError::store("complete the upload", e)),
         Err(hoist_core::Error::Service { status: 404, .. }) if checked.is_none() => {
             return Err(ApiError::WrongState {
                 id: s.id.clone(),
@@ -406,6 +432,10 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
             Err(format!("the object is {} bytes, its parts add up to {total}", head.size))
         };
         if let Err(problem) = verified {
+            if let Some(e) = complete_error {
+                // Not the object these parts make: the Complete's own failure is the answer.
+                return Err(ApiError::store("complete the upload", e));
+            }
             return Err(ApiError::store("verify the completed object", hoist_core::Error::Integrity(problem)));
         }
         *total
