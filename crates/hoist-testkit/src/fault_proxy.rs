@@ -9,6 +9,10 @@
 //! - `Truncate`: pass the request to the store, then cut its response in half.
 //!
 //! Injected faults are counted so tests can report what they survived.
+//!
+//! Besides the dice, [`FaultProxy::script`] makes chosen requests (the k-th `PUT` whose request
+//! line contains `x-id=PutObject`…) get a chosen answer: a [`Fault`], or raw bytes written
+//! instead of the store's response after the request body was read (a broken gateway).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,8 +52,29 @@ pub struct FaultConfig {
     pub only_part_uploads: bool,
 }
 
+/// What a scripted request gets.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// One of the faults.
+    Fault(Fault),
+    /// These bytes (a whole HTTP response), after reading the request body; the store sees nothing.
+    Answer(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Script {
+    method: &'static str,
+    needle: &'static str,
+    /// 1-based number of the first matching request to script.
+    first: u64,
+    times: u64,
+    seen: u64,
+    action: Scripted,
+}
+
 #[derive(Debug)]
 struct Shared {
+    scripts: Mutex<Vec<Script>>,
     config: Mutex<FaultConfig>,
     rng: Mutex<StdRng>,
     injected: Mutex<BTreeMap<Fault, u64>>,
@@ -76,6 +101,7 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let shared = Arc::new(Shared {
+            scripts: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             config: Mutex::new(config),
             injected: Mutex::new(BTreeMap::new()),
@@ -97,6 +123,16 @@ impl FaultProxy {
     #[must_use]
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Scripts requests whose method is `method` and whose request line contains `needle`: the
+    /// matching requests `first..first+times` (1-based) get `action`. Scripts are checked before
+    /// the dice.
+    ///
+    /// # Panics
+    /// If the lock is poisoned.
+    pub fn script(&self, method: &'static str, needle: &'static str, first: u64, times: u64, action: Scripted) {
+        self.shared.scripts.lock().unwrap().push(Script { method, needle, first, times, seen: 0, action });
     }
 
     /// Changes the fault rate (e.g. 0 to let cleanup through).
@@ -127,6 +163,25 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The scripted action for the request with this head, if a script takes it.
+fn scripted(shared: &Shared, head: &str) -> Option<Scripted> {
+    let first = head.lines().next().unwrap_or("");
+    let mut scripts = shared.scripts.lock().ok()?;
+    scripts.iter_mut().find_map(|s| {
+        if !(first.starts_with(s.method) && first[s.method.len()..].starts_with(' ') && first.contains(s.needle)) {
+            return None;
+        }
+        s.seen += 1;
+        (s.seen >= s.first && s.seen - s.first < s.times).then(|| s.action.clone())
+    })
+}
+
+/// An S3 error response with `status` (`"403 Forbidden"`) and `code`, as the store would write it.
+#[must_use]
+pub fn error_answer(status: &str, code: &str) -> Vec<u8> {
+    error_response(status, code)
 }
 
 fn roll(shared: &Shared, head: &str) -> Option<Fault> {
@@ -172,7 +227,24 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    match roll(shared, &head) {
+    let fault = match scripted(shared, &head) {
+        Some(Scripted::Answer(bytes)) => {
+            let mut rest = content_length(&head).saturating_sub((buf.len() - head_end) as u64);
+            let mut chunk = [0u8; 8192];
+            while rest > 0 {
+                let n = client.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                rest = rest.saturating_sub(n as u64);
+            }
+            client.write_all(&bytes).await?;
+            return client.shutdown().await;
+        }
+        Some(Scripted::Fault(f)) => Some(f),
+        None => roll(shared, &head),
+    };
+    match fault {
         Some(Fault::Reset) => {
             let mut chunk = [0u8; 4096];
             let _ = tokio::time::timeout(Duration::from_millis(50), client.read(&mut chunk)).await;
@@ -221,6 +293,15 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The request's `Content-Length` (0 when absent).
+fn content_length(head: &str) -> u64 {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The buffered bytes with `Connection: close` added to the request head.
