@@ -164,7 +164,7 @@ impl Error {
     #[must_use]
     pub fn category(&self) -> Category {
         match self {
-            Self::Plan(_) | Self::NotAFile(_) | Self::Source { .. } => Category::Usage,
+            Self::Plan(_) | Self::NotAFile(_) | Self::Source { .. } | Self::Config(_) => Category::Usage,
             Self::Service { code, status, .. } => match code.as_str() {
                 "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NotFound" => Category::NotFound,
                 "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
@@ -181,7 +181,6 @@ impl Error {
             Self::Integrity(_) => Category::Integrity,
             Self::Journal { .. } | Self::SourceChanged(_) | Self::ChangedDuringUpload(_) | Self::UploadGone(_) => Category::Conflict,
             Self::Cancelled => Category::Interrupted,
-            Self::Config(_) => Category::Usage,
             Self::Credentials(_) | Self::NoCredentials(_) => Category::Auth,
             Self::Signing { .. } | Self::Internal(_) => Category::Internal,
         }

@@ -148,6 +148,15 @@ struct Resume {
     restart: bool,
 }
 
+impl Resume {
+    /// The journal of `source` for `req`, if there is one.
+    fn find(&self, req: &UploadRequest, source: PathBuf, fingerprint: Fingerprint) -> Result<Journaled> {
+        let key = JournalKey { endpoint: &self.endpoint, bucket: &req.bucket, key: &req.key, source: &source };
+        let found = self.store.load(&key)?;
+        Ok(Journaled { source, fingerprint, found })
+    }
+}
+
 /// A journaled source: what names its journal, and the journal found there.
 struct Journaled {
     source: PathBuf,
@@ -264,7 +273,7 @@ impl Uploader {
         let journaled = match &self.journal {
             Some(resume) => {
                 let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
-                Some(self.find_journal(resume, req, abs, Fingerprint::of(path)?)?)
+                Some(resume.find(req, abs, Fingerprint::of(path)?)?)
             }
             None => None,
         };
@@ -413,13 +422,6 @@ impl Uploader {
         }
     }
 
-    /// The journal of `source` for `req`, if there is one.
-    fn find_journal(&self, resume: &Resume, req: &UploadRequest, source: PathBuf, fingerprint: Fingerprint) -> Result<Journaled> {
-        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &source };
-        let found = resume.store.load(&key)?;
-        Ok(Journaled { source, fingerprint, found })
-    }
-
     /// Creates the multipart upload, or picks up an interrupted one from its journal (checked
     /// against the source and against ListParts).
     async fn open(
@@ -549,7 +551,7 @@ impl Uploader {
         let journaled = match (resume_key, &self.journal) {
             (Some(k), Some(resume)) => {
                 let fingerprint = Fingerprint { size: 0, mtime_ns: 0, head_tail_crc32c: String::new() };
-                Some(self.find_journal(resume, req, PathBuf::from(format!("stdin:{k}")), fingerprint)?)
+                Some(resume.find(req, PathBuf::from(format!("stdin:{k}")), fingerprint)?)
             }
             _ => None,
         };

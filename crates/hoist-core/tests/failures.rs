@@ -276,7 +276,7 @@ async fn resume_retries_list_parts() {
     assert_eq!(f.read_back("resumed").await, f.data);
 }
 
-/// Defect 7: RequestTimeTooSkewed on one part aborted the upload with "check your credentials".
+/// Defect 7: `RequestTimeTooSkewed` on one part aborted the upload with "check your credentials".
 #[tokio::test(flavor = "multi_thread")]
 async fn a_skewed_clock_refusal_is_retried() {
     let f = fixture(LEN).await;

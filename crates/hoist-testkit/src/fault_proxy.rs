@@ -230,7 +230,7 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let fault = match scripted(shared, &head) {
         Some(Scripted::Answer(bytes)) => {
             let mut rest = content_length(&head).saturating_sub((buf.len() - head_end) as u64);
-            let mut chunk = [0u8; 8192];
+            let mut chunk = vec![0u8; 8192];
             while rest > 0 {
                 let n = client.read(&mut chunk).await?;
                 if n == 0 {

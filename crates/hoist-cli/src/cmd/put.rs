@@ -241,7 +241,7 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
         Some(_) | None => OnFailure::Abort,
     };
     let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
-        if let Some((id, why)) = &e.abort_failed {
+        if let Some((id, why)) = &e.unaborted {
             let abort = format!("hoist uploads abort {} --upload-id {id}", shell_quote(&destination.to_string()));
             let endpoint = args.connect.endpoint_url.as_ref().map(|u| format!(" --endpoint-url {}", shell_quote(u))).unwrap_or_default();
             let resume = if resumable { format!("resume with: {}; or ", resume_command(&args, &destination)) } else { String::new() };
@@ -371,7 +371,7 @@ pub(crate) struct Failed {
     /// Complete succeeded; only the check after it failed.
     pub(crate) completed: bool,
     /// The abort was tried and failed: the upload id and why.
-    pub(crate) abort_failed: Option<(String, String)>,
+    pub(crate) unaborted: Option<(String, String)>,
 }
 
 /// What the engine's failure event said about the multipart upload.
@@ -379,7 +379,7 @@ pub(crate) struct Failed {
 struct Fate {
     kept: bool,
     completed: bool,
-    abort_failed: Option<(String, String)>,
+    unaborted: Option<(String, String)>,
 }
 
 /// Runs one upload with progress rendering and Ctrl-C handling (first Ctrl-C: no new parts, the
@@ -399,7 +399,7 @@ pub(crate) async fn upload(
             if let hoist_core::ProgressEvent::Failed { upload_id, completed, abort_error, .. } = &e {
                 fate.kept = upload_id.is_some();
                 fate.completed = *completed;
-                fate.abort_failed = upload_id.clone().zip(abort_error.clone());
+                fate.unaborted = upload_id.clone().zip(abort_error.clone());
             }
             let _ = fwd_tx.send(e);
         }
@@ -420,7 +420,7 @@ pub(crate) async fn upload(
         } else {
             e.into()
         };
-        Failed { error, kept: fate.kept, completed: fate.completed, abort_failed: fate.abort_failed }
+        Failed { error, kept: fate.kept, completed: fate.completed, unaborted: fate.unaborted }
     })
 }
 
