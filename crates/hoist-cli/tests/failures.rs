@@ -44,7 +44,7 @@ fn a_refused_abort_names_the_pending_upload_and_keeps_its_journal() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("could not be aborted") && err.contains("hoist uploads abort s3://fail-bkt/obj --upload-id"), "{err}");
     assert!(!err.contains("parts are kept"), "{err}");
-    let journals = std::fs::read_dir(state.join("journals")).map(Iterator::count).unwrap_or(0);
+    let journals = std::fs::read_dir(state.join("journals")).map_or(0, Iterator::count);
     assert_eq!(journals, 1, "the journal of the pending upload must stay");
     let listed = store.hoist(&["uploads", "ls", "s3://fail-bkt", "--endpoint-url", &store.endpoint]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("obj"), "the upload is still pending: {listed:?}");
@@ -74,5 +74,5 @@ fn a_failed_check_after_complete_says_so_and_the_rerun_only_checks() {
     assert!(again.status.success(), "{}", stderr(&again));
     let listed = store.hoist(&["uploads", "ls", "s3://fail-bkt", "--endpoint-url", &store.endpoint]);
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("obj"), "{listed:?}");
-    assert_eq!(std::fs::read_dir(state.join("journals")).map(Iterator::count).unwrap_or(0), 0);
+    assert_eq!(std::fs::read_dir(state.join("journals")).map_or(0, Iterator::count), 0);
 }
