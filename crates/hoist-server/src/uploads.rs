@@ -26,7 +26,8 @@ use std::str::FromStr as _;
 use std::time::{Instant, SystemTime};
 
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
-use hoist_core::client::PartInfo;
+use hoist_core::client::{ObjectMeta, PartInfo};
+use hoist_core::UploadRef;
 use hoist_core::plan::PlanError;
 use rand::RngCore as _;
 
@@ -150,11 +151,13 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
     };
     let id = new_id();
     let key = policy::object_key(policy, &id, &req.filename);
+    let meta = ObjectMeta { content_type: Some(&content_type), metadata: &req.metadata };
     let upload_id = st
         .s3
-        .create_upload(&st.bucket, &key, Some(&content_type), &req.metadata, algorithm)
+        .create_upload(&st.bucket, &key, meta, algorithm)
         .await
-        .map_err(|e| ApiError::store("create the multipart upload", e))?;
+        .map_err(|e| ApiError::store("create the multipart upload", e))?
+        .upload_id;
     let now = now_ms();
     let session = Session {
         id,
@@ -177,7 +180,7 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
         checksum: None,
     };
     if let Err(e) = st.db.insert(&session).await {
-        if let Err(abort) = st.s3.abort(&st.bucket, &session.object_key, &session.upload_id).await {
+        if let Err(abort) = st.s3.abort(&upload_of(&session)).await {
             tracing::error!(error = %abort, upload_id = %session.upload_id, "could not abort an upload whose session was not stored");
         }
         return Err(e.into());
@@ -313,12 +316,17 @@ async fn check_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
     if used > quota { Err(ApiError::QuotaExceeded { quota, used }) } else { Ok(()) }
 }
 
+/// The multipart upload a session stands for.
+fn upload_of(s: &Session) -> UploadRef {
+    UploadRef { bucket: s.bucket.clone(), key: s.object_key.clone(), upload_id: s.upload_id.clone() }
+}
+
 /// The parts S3 holds for the session (all pages), ascending.
 pub async fn list_parts(st: &AppState, s: &Session) -> ApiResult<Vec<PartInfo>> {
     require_open(s)?;
     let mut parts = st
         .s3
-        .list_parts(&s.bucket, &s.object_key, &s.upload_id)
+        .list_parts(&upload_of(s))
         .await
         .map_err(|e| ApiError::store("list the parts", e))?;
     parts.sort_by_key(|p| p.number);
@@ -375,7 +383,7 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     {
         return Err(ApiError::PartsMismatch(format!("{} parts were sent but the upload has {count}", parts.len())));
     }
-    let listed = match st.s3.list_parts(&s.bucket, &s.object_key, &s.upload_id).await {
+    let listed = match st.s3.list_parts(&upload_of(s)).await {
         Ok(listed) => Some(listed),
         // Gone from the store: completed by a Complete whose answer was lost, or aborted.
         Err(e) if is_no_such_upload(&e) => None,
@@ -389,11 +397,10 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     // after the store completed the upload, so the HEAD below decides before it is reported.
     let mut complete_error = None;
     if let Some((chosen, _)) = &checked {
-        let target = (s.bucket.as_str(), s.object_key.as_str(), s.upload_id.as_str());
         let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
         let backoff = hoist_core::retry::RetryConfig::default();
         for attempt in 1..=COMPLETE_ATTEMPTS {
-            match st.s3.complete(target, &list).await {
+            match st.s3.complete(&upload_of(s), &list).await {
                 Ok(_) => break,
                 Err(e) if is_no_such_upload(&e) => {
                     tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
@@ -589,7 +596,7 @@ pub async fn delete_completed(st: &AppState, s: &Session) -> ApiResult<Deleted> 
     jobs::cancel_for_upload(&st.db, &st.outbox, &s.api_key, &s.id).await?;
     let derived = worker::derived_prefix(&s.object_key, &s.id);
     let mut keys = Vec::new();
-    st.s3.list_objects(&s.bucket, &derived, |o| keys.push(o.key)).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
+    st.s3.list_objects(&s.bucket, &derived, &mut |o| keys.push(o.key)).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
     keys.push(s.object_key.clone());
     for key in &keys {
         st.s3.delete(&s.bucket, key).await.map_err(|e| ApiError::store("delete the upload's objects", e))?;
@@ -611,7 +618,7 @@ pub async fn abort(st: &AppState, s: &Session) -> ApiResult<()> {
 
 /// AbortMultipartUpload, treating NoSuchUpload as done.
 pub async fn abort_in_store(st: &AppState, s: &Session) -> ApiResult<()> {
-    match st.s3.abort(&s.bucket, &s.object_key, &s.upload_id).await {
+    match st.s3.abort(&upload_of(s)).await {
         Ok(()) | Err(hoist_core::Error::Service { status: 404, .. }) => Ok(()),
         Err(e) => Err(ApiError::store("abort the upload", e)),
     }

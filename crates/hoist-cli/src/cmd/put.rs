@@ -411,7 +411,20 @@ pub(crate) async fn put_one(
         uploader = uploader.with_journal(journal_store()?, &endpoint, flags.restart);
     }
     let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
-        if e.kept && resumable {
+        if let Some((id, why)) = &e.unaborted {
+            let abort = format!("hoist uploads abort {} --upload-id {id}", shell_quote(&destination.to_string()));
+            let endpoint = connect.endpoint_url.as_ref().map(|u| format!(" --endpoint-url {}", shell_quote(u))).unwrap_or_default();
+            let resume = if resumable { format!("resume with: {resume_hint}; or ") } else { String::new() };
+            e.error.with_hint(format!(
+                "the upload could not be aborted ({why}) and is still pending in the store, where it is billed: {resume}remove it with: {abort}{endpoint}"
+            ))
+        } else if e.completed {
+            e.error.with_hint(if resumable {
+                "Complete succeeded, only the check of the object failed: run the same command again to check it without uploading again"
+            } else {
+                "Complete succeeded, only the check of the object failed: check the object before relying on it"
+            })
+        } else if e.kept && resumable {
             e.error.with_hint(format!("parts are kept; resume with: {resume_hint}"))
         } else if !resumable && e.error.hint.is_none() {
             e.error.with_hint(
@@ -520,10 +533,23 @@ pub(crate) fn batch_summary(dest: &S3Url, s: &BatchSummary) -> String {
     line
 }
 
-/// A failed upload: the error, and whether its parts were kept for resuming.
+/// A failed upload: the error, and what became of the multipart upload.
 pub(crate) struct Failed {
     pub(crate) error: CliError,
+    /// Its parts were kept for resuming.
     pub(crate) kept: bool,
+    /// Complete succeeded; only the check after it failed.
+    pub(crate) completed: bool,
+    /// The abort was tried and failed: the upload id and why.
+    pub(crate) unaborted: Option<(String, String)>,
+}
+
+/// What the engine's failure event said about the multipart upload.
+#[derive(Default)]
+struct Fate {
+    kept: bool,
+    completed: bool,
+    unaborted: Option<(String, String)>,
 }
 
 /// Runs one upload with progress rendering and Ctrl-C handling (first Ctrl-C: no new parts, the
@@ -538,14 +564,16 @@ pub(crate) async fn upload(
     let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
     // Watch for the failure event (to learn whether parts were kept) while rendering.
     let watcher_events = tokio::spawn(async move {
-        let mut kept = false;
+        let mut fate = Fate::default();
         while let Some(e) = rx.recv().await {
-            if let hoist_core::ProgressEvent::Failed { upload_id: Some(_), .. } = &e {
-                kept = true;
+            if let hoist_core::ProgressEvent::Failed { upload_id, completed, abort_error, .. } = &e {
+                fate.kept = upload_id.is_some();
+                fate.completed = *completed;
+                fate.unaborted = upload_id.clone().zip(abort_error.clone());
             }
             let _ = fwd_tx.send(e);
         }
-        kept
+        fate
     });
     let renderer = tokio::spawn(render::render(mode, fwd_rx));
     let cancel = CancellationToken::new();
@@ -553,16 +581,16 @@ pub(crate) async fn upload(
     let result = uploader.upload(req, &events, &cancel, on_failure).await;
     watcher.abort();
     drop(events);
-    let kept = watcher_events.await.unwrap_or(false);
+    let fate = watcher_events.await.unwrap_or_default();
     let _ = renderer.await;
     result.map_err(|e| {
         let error = if matches!(e, hoist_core::Error::Cancelled) {
-            let what = if kept { "uploaded parts were kept" } else { "the multipart upload was aborted" };
+            let what = if fate.kept { "uploaded parts were kept" } else { "the multipart upload was aborted" };
             CliError::new(Exit::Interrupted, format!("interrupted; {what}"))
         } else {
             e.into()
         };
-        Failed { error, kept }
+        Failed { error, kept: fate.kept, completed: fate.completed, unaborted: fate.unaborted }
     })
 }
 
