@@ -240,11 +240,12 @@ fn dev_token(data_dir: &std::path::Path) -> Result<String, Error> {
     Ok(token)
 }
 
-/// S3's limits where objects go: AWS's for AWS itself, 5 TiB objects for other stores.
+/// S3's limits where objects go, told from the endpoint by core (AWS's for AWS itself, 5 TiB
+/// objects for other stores; the embedded store is one of those).
 fn provider_limits(target: &S3Target) -> ProviderLimits {
     match target {
-        S3Target::External { endpoint: None, .. } => ProviderLimits::AWS,
-        _ => ProviderLimits::STORE_5TIB,
+        S3Target::External { endpoint, .. } => hoist_core::config::Provider::from_endpoint(endpoint.as_deref()).limits(),
+        S3Target::Embedded { .. } => hoist_core::config::Provider::S3Compatible.limits(),
     }
 }
 

@@ -6,8 +6,11 @@
 //! - Complete never trusts the client's part list alone: it is checked against ListParts
 //!   (every ETag, every planned size, no gap), and a HEAD of the object follows (size and
 //!   multipart ETag computed from the parts). A mismatch is a 4xx and the upload stays
-//!   resumable; a completed upload is never reported as failed because a response was lost
-//!   (NoSuchUpload on Complete → HEAD decides).
+//!   resumable; a completed upload is never reported as failed because a response was lost:
+//!   a Complete that fails in a way a retry can cure (reset, cut or lost answer, 5xx, timeout)
+//!   is retried ([`COMPLETE_ATTEMPTS`]), NoSuchUpload on a retry means an earlier attempt may
+//!   have completed it, and either way the HEAD decides; only when no matching object is there
+//!   is the Complete's error reported.
 //! - Uploads whose size is unknown (Uppy) cannot bind a Content-Length into part URLs; their
 //!   size limit is enforced at Complete by summing ListParts, and an oversized upload is aborted.
 //!   Toward the key's quota each counts what it may have staged: the highest part number signed
@@ -313,6 +316,33 @@ async fn check_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
     if used > quota { Err(ApiError::QuotaExceeded { quota, used }) } else { Ok(()) }
 }
 
+/// Completes the session's upload with `chosen`, retrying what a retry can cure. `Ok(Some(e))`:
+/// it kept failing that way (its answers may have been lost after the store completed it, so the
+/// caller's HEAD decides); `Ok(None)`: completed, or answered `NoSuchUpload` (the HEAD decides too).
+async fn send_complete(st: &AppState, s: &Session, chosen: &[PartInfo]) -> ApiResult<Option<hoist_core::Error>> {
+    let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+    let backoff = hoist_core::retry::RetryConfig::default();
+    for attempt in 1..=COMPLETE_ATTEMPTS {
+        match st.s3.complete(&upload_of(s), &list).await {
+            Ok(_) => return Ok(None),
+            Err(e) if is_no_such_upload(&e) => {
+                tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
+                return Ok(None);
+            }
+            Err(e) if e.is_retryable() && attempt < COMPLETE_ATTEMPTS => {
+                tracing::warn!(id = %s.id, attempt, error = %e, "Complete failed; retrying");
+                tokio::time::sleep(backoff.delay(attempt - 1)).await;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(id = %s.id, error = %e, "Complete kept failing; checking whether the object is there");
+                return Ok(Some(e));
+            }
+            Err(e) => return Err(ApiError::store("complete the upload", e)),
+        }
+    }
+    Ok(None)
+}
+
 /// The multipart upload a session stands for.
 fn upload_of(s: &Session) -> UploadRef {
     UploadRef { bucket: s.bucket.clone(), key: s.object_key.clone(), upload_id: s.upload_id.clone() }
@@ -339,6 +369,11 @@ fn etag_of_parts(parts: &[(u32, String)]) -> Option<String> {
     let md5s: Option<Vec<[u8; 16]>> = parts.iter().map(|(_, e)| hoist_core::checksum::etag_to_md5(e)).collect();
     md5s.map(|m| hoist_core::checksum::multipart_etag(&m))
 }
+
+/// Attempts at CompleteMultipartUpload when it fails in a way a retry can cure: enough to ride
+/// out a lost answer or a short burst of 5xx without holding the caller's request for long
+/// (with the engine's default backoff, at most 0.7 s of waiting in all).
+pub const COMPLETE_ATTEMPTS: u32 = 4;
 
 fn is_no_such_upload(e: &hoist_core::Error) -> bool {
     matches!(e, hoist_core::Error::Service { status: 404, code, .. } if code == "NoSuchUpload")
@@ -385,18 +420,17 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
         Some(listed) => Some(check_parts(st, caller, s, parts, listed).await?),
         None => None,
     };
+    // A Complete that kept failing in a way a retry could cure: its answers may have been lost
+    // after the store completed the upload, so the HEAD below decides before it is reported.
+    let mut complete_error = None;
     if let Some((chosen, _)) = &checked {
-        let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-        match st.s3.complete(&upload_of(s), &list).await {
-            Ok(_) => {}
-            Err(e) if is_no_such_upload(&e) => tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there"),
-            Err(e) => return Err(ApiError::store("complete the upload", e)),
-        }
+        complete_error = send_complete(st, s, chosen).await?;
     } else {
         tracing::warn!(id = %s.id, "ListParts answered NoSuchUpload; checking whether an earlier Complete made the object");
     }
     let head = match st.s3.head(&s.bucket, &s.object_key).await {
         Ok(h) => h,
+        Err(_) if let Some(e) = complete_error => return Err(ApiError::store("complete the upload", e)),
         Err(hoist_core::Error::Service { status: 404, .. }) if checked.is_none() => {
             return Err(ApiError::WrongState {
                 id: s.id.clone(),
@@ -413,6 +447,10 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
             Err(format!("the object is {} bytes, its parts add up to {total}", head.size))
         };
         if let Err(problem) = verified {
+            if let Some(e) = complete_error {
+                // Not the object these parts make: the Complete's own failure is the answer.
+                return Err(ApiError::store("complete the upload", e));
+            }
             return Err(ApiError::store("verify the completed object", hoist_core::Error::Integrity(problem)));
         }
         *total
