@@ -548,10 +548,12 @@ impl Uploader {
         let name = resume_key.map_or_else(|| "stdin".to_owned(), |k| format!("the stream for resume key {k:?}"));
         let mut stream = StreamFeed::new(reader, name, self.config.limits);
         let first_len = plan::stream_part_size(1, self.config.part_size, &self.config.limits);
-        let first = stream.read_ahead(first_len.max(self.config.single_put_threshold)).await?;
-        if (first.len() as u64) < self.config.single_put_threshold {
-            return self.put_stream(req, &first, events, cancel).await;
+        let ahead = stream.read_ahead(first_len.max(self.config.single_put_threshold)).await?;
+        if (ahead.len() as u64) < self.config.single_put_threshold {
+            return self.put_stream(req, &ahead, events, cancel).await;
         }
+        // The feed holds these bytes; a second reference would keep part 1 in memory to the end.
+        drop(ahead);
         // With a resume key the stream is journaled like a file; re-fed, its recorded parts are
         // read, checked against the journal (size and checksum) and skipped.
         let journaled = match (resume_key, &self.journal) {
