@@ -8,13 +8,13 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{HOIST, StoreProc, file, stderr};
-use hoist_testkit::fault_proxy::{FaultConfig, FaultProxy, Scripted, error_answer};
+use hoist_testkit::fault_proxy::{Fault, FaultConfig, FaultProxy, Op, Rule};
 
 const MIB: usize = 1024 * 1024;
 
 fn proxy(rt: &tokio::runtime::Runtime, store: &StoreProc) -> FaultProxy {
     let upstream = store.endpoint.trim_start_matches("http://").parse().unwrap();
-    rt.block_on(FaultProxy::start(upstream, FaultConfig { rate: 0.0, seed: 1, faults: vec![], only_part_uploads: false }))
+    rt.block_on(FaultProxy::start(upstream, FaultConfig::none()))
 }
 
 fn put(store: &StoreProc, state: &Path, src: &Path, endpoint: &str) -> std::process::Output {
@@ -34,9 +34,9 @@ fn a_refused_abort_names_the_pending_upload_and_keeps_its_journal() {
     let src = file(dir.path(), "in.bin", 12 * MIB, 3);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let proxy = proxy(&rt, &store);
-    let denied = || Scripted::Answer(error_answer("403 Forbidden", "AccessDenied"));
-    proxy.script("PUT", "partNumber=", 1, u64::MAX, denied());
-    proxy.script("DELETE", "uploadId=", 1, u64::MAX, denied());
+    // Every part and every abort refused (a rule fires once: one per request, ten covers all).
+    let denied = |op| (1..=10).map(move |nth| Rule { op, nth, fault: Fault::Forbidden });
+    proxy.set_rules(denied(Op::Part).chain(denied(Op::Abort)).collect());
     let state = dir.path().join("state");
 
     let out = put(&store, &state, &src, &proxy.endpoint_url());
@@ -61,7 +61,7 @@ fn a_failed_check_after_complete_says_so_and_the_rerun_only_checks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let proxy = proxy(&rt, &store);
     // Ten attempts (the default retry count) of the HEAD after Complete, then it passes.
-    proxy.script("HEAD", "/fail-bkt/obj", 1, 10, Scripted::Answer(error_answer("503 Slow Down", "SlowDown")));
+    proxy.set_rules((1..=10).map(|nth| Rule { op: Op::Head, nth, fault: Fault::SlowDown }).collect());
     let state = dir.path().join("state");
 
     let out = put(&store, &state, &src, &proxy.endpoint_url());

@@ -653,16 +653,17 @@ impl Shared {
             client.put_bytes(&self.bucket, &entry.key, data.clone(), meta, checksum.as_ref())
         })
         .await?;
-        let outcome = match (&checksum, stored) {
-            (Some(sent), Some((alg, value))) if alg == sent.algorithm() => {
+        // The store's answer vouches for the content only with its checksum and an ETag.
+        let outcome = match (&checksum, stored, etag) {
+            (Some(sent), Some((alg, value)), Some(etag)) if alg == sent.algorithm() => {
                 if value != sent.to_base64() {
                     return Err(Error::Integrity(format!("the store's {alg} is {value}, the file's is {}", sent.to_base64())));
                 }
                 upload::UploadOutcome { size: stamp.size, etag, checksum: Some(sent.to_string()), parts: 0 }
             }
-            _ => {
+            (_, _, etag) => {
                 let req = self.request(entry);
-                self.uploader.verify_single(&req, SingleBody::Bytes(&data), &etag, checksum.as_ref(), &self.cancel).await?
+                self.uploader.verify_single(&req, SingleBody::Bytes(&data), etag.as_deref(), checksum.as_ref(), &self.cancel).await?
             }
         };
         Ok((stamp, outcome))

@@ -8,8 +8,11 @@
 //! - The engine and the service hold an `Arc<dyn ObjectClient>`, never the SDK: a wrapper can
 //!   decorate any call (the test kit's `FailingClient` fails the k-th one) and no caller reaches
 //!   past the trait into the SDK.
-//! - A successful write answers an `ETag`, or the call fails with [`Error::Integrity`]: a `200`
-//!   without one (a gateway that stored nothing) is never taken for success.
+//! - An UploadPart or Complete answered without an `ETag` fails with [`Error::Integrity`]: the
+//!   part list cannot be built without it. A PutObject answered without one answers `None`; the
+//!   engine then trusts only what a HEAD shows of the content (a `200` from a gateway that stored
+//!   nothing is never taken for success, a store that stored the object but dropped the header
+//!   is not taken for a failure).
 //! - The SDK's retries are disabled: [`crate::retry`] retries whole parts, and stacking two
 //!   retry loops multiplies attempts and hides stalls.
 //! - Payload signing is disabled on part and object uploads (`UNSIGNED-PAYLOAD`): over plain
@@ -114,7 +117,8 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
     async fn list_parts(&self, upload: &UploadRef) -> Result<Vec<PartInfo>>;
     /// ListMultipartUploads under `prefix`, all pages.
     async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>>;
-    /// PutObject of the first `len` bytes of the file at `path` → `ETag`.
+    /// PutObject of the first `len` bytes of the file at `path` → the `ETag`, if the store answered
+    /// with one.
     async fn put_file(
         &self,
         bucket: &str,
@@ -123,9 +127,9 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
         len: u64,
         meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<String>;
-    /// PutObject of bytes in memory → the `ETag` and the checksum the store answered with (it
-    /// answers with the value it checked the body against, so a match needs no HEAD).
+    ) -> Result<Option<String>>;
+    /// PutObject of bytes in memory → the `ETag` (if the store answered with one) and the checksum
+    /// the store answered with (the value it checked the body against, so a match needs no HEAD).
     async fn put_bytes(
         &self,
         bucket: &str,
@@ -133,7 +137,7 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
         data: Bytes,
         meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<(String, Option<(ChecksumAlgorithm, String)>)>;
+    ) -> Result<(Option<String>, Option<(ChecksumAlgorithm, String)>)>;
     /// ListObjectsV2 under `prefix`, all pages, each object handed to `each` as its page arrives
     /// (a listing of 100,000 keys is never one `Vec` here).
     async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()>;
@@ -566,10 +570,15 @@ impl S3Client {
 /// The `ETag` a successful write must answer with, unquoted; its absence is an integrity failure
 /// (the store did not confirm what it stored).
 fn required_etag(etag: Option<String>, what: impl FnOnce() -> String) -> Result<String> {
-    match etag.map(|e| unquote(&e)) {
-        Some(e) if !e.is_empty() => Ok(e),
-        _ => Err(Error::Integrity(format!("{} answered success without an ETag; the store did not confirm it kept the data", what()))),
+    match answered_etag(etag) {
+        Some(e) => Ok(e),
+        None => Err(Error::Integrity(format!("{} answered success without an ETag; the store did not confirm it kept the data", what()))),
     }
+}
+
+/// The `ETag` a response carried, unquoted; `None` when it had none (or an empty one).
+fn answered_etag(etag: Option<String>) -> Option<String> {
+    etag.map(|e| unquote(&e)).filter(|e| !e.is_empty())
 }
 
 #[async_trait::async_trait]
@@ -655,7 +664,7 @@ impl ObjectClient for S3Client {
         len: u64,
         meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let body = ByteStream::read_from()
             .path(path)
             .length(aws_sdk_s3::primitives::Length::Exact(len))
@@ -663,7 +672,7 @@ impl ObjectClient for S3Client {
             .await
             .map_err(|e| Error::Source { path: path.display().to_string(), source: std::io::Error::other(e) })?;
         let out = self.put_object_output(bucket, key, body, len, meta, checksum).await?;
-        required_etag(out.e_tag, || "PutObject".to_owned())
+        Ok(answered_etag(out.e_tag))
     }
 
     async fn put_bytes(
@@ -673,11 +682,11 @@ impl ObjectClient for S3Client {
         data: Bytes,
         meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<(String, Option<(ChecksumAlgorithm, String)>)> {
+    ) -> Result<(Option<String>, Option<(ChecksumAlgorithm, String)>)> {
         let len = data.len() as u64;
         let out = self.put_object_output(bucket, key, ByteStream::from(data), len, meta, checksum).await?;
         let stored = read_checksum!(&out);
-        Ok((required_etag(out.e_tag, || "PutObject".to_owned())?, stored))
+        Ok((answered_etag(out.e_tag), stored))
     }
 
     async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()> {

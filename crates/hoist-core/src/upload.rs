@@ -27,7 +27,8 @@
 //!   again verifies the object instead of uploading it again.
 //! - A single PutObject is verified by content, never by size alone: the checksum sent when the
 //!   store keeps one of that algorithm, else the `ETag` when it is an MD5 (compared with the MD5
-//!   of the bytes sent), else the `ETag` the PutObject answered with.
+//!   of the bytes sent), else the `ETag` the PutObject answered with (none: not verifiable, an
+//!   [`Error::Integrity`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -314,7 +315,7 @@ impl Uploader {
             self.client.put_file(&req.bucket, &req.key, path, size, req.meta(), checksum.as_ref())
         })
         .await?;
-        self.verify_single(req, SingleBody::File(path, size), &etag, checksum.as_ref(), cancel).await
+        self.verify_single(req, SingleBody::File(path, size), etag.as_deref(), checksum.as_ref(), cancel).await
     }
 
     /// Checks a single-request object with HEAD: its size, and its content: the checksum sent
@@ -324,7 +325,7 @@ impl Uploader {
         &self,
         req: &UploadRequest,
         body: SingleBody<'_>,
-        etag: &str,
+        etag: Option<&str>,
         checksum: Option<&Checksum>,
         cancel: &CancellationToken,
     ) -> Result<UploadOutcome> {
@@ -358,13 +359,18 @@ impl Uploader {
             }
             return Ok(outcome(checksum));
         }
-        if head.etag != etag {
-            return Err(Error::Integrity(format!(
-                "the object's ETag is {}, the PutObject answered {etag}: the object there is not the one sent",
+        match etag {
+            Some(sent) if head.etag == sent => Ok(outcome(checksum)),
+            Some(sent) => Err(Error::Integrity(format!(
+                "the object's ETag is {}, the PutObject answered {sent}: the object there is not the one sent",
                 head.etag
-            )));
+            ))),
+            None => Err(Error::Integrity(
+                "the PutObject answered without an ETag and the store keeps no checksum or MD5 to compare: the object \
+                 cannot be confirmed"
+                    .into(),
+            )),
         }
-        Ok(outcome(checksum))
     }
 
     /// HEAD, retried.
@@ -542,10 +548,12 @@ impl Uploader {
         let name = resume_key.map_or_else(|| "stdin".to_owned(), |k| format!("the stream for resume key {k:?}"));
         let mut stream = StreamFeed::new(reader, name, self.config.limits);
         let first_len = plan::stream_part_size(1, self.config.part_size, &self.config.limits);
-        let first = stream.read_ahead(first_len.max(self.config.single_put_threshold)).await?;
-        if (first.len() as u64) < self.config.single_put_threshold {
-            return self.put_stream(req, &first, events, cancel).await;
+        let ahead = stream.read_ahead(first_len.max(self.config.single_put_threshold)).await?;
+        if (ahead.len() as u64) < self.config.single_put_threshold {
+            return self.put_stream(req, &ahead, events, cancel).await;
         }
+        // The feed holds these bytes; a second reference would keep part 1 in memory to the end.
+        drop(ahead);
         // With a resume key the stream is journaled like a file; re-fed, its recorded parts are
         // read, checked against the journal (size and checksum) and skipped.
         let journaled = match (resume_key, &self.journal) {
@@ -575,7 +583,7 @@ impl Uploader {
             self.client.put_bytes(&req.bucket, &req.key, data.clone(), req.meta(), checksum.as_ref())
         })
         .await?;
-        self.verify_single(req, SingleBody::Bytes(data), &etag, checksum.as_ref(), cancel).await
+        self.verify_single(req, SingleBody::Bytes(data), etag.as_deref(), checksum.as_ref(), cancel).await
     }
 
     /// Schedules the parts, completes, verifies, and settles the upload's fate.

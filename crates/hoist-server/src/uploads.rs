@@ -317,6 +317,33 @@ async fn check_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
     if used > quota { Err(ApiError::QuotaExceeded { quota, used }) } else { Ok(()) }
 }
 
+/// Completes the session's upload with `chosen`, retrying what a retry can cure. `Ok(Some(e))`:
+/// it kept failing that way (its answers may have been lost after the store completed it, so the
+/// caller's HEAD decides); `Ok(None)`: completed, or answered `NoSuchUpload` (the HEAD decides too).
+async fn send_complete(st: &AppState, s: &Session, chosen: &[PartInfo]) -> ApiResult<Option<hoist_core::Error>> {
+    let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+    let backoff = hoist_core::retry::RetryConfig::default();
+    for attempt in 1..=COMPLETE_ATTEMPTS {
+        match st.s3.complete(&upload_of(s), &list).await {
+            Ok(_) => return Ok(None),
+            Err(e) if is_no_such_upload(&e) => {
+                tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
+                return Ok(None);
+            }
+            Err(e) if e.is_retryable() && attempt < COMPLETE_ATTEMPTS => {
+                tracing::warn!(id = %s.id, attempt, error = %e, "Complete failed; retrying");
+                tokio::time::sleep(backoff.delay(attempt - 1)).await;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(id = %s.id, error = %e, "Complete kept failing; checking whether the object is there");
+                return Ok(Some(e));
+            }
+            Err(e) => return Err(ApiError::store("complete the upload", e)),
+        }
+    }
+    Ok(None)
+}
+
 /// The multipart upload a session stands for.
 fn upload_of(s: &Session) -> UploadRef {
     UploadRef { bucket: s.bucket.clone(), key: s.object_key.clone(), upload_id: s.upload_id.clone() }
@@ -398,26 +425,7 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     // after the store completed the upload, so the HEAD below decides before it is reported.
     let mut complete_error = None;
     if let Some((chosen, _)) = &checked {
-        let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-        let backoff = hoist_core::retry::RetryConfig::default();
-        for attempt in 1..=COMPLETE_ATTEMPTS {
-            match st.s3.complete(&upload_of(s), &list).await {
-                Ok(_) => break,
-                Err(e) if is_no_such_upload(&e) => {
-                    tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
-                    break;
-                }
-                Err(e) if e.is_retryable() && attempt < COMPLETE_ATTEMPTS => {
-                    tracing::warn!(id = %s.id, attempt, error = %e, "Complete failed; retrying");
-                    tokio::time::sleep(backoff.delay(attempt - 1)).await;
-                }
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(id = %s.id, error = %e, "Complete kept failing; checking whether the object is there");
-                    complete_error = Some(e);
-                }
-                Err(e) => return Err(ApiError::store("complete the upload", e)),
-            }
-        }
+        complete_error = send_complete(st, s, chosen).await?;
     } else {
         tracing::warn!(id = %s.id, "ListParts answered NoSuchUpload; checking whether an earlier Complete made the object");
     }

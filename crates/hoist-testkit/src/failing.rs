@@ -218,7 +218,7 @@ impl ObjectClient for FailingClient {
         len: u64,
         meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         self.run(Op::Put, self.inner.put_file(bucket, key, path, len, meta, checksum)).await
     }
 
@@ -229,7 +229,7 @@ impl ObjectClient for FailingClient {
         data: Bytes,
         meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<(String, Option<(ChecksumAlgorithm, String)>)> {
+    ) -> Result<(Option<String>, Option<(ChecksumAlgorithm, String)>)> {
         self.run(Op::Put, self.inner.put_bytes(bucket, key, data, meta, checksum)).await
     }
 

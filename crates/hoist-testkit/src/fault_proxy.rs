@@ -3,12 +3,9 @@
 //! Each connection carries one request (the proxy adds `Connection: close`), so every request is
 //! classified on its own: its S3 operation ([`Op`], from the method and query of the request
 //! line) and how many requests of that operation came before it. Two ways pick a request to
-//! spoil, and both can be used at once (scripts first):
-//! - scripts: [`Rule`]s, "the k-th `op` gets `fault`" (the way to fail the k-th call and then
-//!   check that nothing leaked, as mountpoint-s3's failure client does; each fires once), and
-//!   [`FaultProxy::script`], "matching requests `first..first+times` whose request line has this
-//!   method and contains this text get a [`Scripted`] answer": a fault, or raw response bytes
-//!   written after the request body was read (a broken gateway); the store sees nothing;
+//! spoil, and both can be used at once:
+//! - scripted [`Rule`]s: "the k-th `op` gets `fault`" (the way to fail the k-th call and then
+//!   check that nothing leaked, as mountpoint-s3's failure client does); each rule fires once;
 //! - a seeded dice roll per request: with probability `rate` (only part uploads, if
 //!   `only_part_uploads`) one of `faults`, chosen uniformly; a seed repeats a run for a given
 //!   request order.
@@ -55,6 +52,9 @@ pub enum Fault {
     ErrorIn200,
     /// The store did the work; its response comes without the `ETag` header.
     NoEtag,
+    /// `200 OK` with no body and no `ETag`; the store is not called: a gateway that lost the write
+    /// and answered success.
+    Dropped,
     /// The store did the work; its response carries another `ETag` ([`WRONG_ETAG`]).
     WrongEtag,
     /// [`Fault::LostResponse`], and the next request of the same operation is answered
@@ -79,7 +79,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in declaration order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Reset,
         Self::SlowDown,
         Self::InternalError,
@@ -88,6 +88,7 @@ impl Fault {
         Self::LostResponse,
         Self::ErrorIn200,
         Self::NoEtag,
+        Self::Dropped,
         Self::WrongEtag,
         Self::LostThenNoSuchUpload,
         Self::NoSuchUpload,
@@ -147,52 +148,6 @@ impl Op {
     }
 }
 
-/// What a scripted request gets.
-#[derive(Debug, Clone)]
-pub enum Scripted {
-    /// One of the faults.
-    Fault(Fault),
-    /// These bytes (a whole HTTP response), after reading the request body; the store sees nothing.
-    Answer(Vec<u8>),
-}
-
-/// Which requests a script takes.
-#[derive(Debug, Clone, Copy)]
-enum Matcher {
-    /// Requests of this operation.
-    Op(Op),
-    /// Requests whose request line starts with `method` and contains `needle`.
-    Line { method: &'static str, needle: &'static str },
-}
-
-impl Matcher {
-    fn matches(self, op: Op, request_line: &str) -> bool {
-        match self {
-            Self::Op(o) => o == op,
-            Self::Line { method, needle } => {
-                request_line.strip_prefix(method).is_some_and(|rest| rest.starts_with(' ')) && request_line.contains(needle)
-            }
-        }
-    }
-}
-
-/// A script: the matching requests `first..first + times` (1-based, counted from when the script
-/// was added) get `action`.
-#[derive(Debug)]
-struct Script {
-    matcher: Matcher,
-    first: u64,
-    times: u64,
-    seen: u64,
-    action: Scripted,
-}
-
-impl From<Rule> for Script {
-    fn from(r: Rule) -> Self {
-        Self { matcher: Matcher::Op(r.op), first: r.nth, times: 1, seen: 0, action: Scripted::Fault(r.fault) }
-    }
-}
-
 /// A scripted fault: the `nth` request (1-based, retries counted) of `op` gets `fault`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -242,7 +197,7 @@ pub const DEFAULT_REFUSE_FOR: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 struct Shared {
     config: Mutex<FaultConfig>,
-    scripts: Mutex<Vec<Script>>,
+    rules: Mutex<Vec<Rule>>,
     rng: Mutex<StdRng>,
     injected: Mutex<BTreeMap<Fault, u64>>,
     seen: Mutex<BTreeMap<Op, u64>>,
@@ -270,6 +225,7 @@ impl FaultProxy {
     ///
     /// # Panics
     /// If no local port can be bound.
+    #[allow(clippy::unused_async)] // every caller awaits it; binding needs no await today
     pub async fn start(upstream: SocketAddr, config: FaultConfig) -> Self {
         let listener = listen("127.0.0.1:0".parse().expect("address")).expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
@@ -277,7 +233,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             config: Mutex::new(config),
-            scripts: Mutex::new(Vec::new()),
+            rules: Mutex::new(Vec::new()),
             injected: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
             body_bytes: Mutex::new(BTreeMap::new()),
@@ -313,24 +269,13 @@ impl FaultProxy {
         self.shared.config.lock().unwrap().rate = rate;
     }
 
-    /// Replaces every script with `rules`, and restarts the per-operation counts.
+    /// Replaces the scripted rules and restarts the per-operation counts they refer to.
     ///
     /// # Panics
     /// If a lock is poisoned.
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        *self.shared.scripts.lock().unwrap() = rules.into_iter().map(Script::from).collect();
+        *self.shared.rules.lock().unwrap() = rules;
         self.shared.seen.lock().unwrap().clear();
-    }
-
-    /// Adds a script: requests whose method is `method` and whose request line contains
-    /// `needle` (the k-th `PUT` with `x-id=PutObject`…), the matching ones `first..first+times`
-    /// (1-based) get `action`.
-    ///
-    /// # Panics
-    /// If the lock is poisoned.
-    pub fn script(&self, method: &'static str, needle: &'static str, first: u64, times: u64, action: Scripted) {
-        let script = Script { matcher: Matcher::Line { method, needle }, first, times, seen: 0, action };
-        self.shared.scripts.lock().unwrap().push(script);
     }
 
     /// Sets how long a [`Fault::Refuse`] keeps the port closed.
@@ -433,35 +378,28 @@ async fn accept_loop(
     }
 }
 
-/// What this request of `op` gets, if anything: a script first, then the dice.
-fn choose(shared: &Shared, op: Op, request_line: &str) -> Option<Scripted> {
-    *shared.seen.lock().ok()?.entry(op).or_default() += 1;
-    let scripted = {
-        let mut scripts = shared.scripts.lock().ok()?;
-        // Every matching script counts the request, whichever of them acts on it.
-        let mut action = None;
-        for s in scripts.iter_mut().filter(|s| s.matcher.matches(op, request_line)) {
-            s.seen += 1;
-            if action.is_none() && s.seen >= s.first && s.seen - s.first < s.times {
-                action = Some(s.action.clone());
-            }
-        }
-        if let Some(Scripted::Fault(Fault::LostThenNoSuchUpload)) = action {
-            scripts.push(Rule { op, nth: 1, fault: Fault::NoSuchUpload }.into());
-        }
-        action
+/// The fault for this request of `op`, if any: a scripted rule first, then the dice.
+fn choose(shared: &Shared, op: Op) -> Option<Fault> {
+    let nth = {
+        let mut seen = shared.seen.lock().ok()?;
+        let n = seen.entry(op).or_default();
+        *n += 1;
+        *n
     };
-    let action = scripted.or_else(|| roll(shared, op).map(Scripted::Fault))?;
-    if let Scripted::Fault(fault) = action {
-        *shared.injected.lock().ok()?.entry(fault).or_default() += 1;
-    }
-    Some(action)
-}
-
-/// An S3 error response with `status` (`"403 Forbidden"`) and `code`, as the store would write it.
-#[must_use]
-pub fn error_answer(status: &str, code: &str) -> Vec<u8> {
-    error_response(status, code)
+    let scripted = {
+        let mut rules = shared.rules.lock().ok()?;
+        let i = rules.iter().position(|r| r.op == op && r.nth == nth);
+        i.map(|i| {
+            let rule = rules.remove(i);
+            if rule.fault == Fault::LostThenNoSuchUpload {
+                rules.push(Rule { op, nth: nth + 1, fault: Fault::NoSuchUpload });
+            }
+            rule.fault
+        })
+    };
+    let fault = scripted.or_else(|| roll(shared, op))?;
+    *shared.injected.lock().ok()?.entry(fault).or_default() += 1;
+    Some(fault)
 }
 
 fn roll(shared: &Shared, op: Op) -> Option<Fault> {
@@ -516,23 +454,19 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let request_line = head.lines().next().unwrap_or("");
-    let op = Op::of(request_line);
-    let fault = match choose(shared, op, request_line) {
-        Some(Scripted::Answer(bytes)) => {
-            drain_body(&mut client, &head, buf.len() - head_end).await;
-            client.write_all(&bytes).await?;
-            return client.shutdown().await;
-        }
-        Some(Scripted::Fault(f)) => Some(f),
-        None => None,
-    };
+    let op = Op::of(head.lines().next().unwrap_or(""));
+    let fault = choose(shared, op);
     if let Some((status, code)) = fault.and_then(answer) {
         drain_body(&mut client, &head, buf.len() - head_end).await;
         client.write_all(&error_response(status, code)).await?;
         return client.shutdown().await;
     }
     match fault {
+        Some(Fault::Dropped) => {
+            drain_body(&mut client, &head, buf.len() - head_end).await;
+            client.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
+            client.shutdown().await
+        }
         Some(Fault::Reset) => {
             let mut chunk = [0u8; 4096];
             let _ = tokio::time::timeout(Duration::from_millis(50), client.read(&mut chunk)).await;
