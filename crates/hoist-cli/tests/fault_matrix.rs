@@ -65,13 +65,13 @@ const ANY_OP: [Fault; 11] = [
 const OPS: [Op; 8] = [Op::Create, Op::Part, Op::ListParts, Op::ListUploads, Op::Complete, Op::Abort, Op::Head, Op::Put];
 
 /// Whether a client should ride out `fault` at `op` (retry the request, or find out what a lost
-/// response did) rather than fail the run. Not: a 403 (refused is refused); a spoiled ETag
-/// (the client cannot tell what the store kept; failing is safe, guessing is not); and on a HEAD,
+/// response did) rather than fail the run. Not: a 403 (refused is refused); a spoiled or missing
+/// ETag (the client cannot tell what the store kept; failing is safe, guessing is not); and on a HEAD,
 /// the faults told apart only by the error code in the body, which a HEAD answer does not carry
 /// (`RequestTimeout` is a bare 400, `RequestTimeTooSkewed` a bare 403, as from S3).
 fn survivable(fault: Fault, op: Op) -> bool {
     match fault {
-        Fault::Forbidden | Fault::NoEtag | Fault::WrongEtag => false,
+        Fault::Forbidden | Fault::NoEtag | Fault::WrongEtag | Fault::Dropped => false,
         Fault::RequestTimeout | Fault::TimeTooSkewed => op != Op::Head,
         _ => true,
     }
@@ -82,7 +82,7 @@ fn faults_for(op: Op) -> Vec<Fault> {
     let mut faults = ANY_OP.to_vec();
     match op {
         Op::Complete => faults.extend([Fault::ErrorIn200, Fault::LostThenNoSuchUpload]),
-        Op::Part | Op::Put => faults.extend([Fault::NoEtag, Fault::WrongEtag]),
+        Op::Part | Op::Put => faults.extend([Fault::NoEtag, Fault::WrongEtag, Fault::Dropped]),
         _ => {}
     }
     faults
