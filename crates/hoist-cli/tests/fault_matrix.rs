@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::HOIST;
 use hoist_testkit::TestStore;
-use hoist_testkit::fault_proxy::{DEFAULT_REFUSE_FOR, Fault, FaultProxy, Op, Rule};
+use hoist_testkit::fault_proxy::{REFUSE_FOR, Fault, FaultProxy, Op, Rule};
 use rand::{Rng as _, SeedableRng as _};
 
 const BUCKET: &str = "matrix";
@@ -341,7 +341,7 @@ fn run_case(world: &World, case: Case, scratch: &Path) -> (Verdict, String) {
         proxy.set_rules(vec![]);
         if s.rules.iter().any(|r| r.fault == Fault::Refuse) {
             // A user re-runs later than at once: not inside the refusal window.
-            std::thread::sleep(DEFAULT_REFUSE_FOR);
+            std::thread::sleep(REFUSE_FOR);
         }
         let (code, err) = hoist_put(world, &url, &state, &src, &key, &[]);
         let identical = world.object(&key).as_deref() == Some(data.as_slice());
