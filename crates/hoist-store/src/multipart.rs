@@ -169,9 +169,9 @@ impl Backend {
     ///
     /// Decision: S3 lists one key's uploads in the order they began, and pages them by id. Both
     /// hold only if ids sort in the order uploads begin, so upload ids start with their creation
-    /// time (`fs::new_ordered_id`). Ordering by the initiation time (whole seconds) and paging by
-    /// a random id, as before, skipped an upload whose id sorted below the marker's but began a
-    /// second later. Uploads made by an older store (random ids) are still each listed once, in
+    /// time (`fs::new_ordered_id`): ordering by the initiation time (whole seconds) while paging
+    /// by a random id would skip an upload whose id sorted below the marker's but began a second
+    /// later. Uploads made by an older store (random ids) are still each listed once, in
     /// id order.
     pub(crate) fn list_uploads(
         &self,
