@@ -15,7 +15,8 @@ use s3s::dto::{
     ETag, ETagCondition, GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts, GetObjectInput,
     GetObjectOutput, ObjectPart, HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput,
     ListBucketsInput, ListBucketsOutput, ListMultipartUploadsInput, ListMultipartUploadsOutput,
-    ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput, MultipartUpload, Object, Part,
+    ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput,
+    MultipartUpload, Object, Part,
     PutBucketCorsInput, PutBucketCorsOutput, PutObjectInput, PutObjectOutput, StreamingBlob, Timestamp,
     UploadPartInput, UploadPartOutput,
 };
@@ -120,7 +121,8 @@ fn checksum_type(c: &StoredChecksum) -> s3s::dto::ChecksumType {
 fn checksum_type_of(dto: Option<&s3s::dto::ChecksumType>) -> S3Result<Option<ChecksumKind>> {
     dto.map(|t| {
         ChecksumKind::from_s3_name(t.as_str()).ok_or_else(|| {
-            Error::InvalidArgument(format!("x-amz-checksum-type {:?} is not valid: use COMPOSITE or FULL_OBJECT", t.as_str()))
+            let name = t.as_str();
+            Error::InvalidArgument(format!("x-amz-checksum-type {name:?} is not valid: use COMPOSITE or FULL_OBJECT"))
                 .into()
         })
     })
@@ -128,7 +130,10 @@ fn checksum_type_of(dto: Option<&s3s::dto::ChecksumType>) -> S3Result<Option<Che
 }
 
 /// The write condition of a PutObject or Complete. S3 takes `If-None-Match` on writes only as `*`.
-fn write_condition(if_match: Option<&ETagCondition>, if_none_match: Option<&ETagCondition>) -> S3Result<WriteCondition> {
+fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<WriteCondition> {
     let if_none_match = match if_none_match {
         None => false,
         Some(ETagCondition::Any) => true,
@@ -150,7 +155,10 @@ fn write_condition(if_match: Option<&ETagCondition>, if_none_match: Option<&ETag
 /// (a single PUT is one part).
 fn part_range(o: &ObjectRecord, n: i32) -> Result<(std::ops::Range<u64>, usize), Error> {
     let parts = o.segments.len().max(1);
-    let index = usize::try_from(n).ok().filter(|i| (1..=parts).contains(i)).ok_or(Error::InvalidPartNumber { requested: n, parts })?;
+    let index = usize::try_from(n)
+        .ok()
+        .filter(|i| (1..=parts).contains(i))
+        .ok_or(Error::InvalidPartNumber { requested: n, parts })?;
     let start: u64 = o.segments[..index - 1].iter().map(|s| s.len).sum();
     let len = o.segments.get(index - 1).map_or(0, |s| s.len);
     Ok((start..start + len, parts))
@@ -387,7 +395,8 @@ impl S3 for HoistS3 {
         let mut out = GetObjectAttributesOutput {
             e_tag: wants(s3s::dto::ObjectAttributes::ETAG).then(|| etag(&o.etag)),
             last_modified: Some(ts(o.last_modified)),
-            object_size: wants(s3s::dto::ObjectAttributes::OBJECT_SIZE).then(|| i64::try_from(o.size).unwrap_or(i64::MAX)),
+            object_size: wants(s3s::dto::ObjectAttributes::OBJECT_SIZE)
+                .then(|| i64::try_from(o.size).unwrap_or(i64::MAX)),
             storage_class: wants(s3s::dto::ObjectAttributes::STORAGE_CLASS)
                 .then(|| s3s::dto::StorageClass::from(STORAGE_CLASS.to_owned())),
             ..Default::default()
@@ -657,7 +666,8 @@ impl S3 for HoistS3 {
         Backend::check_upload_id(&input.upload_id)?;
         let claimed = claimed_checksums!(input);
         if claimed.len() > 1 {
-            return Err(Error::InvalidRequest("Complete may carry one x-amz-checksum-* header, not several".into()).into());
+            let msg = "Complete may carry one x-amz-checksum-* header, not several: send the upload's algorithm's";
+            return Err(Error::InvalidRequest(msg.into()).into());
         }
         let options = CompleteOptions {
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,

@@ -27,6 +27,12 @@ async fn start() -> (TestStore, Client) {
     (store, client)
 }
 
+/// The object's bytes.
+async fn read(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let got = c.get_object().bucket(bucket).key(key).send().await.unwrap();
+    got.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
 fn quoted_md5(data: &[u8]) -> String {
     format!("\"{}\"", hex::encode(md5::Md5::digest(data)))
 }
@@ -80,6 +86,18 @@ async fn upload(
         );
     }
     (id, done)
+}
+
+/// Completes an upload with `parts`, unconditionally.
+async fn complete(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    parts: Vec<CompletedPart>,
+) -> aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput {
+    let req = c.complete_multipart_upload().bucket(bucket).key(key).upload_id(id);
+    req.multipart_upload(listed(parts)).send().await.unwrap()
 }
 
 fn listed(parts: Vec<CompletedPart>) -> CompletedMultipartUpload {
@@ -173,18 +191,23 @@ pub async fn check_full_object_checksums(c: &Client, bucket: &str) {
             .await
             .unwrap();
         assert_eq!(out.checksum_type(), Some(&ChecksumType::FullObject), "{alg:?}");
-        assert_eq!(whole_of(&alg, out.checksum_crc32(), out.checksum_crc32_c(), out.checksum_crc64_nvme()), Some(want.as_str()));
+        let sums = (out.checksum_crc32(), out.checksum_crc32_c(), out.checksum_crc64_nvme());
+        assert_eq!(whole_of(&alg, sums), Some(want.as_str()));
 
         let head = c.head_object().bucket(bucket).key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
         assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
-        assert_eq!(whole_of(&alg, head.checksum_crc32(), head.checksum_crc32_c(), head.checksum_crc64_nvme()), Some(want.as_str()));
+        let sums = (head.checksum_crc32(), head.checksum_crc32_c(), head.checksum_crc64_nvme());
+        assert_eq!(whole_of(&alg, sums), Some(want.as_str()));
         // The SDK validates a full-object checksum against the body it reads.
         let got = c.get_object().bucket(bucket).key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
         assert_eq!(got.checksum_type(), Some(&ChecksumType::FullObject));
-        assert_eq!(whole_of(&alg, got.checksum_crc32(), got.checksum_crc32_c(), got.checksum_crc64_nvme()), Some(want.as_str()));
+        let sums = (got.checksum_crc32(), got.checksum_crc32_c(), got.checksum_crc64_nvme());
+        assert_eq!(whole_of(&alg, sums), Some(want.as_str()));
         assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), all.as_slice());
     }
 }
+
+type Sums<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
 fn with_whole_checksum(
     b: aws_sdk_s3::operation::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder,
@@ -198,7 +221,8 @@ fn with_whole_checksum(
     }
 }
 
-fn whole_of<'a>(alg: &ChecksumAlgorithm, crc32: Option<&'a str>, crc32c: Option<&'a str>, crc64: Option<&'a str>) -> Option<&'a str> {
+/// The value of `alg` among an output's (CRC32, CRC32C, CRC64NVME) checksums.
+fn whole_of<'a>(alg: &ChecksumAlgorithm, (crc32, crc32c, crc64): Sums<'a>) -> Option<&'a str> {
     match alg {
         ChecksumAlgorithm::Crc32 => crc32,
         ChecksumAlgorithm::Crc32C => crc32c,
@@ -213,14 +237,14 @@ pub async fn check_checksum_type_defaults_and_refusals(c: &Client, bucket: &str)
     let (id, done) = upload(c, bucket, "composite", Some(ChecksumAlgorithm::Crc32C), None, &parts).await;
     let lp = c.list_parts().bucket(bucket).key("composite").upload_id(&id).send().await.unwrap();
     assert_eq!(lp.checksum_type(), Some(&ChecksumType::Composite));
-    let out = c.complete_multipart_upload().bucket(bucket).key("composite").upload_id(&id).multipart_upload(listed(done.clone())).send().await.unwrap();
+    let out = complete(c, bucket, "composite", &id, done).await;
     let part_sums: Vec<Checksum> =
         parts.iter().map(|p| Checksum::of(checksum::ChecksumAlgorithm::Crc32c, p)).collect();
     assert_eq!(out.checksum_crc32_c(), checksum::composite(&part_sums).as_deref());
     assert_eq!(out.checksum_type(), Some(&ChecksumType::Composite));
 
     let (id, done) = upload(c, bucket, "nvme", Some(ChecksumAlgorithm::Crc64Nvme), None, &parts).await;
-    let out = c.complete_multipart_upload().bucket(bucket).key("nvme").upload_id(&id).multipart_upload(listed(done)).send().await.unwrap();
+    let out = complete(c, bucket, "nvme", &id, done).await;
     assert_eq!(out.checksum_type(), Some(&ChecksumType::FullObject));
     let want = Checksum::of(checksum::ChecksumAlgorithm::Crc64Nvme, &parts.concat()).to_base64();
     assert_eq!(out.checksum_crc64_nvme(), Some(want.as_str()));
@@ -266,14 +290,15 @@ async fn checksum_type_defaults_and_refusals() {
 pub async fn check_part_number_reads(c: &Client, bucket: &str) {
     let parts = vec![pattern(5 * MIB, 6), pattern(5 * MIB + 3, 7), pattern(1234, 8)];
     let (id, done) = upload(c, bucket, "mp", Some(ChecksumAlgorithm::Crc32C), None, &parts).await;
-    c.complete_multipart_upload().bucket(bucket).key("mp").upload_id(&id).multipart_upload(listed(done)).send().await.unwrap();
+    complete(c, bucket, "mp", &id, done).await;
     let total = parts.iter().map(Vec::len).sum::<usize>();
     let mut start = 0;
     for (i, p) in parts.iter().enumerate() {
         let n = i as i32 + 1;
         let head = c.head_object().bucket(bucket).key("mp").part_number(n).send().await.unwrap();
         assert_eq!((head.content_length(), head.parts_count()), (Some(p.len() as i64), Some(3)), "part {n}");
-        let got = c.get_object().bucket(bucket).key("mp").part_number(n).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+        let get = c.get_object().bucket(bucket).key("mp").part_number(n);
+        let got = get.checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
         assert_eq!(got.parts_count(), Some(3));
         let range = format!("bytes {start}-{}/{total}", start + p.len() - 1);
         assert_eq!(got.content_range(), Some(range.as_str()));
@@ -302,8 +327,9 @@ pub async fn check_part_number_reads(c: &Client, bucket: &str) {
 /// `ObjectParts` paged by max-parts / part-number-marker.
 pub async fn check_get_object_attributes(c: &Client, bucket: &str) {
     let parts = vec![pattern(5 * MIB, 10), pattern(5 * MIB, 11), pattern(77, 12)];
-    let (id, done) = upload(c, bucket, "attrs", Some(ChecksumAlgorithm::Crc32), Some(ChecksumType::FullObject), &parts).await;
-    let out = c.complete_multipart_upload().bucket(bucket).key("attrs").upload_id(&id).multipart_upload(listed(done)).send().await.unwrap();
+    let full = Some(ChecksumType::FullObject);
+    let (id, done) = upload(c, bucket, "attrs", Some(ChecksumAlgorithm::Crc32), full, &parts).await;
+    let out = complete(c, bucket, "attrs", &id, done).await;
     let all = [
         ObjectAttributes::Etag,
         ObjectAttributes::Checksum,
@@ -328,7 +354,8 @@ pub async fn check_get_object_attributes(c: &Client, bucket: &str) {
     let want = Checksum::of(checksum::ChecksumAlgorithm::Crc32, &parts.concat()).to_base64();
     assert_eq!(sum.checksum_crc32(), Some(want.as_str()));
     let op = a.object_parts().expect("object parts");
-    assert_eq!((op.total_parts_count(), op.is_truncated(), op.next_part_number_marker()), (Some(3), Some(true), Some("2")));
+    let paging = (op.total_parts_count(), op.is_truncated(), op.next_part_number_marker());
+    assert_eq!(paging, (Some(3), Some(true), Some("2")));
     let numbers: Vec<Option<i32>> = op.parts().iter().map(aws_sdk_s3::types::ObjectPart::part_number).collect();
     assert_eq!(numbers, vec![Some(1), Some(2)]);
     let sizes: Vec<Option<i64>> = op.parts().iter().map(aws_sdk_s3::types::ObjectPart::size).collect();
@@ -351,10 +378,12 @@ pub async fn check_get_object_attributes(c: &Client, bucket: &str) {
     assert_eq!(numbers, vec![(Some(3), Some(77))]);
 
     c.put_object().bucket(bucket).key("plain").body(ByteStream::from_static(b"plain")).send().await.unwrap();
-    let a = c.get_object_attributes().bucket(bucket).key("plain").set_object_attributes(Some(all.to_vec())).send().await.unwrap();
+    let plain = c.get_object_attributes().bucket(bucket).key("plain").set_object_attributes(Some(all.to_vec()));
+    let a = plain.send().await.unwrap();
     assert_eq!(a.object_size(), Some(5));
     assert!(a.object_parts().is_none(), "a single PUT has no parts");
-    let e = c.get_object_attributes().bucket(bucket).key("missing").object_attributes(ObjectAttributes::Etag).send().await.unwrap_err();
+    let missing = c.get_object_attributes().bucket(bucket).key("missing").object_attributes(ObjectAttributes::Etag);
+    let e = missing.send().await.unwrap_err();
     assert_eq!(code(&e), "NoSuchKey");
 }
 
@@ -443,7 +472,8 @@ pub async fn check_list_objects_v1(c: &Client, bucket: &str) {
     let mut entries = Vec::new();
     let mut marker: Option<String> = None;
     for _ in 0..10 {
-        let page = c.list_objects().bucket(bucket).delimiter("/").set_marker(marker.clone()).max_keys(2).send().await.unwrap();
+        let list = c.list_objects().bucket(bucket).delimiter("/").set_marker(marker.clone()).max_keys(2);
+        let page = list.send().await.unwrap();
         assert_eq!(page.delimiter(), Some("/"));
         entries.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
         entries.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
@@ -481,8 +511,8 @@ pub async fn check_conditional_put(c: &Client, bucket: &str) {
     assert_eq!((code(&e), e.raw_response().map(|r| r.status().as_u16())), ("PreconditionFailed".into(), Some(412)));
     let e = put(b"two").if_match(quoted_md5(b"other")).send().await.unwrap_err();
     assert_eq!(code(&e), "PreconditionFailed");
-    let got = c.get_object().bucket(bucket).key("cond").send().await.unwrap().body.collect().await.unwrap().into_bytes();
-    assert_eq!(got.as_ref(), b"one", "a failed condition changes nothing");
+    let got = read(c, bucket, "cond").await;
+    assert_eq!(got, b"one", "a failed condition changes nothing");
     put(b"two").if_match(quoted_md5(b"one")).send().await.expect("the ETag matches");
     let head = c.head_object().bucket(bucket).key("cond").send().await.unwrap();
     assert_eq!(head.e_tag(), Some(quoted_md5(b"two").as_str()));
@@ -504,7 +534,10 @@ pub async fn check_conditional_complete(c: &Client, bucket: &str) {
     c.put_object().bucket(bucket).key("mpc").body(ByteStream::from_static(b"old")).send().await.unwrap();
     let parts = vec![pattern(5 * MIB, 13), pattern(10, 14)];
     let (id, done) = upload(c, bucket, "mpc", None, None, &parts).await;
-    let complete = || c.complete_multipart_upload().bucket(bucket).key("mpc").upload_id(&id).multipart_upload(listed(done.clone()));
+    let complete = || {
+        let parts = listed(done.clone());
+        c.complete_multipart_upload().bucket(bucket).key("mpc").upload_id(&id).multipart_upload(parts)
+    };
     let e = complete().if_none_match("*").send().await.unwrap_err();
     assert_eq!(code(&e), "PreconditionFailed", "{e:?}");
     let e = complete().if_match(quoted_md5(b"not old")).send().await.unwrap_err();
@@ -538,7 +571,8 @@ pub async fn check_racing_if_none_match(c: &Client, bucket: &str) {
             let bucket = bucket.to_owned();
             tokio::spawn(async move {
                 let body = pattern(64 * 1024, i);
-                let r = c.put_object().bucket(bucket).key("race").if_none_match("*").body(ByteStream::from(body.clone())).send().await;
+                let put = c.put_object().bucket(bucket).key("race").if_none_match("*");
+                let r = put.body(ByteStream::from(body.clone())).send().await;
                 (r.map_err(|e| code(&e)), body)
             })
         })
@@ -551,8 +585,8 @@ pub async fn check_racing_if_none_match(c: &Client, bucket: &str) {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one write wins");
-    let got = c.get_object().bucket(bucket).key("race").send().await.unwrap().body.collect().await.unwrap().into_bytes();
-    assert_eq!(got.as_ref(), winners[0].as_slice());
+    let got = read(c, bucket, "race").await;
+    assert_eq!(got, winners[0]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
