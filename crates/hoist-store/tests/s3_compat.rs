@@ -269,6 +269,44 @@ pub async fn check_checksum_type_defaults_and_refusals(c: &Client, bucket: &str)
     assert!(uploads.uploads().is_empty(), "a refused Create left an upload");
 }
 
+/// A Complete whose `x-amz-checksum-type` or `x-amz-mp-object-size` is not the upload's is
+/// refused and leaves the upload in place.
+pub async fn check_complete_checks_type_and_size(c: &Client, bucket: &str) {
+    let parts = vec![pattern(5 * MIB, 15), pattern(99, 16)];
+    let size = parts.iter().map(Vec::len).sum::<usize>() as i64;
+    let (id, done) = upload(c, bucket, "checked", Some(ChecksumAlgorithm::Crc32C), None, &parts).await;
+    let req = || c.complete_multipart_upload().bucket(bucket).key("checked").upload_id(&id);
+    let full = req().checksum_type(ChecksumType::FullObject);
+    let e = full.multipart_upload(listed(done.clone())).send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidRequest", "a COMPOSITE upload completed as FULL_OBJECT: {e:?}");
+    let e = req().mpu_object_size(size + 1).multipart_upload(listed(done.clone())).send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidRequest", "a wrong x-amz-mp-object-size: {e:?}");
+    c.list_parts().bucket(bucket).key("checked").upload_id(&id).send().await.expect("the upload stays");
+    let out = req().mpu_object_size(size).multipart_upload(listed(done)).send().await.unwrap();
+    assert_eq!(out.checksum_type(), Some(&ChecksumType::Composite));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_checks_type_and_size() {
+    let (_store, c) = start().await;
+    check_complete_checks_type_and_size(&c, "bkt").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_keeps_its_checksum_type_across_a_restart() {
+    let mut store = TestStore::start().await;
+    store.create_bucket("bkt").await;
+    let parts = vec![pattern(5 * MIB, 17), pattern(5, 18)];
+    let alg = Some(ChecksumAlgorithm::Crc32C);
+    let (id, done) = upload(&store.client(), "bkt", "k", alg, Some(ChecksumType::FullObject), &parts).await;
+    store.shutdown().await;
+    let again = TestStore::start_in(store.data_dir()).await;
+    let out = complete(&again.client(), "bkt", "k", &id, done).await;
+    assert_eq!(out.checksum_type(), Some(&ChecksumType::FullObject));
+    let want = Checksum::of(checksum::ChecksumAlgorithm::Crc32c, &parts.concat()).to_base64();
+    assert_eq!(out.checksum_crc32_c(), Some(want.as_str()));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn full_object_checksums() {
     let (_store, c) = start().await;
