@@ -250,7 +250,9 @@ impl Store {
             let mut parts = parts;
             parts.extensions.insert(file_name.clone());
             let req = http::Request::from_parts(parts, s3s::Body::http_body(file_name.watch(body)));
-            self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?
+            let mut resp = self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?;
+            file_name.rewrite_answer(&mut resp);
+            resp
         } else {
             let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
             self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?

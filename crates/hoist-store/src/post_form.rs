@@ -2,8 +2,9 @@
 //! `${filename}` in the form's `key` with the name of the uploaded file; s3s parses the form but
 //! does not keep the file's name, so [`FileName`] reads it from the body while s3s does, and
 //! `put_object` (which s3s calls for a POST, with this request's extensions) makes the
-//! substitution. Owns nothing else of POST: the policy and the signature are s3s's, the refusals
-//! `refusals`'s.
+//! substitution; s3s writes the answer (`201`'s XML, `303`'s `Location`) with the key as the form
+//! sent it, so [`FileName::rewrite_answer`] puts the stored key there. Owns nothing else of
+//! POST: the policy and the signature are s3s's, the refusals `refusals`'s.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -68,6 +69,38 @@ impl FileName {
             Found::Looking | Found::None => None,
         }
     }
+}
+
+/// How `${filename}` reads in the `Location` s3s builds (form-urlencoded: `$`, `{`, `}` escaped).
+const PLACEHOLDER_IN_URL: &str = "%24%7Bfilename%7D";
+
+impl FileName {
+    /// Puts the stored key, `${filename}` replaced, where s3s's answer to the POST names the key
+    /// as sent: the `201` XML body and the `303` redirect's `Location`.
+    pub(crate) fn rewrite_answer(&self, resp: &mut http::Response<s3s::Body>) {
+        let Some(name) = self.get() else { return };
+        if resp.status() == http::StatusCode::CREATED {
+            let Some(body) = resp.body().bytes() else { return };
+            let Ok(xml) = std::str::from_utf8(&body) else { return };
+            if xml.contains(PLACEHOLDER) {
+                let fixed = xml.replace(PLACEHOLDER, &escape_xml(&name));
+                *resp.body_mut() = s3s::Body::from(fixed);
+            }
+        } else if resp.status() == http::StatusCode::SEE_OTHER {
+            let Some(location) = resp.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok()) else {
+                return;
+            };
+            let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC).to_string();
+            if let Ok(fixed) = http::HeaderValue::from_str(&location.replace(PLACEHOLDER_IN_URL, &encoded)) {
+                resp.headers_mut().insert(http::header::LOCATION, fixed);
+            }
+        }
+    }
+}
+
+/// `s` as XML text.
+fn escape_xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
 impl Scan {

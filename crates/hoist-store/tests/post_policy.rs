@@ -129,6 +129,29 @@ async fn filename_in_the_key_is_the_file_name() {
     let listed = store.client().list_objects_v2().bucket("bkt").send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["user/photo.bin"]);
+
+    // The answers name the stored key: 201's XML and 303's Location.
+    let form = usual()
+        .condition(r#"{"success_action_status": "201"}"#)
+        .field("key", "user/${filename}")
+        .field("Content-Type", "text/plain")
+        .field("success_action_status", "201")
+        .sign(&store.credentials());
+    let (status, body) = post(&store, "bkt", &form, b"named").await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("<Key>user/photo.bin</Key>"), "{body}");
+    let form = usual()
+        .condition(r#"["starts-with", "$success_action_redirect", "https://app.example.com/"]"#)
+        .field("key", "user/${filename}")
+        .field("Content-Type", "text/plain")
+        .field("success_action_redirect", "https://app.example.com/done")
+        .sign(&store.credentials());
+    let (content_type, body) = multipart_body(&form, "photo.bin", b"named");
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_follow.post(format!("{}/bkt", store.endpoint_url())).header("content-type", content_type).body(body);
+    let r = r.send().await.unwrap();
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(location.contains("key=user%2Fphoto%2Ebin") || location.contains("key=user%2Fphoto.bin"), "{location}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
