@@ -109,6 +109,19 @@ fn failed(events: &[ProgressEvent]) -> (bool, Option<String>, bool, Option<Strin
 
 const LEN: usize = 12 * 1024 * 1024 + 345;
 
+/// At most `concurrency` parts are in flight, and that many are (the stream feeds the same loop).
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_in_flight_are_bounded_by_the_concurrency() {
+    let f = fixture(4 * 5 * 1024 * 1024 + 1).await;
+    for concurrency in [1, 3] {
+        let client = Arc::new(f.failing().await);
+        let up = Uploader::shared(client.clone(), config().concurrency(concurrency));
+        let (r, _) = upload(&up, &f.path, "bounded", OnFailure::Abort).await;
+        assert_eq!(r.unwrap().parts, 5);
+        assert_eq!(client.max_in_flight(Op::UploadPart), u32::try_from(concurrency).unwrap());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_part_failure_aborts_and_never_completes() {
     let f = fixture(LEN).await;
