@@ -1,6 +1,6 @@
 #!/bin/sh
 # The full fault matrix: every fault of the fault proxy x every operation of `hoist put` where it
-# can strike x SEEDS seeds (default 7: 94 cells x 7 = 658 runs), the real `hoist` binary through
+# can strike x SEEDS seeds (default 7: 96 cells x 7 = 672 runs), the real `hoist` binary through
 # the proxy to the embedded store. Prints one summary line:
 #   fault matrix: runs=.. ok=.. typed_errors=.. false_successes=.. hangs=.. orphans=.. rerun_failures=.. (...)
 # followed by the failing cells, if any. The test itself is crates/hoist-cli/tests/fault_matrix.rs

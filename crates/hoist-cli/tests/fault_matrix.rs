@@ -6,12 +6,12 @@
 //! exit code with no wrong object, after which a plain re-run (faults off) succeeds. Counted
 //! against it: false successes (exit 0, object missing or different), hangs (no exit within
 //! [`RUN_LIMIT`]; a stall must be cut by `--request-timeout`), orphans (an incomplete upload in
-//! the store that no journal names, or any at the end), journals left after a success, false
-//! failures (an error while the object is stored and right, unless a request was refused with
-//! 403), runs given up on one fault that a retry cures (everything but a 403 or a spoiled ETag:
-//! S3 clients are expected to retry resets, 5xx, timeouts, `RequestTimeTooSkewed` on any
-//! operation), undocumented exits (a panic), and re-run failures. A fault whose request never
-//! came (the setup did not lead there) is counted as not reached, so coverage is visible.
+//! the store that no journal names, or any at the end), journals left after a success, runs
+//! given up on faults that a client can ride out (see [`survivable`]: everything but a 403, a
+//! spoiled ETag, or an error code a HEAD answer cannot carry), undocumented exits (a panic), and
+//! re-run failures. False failures (an error while the object is stored and right) are counted
+//! too; after survivable faults they are give-ups. A fault whose request never came (the setup
+//! did not lead there) is counted as not reached, so coverage is visible.
 //!
 //! Seeds choose which occurrence of the operation is hit (part 1, 2 or 3), file or stdin, and
 //! single PUT or multipart where both apply. CI runs [`CI_SEEDS`] seed(s) of every cell;
@@ -64,10 +64,17 @@ const ANY_OP: [Fault; 11] = [
 /// The operations of an upload.
 const OPS: [Op; 8] = [Op::Create, Op::Part, Op::ListParts, Op::ListUploads, Op::Complete, Op::Abort, Op::Head, Op::Put];
 
-/// Whether a client should ride out one `fault` (retry the request, or find out what a lost
-/// response did) rather than fail the run.
-fn survivable(fault: Fault) -> bool {
-    !matches!(fault, Fault::Forbidden | Fault::NoEtag | Fault::WrongEtag)
+/// Whether a client should ride out `fault` at `op` (retry the request, or find out what a lost
+/// response did) rather than fail the run. Not: a 403 (refused is refused); a spoiled or missing
+/// ETag (the client cannot tell what the store kept; failing is safe, guessing is not); and on a HEAD,
+/// the faults told apart only by the error code in the body, which a HEAD answer does not carry
+/// (`RequestTimeout` is a bare 400, `RequestTimeTooSkewed` a bare 403, as from S3).
+fn survivable(fault: Fault, op: Op) -> bool {
+    match fault {
+        Fault::Forbidden | Fault::NoEtag | Fault::WrongEtag | Fault::Dropped => false,
+        Fault::RequestTimeout | Fault::TimeTooSkewed => op != Op::Head,
+        _ => true,
+    }
 }
 
 /// The faults that can strike `op`.
@@ -75,7 +82,7 @@ fn faults_for(op: Op) -> Vec<Fault> {
     let mut faults = ANY_OP.to_vec();
     match op {
         Op::Complete => faults.extend([Fault::ErrorIn200, Fault::LostThenNoSuchUpload]),
-        Op::Part | Op::Put => faults.extend([Fault::NoEtag, Fault::WrongEtag]),
+        Op::Part | Op::Put => faults.extend([Fault::NoEtag, Fault::WrongEtag, Fault::Dropped]),
         _ => {}
     }
     faults
@@ -109,7 +116,6 @@ struct Verdict {
 impl Verdict {
     fn clean(&self) -> bool {
         !(self.false_success
-            || self.false_failure
             || self.wrong_object
             || self.untyped
             || self.gave_up
@@ -293,7 +299,7 @@ fn run_case(world: &World, case: Case, scratch: &Path) -> (Verdict, String) {
     let proxy = world.rt.block_on(FaultProxy::scripted(world.upstream, s.prepare.clone()));
     let url = proxy.endpoint_url();
     let mut v = Verdict::default();
-    let mut log = String::new();
+    let mut log = format!("source: {} of {} bytes\n", if s.stdin { "stdin" } else { "file" }, s.len);
     if !s.prepare.is_empty() {
         let (code, err) = hoist_put(world, &url, &state, &src, &key, &["--on-failure", "keep"]);
         log.push_str(&format!("prepare: exit {code:?}: {}\n", err.trim()));
@@ -315,11 +321,9 @@ fn run_case(world: &World, case: Case, scratch: &Path) -> (Verdict, String) {
         Some(c) => {
             v.typed_error = DOCUMENTED_FAILURES.contains(&c);
             v.untyped = !v.typed_error;
-            // A refused request may end the run even when the object made it; any other fault
-            // is survivable and an error must not be reported for an object that is stored.
-            v.false_failure = identical && !s.rules.iter().any(|r| r.fault == Fault::Forbidden);
+            v.false_failure = identical;
             v.wrong_object = stored.is_some() && !identical;
-            v.gave_up = s.rules.iter().all(|r| survivable(r.fault));
+            v.gave_up = s.rules.iter().all(|r| survivable(r.fault, r.op));
         }
     }
     // An upload no journal names is an orphan: nothing will ever resume or abort it (unless a

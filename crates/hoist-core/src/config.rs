@@ -88,6 +88,12 @@ impl ProviderLimits {
         self.max_parts.saturating_mul(self.max_part_size)
     }
 
+    /// The highest part number (`max_parts`, as a part number's type).
+    #[must_use]
+    pub fn max_part_number(&self) -> u32 {
+        u32::try_from(self.max_parts).unwrap_or(u32::MAX)
+    }
+
     /// These limits with another object size limit (`--max-object-size`), or `None` unless it
     /// is at least one byte and at most [`multipart_ceiling`](Self::multipart_ceiling).
     #[must_use]

@@ -38,8 +38,9 @@ use crate::policy::{self, Caller};
 use crate::presign::{PartToSign, SignedPart};
 use crate::state::AppState;
 
-/// Most part URLs one request may ask for (S3's part count limit).
-pub const MAX_PARTS_PER_REQUEST: usize = 10_000;
+/// Most part URLs one request may ask for (S3's part count limit, from core's one definition).
+#[allow(clippy::cast_possible_truncation)] // 10,000
+pub const MAX_PARTS_PER_REQUEST: usize = hoist_core::ProviderLimits::AWS.max_parts as usize;
 
 /// A new upload as the client describes it.
 #[derive(Debug, Clone, Default)]
@@ -239,7 +240,7 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(
     if numbers.len() > MAX_PARTS_PER_REQUEST {
         return Err(ApiError::BadRequest(format!("{} part numbers in one request: ask for at most {MAX_PARTS_PER_REQUEST}", numbers.len())));
     }
-    let max = s.part_count.unwrap_or(10_000);
+    let max = s.part_count.unwrap_or_else(|| st.limits.max_part_number());
     let mut seen = std::collections::HashSet::new();
     for &n in numbers {
         if n == 0 || n > max {

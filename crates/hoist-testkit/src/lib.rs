@@ -5,8 +5,9 @@
 //!
 //! # Layout
 //! - [`store`]: [`TestStore`], the embedded store on `127.0.0.1:0`, shut down on drop.
-//! - [`fault_proxy`]: seeded TCP/HTTP proxy (reset, delay, 503 `SlowDown`, truncate, stall), and
-//!   scripted answers to chosen requests.
+//! - [`fault_proxy`]: an HTTP proxy that spoils chosen requests (the k-th of an S3 operation, or
+//!   at random from a seed): resets, lost or cut responses, 5xx, 200 with an `<Error>`, missing
+//!   or wrong ETags, a 200 that stored nothing, stalls, trickles, 403s, refused connections.
 //! - [`failing`]: [`failing::FailingClient`], an `ObjectClient` over the real one that fails
 //!   chosen calls (the k-th UploadPart, every abort…) and counts them.
 //! - [`sdk`]: an SDK error's S3 code and message; pre-signed URLs; patterned test data.
