@@ -262,8 +262,7 @@ pub(crate) fn verify(
         }
     }
     for (alg, value) in claimed {
-        let want = Checksum::from_base64(*alg, value)
-            .ok_or_else(|| Error::InvalidDigest(format!("x-amz-checksum-{}", alg.cli_name())))?;
+        let want = Checksum::from_base64(*alg, value).ok_or(Error::MalformedChecksum(*alg))?;
         if got.checksum(*alg) != Some(&want) {
             return Err(Error::BadDigest(format!("x-amz-checksum-{}", alg.cli_name())));
         }
