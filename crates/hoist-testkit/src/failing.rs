@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
-use hoist_core::client::{CompletedPartSpec, ListedObject, ObjectInfo, PartChecksum, PartInfo, UploadInfo};
+use hoist_core::client::{CompletedPartSpec, ListedObject, ObjectInfo, PartChecksum, PartInfo, UploadChecksum, UploadInfo};
 use hoist_core::{Error, ObjectClient, ObjectMeta, Result, UploadRef};
 
 /// The calls of [`ObjectClient`], for choosing which to fail and counting them.
@@ -208,7 +208,7 @@ impl ObjectClient for FailingClient {
         self.run(Op::CreateBucket, self.inner.create_bucket(bucket)).await
     }
 
-    async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta<'_>, checksum: Option<ChecksumAlgorithm>) -> Result<UploadRef> {
+    async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta<'_>, checksum: Option<UploadChecksum>) -> Result<UploadRef> {
         self.run(Op::Create, self.inner.create_upload(bucket, key, meta, checksum)).await
     }
 
@@ -228,8 +228,8 @@ impl ObjectClient for FailingClient {
         self.run(Op::UploadPart, self.inner.upload_part_bytes(upload, number, data, checksum)).await
     }
 
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec]) -> Result<String> {
-        self.run(Op::Complete, self.inner.complete(upload, parts)).await
+    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String> {
+        self.run(Op::Complete, self.inner.complete(upload, parts, whole)).await
     }
 
     async fn abort(&self, upload: &UploadRef) -> Result<()> {
