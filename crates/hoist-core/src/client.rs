@@ -887,3 +887,33 @@ impl ObjectClient for S3Client {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(alg: ChecksumAlgorithm, chunks: &[&[u8]]) -> Vec<PartInfo> {
+        (1u32..)
+            .zip(chunks)
+            .map(|(number, c)| PartInfo { number, size: c.len() as u64, etag: "x".into(), checksum: Some(Checksum::of(alg, c)) })
+            .collect()
+    }
+
+    fn object(checksum: Option<(ChecksumAlgorithm, String)>) -> ObjectInfo {
+        ObjectInfo { size: 0, etag: "e-2".into(), checksum, content_type: None }
+    }
+
+    #[test]
+    fn full_object_and_composite_checksums_are_compared_with_the_parts() {
+        let alg = ChecksumAlgorithm::Crc32c;
+        let sent = parts(alg, &[b"hello, ", b"world"]);
+        let whole = Checksum::of(alg, b"hello, world").to_base64();
+        assert_eq!(object(Some((alg, whole.clone()))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(format!("crc32c:{whole}"))));
+        let other = Checksum::of(alg, b"hello, there").to_base64();
+        assert!(object(Some((alg, other))).compare_with_parts(&sent).unwrap_err().contains("full-object"));
+        let sums: Vec<Checksum> = sent.iter().filter_map(|p| p.checksum.clone()).collect();
+        let composite = crate::checksum::composite(&sums).unwrap();
+        assert!(composite.ends_with("-2"));
+        assert!(matches!(object(Some((alg, composite))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(_))));
+    }
+}
