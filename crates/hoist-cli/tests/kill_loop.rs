@@ -1,4 +1,4 @@
-//! Kill -9 at scale: `hoist put` of a file, or of stdin with `--resume-key`, is SIGKILLed at random
+//! Kill -9 at scale: `hoist put` of a file, or of stdin with `--resume-key`, is killed with SIGKILL at random
 //! moments (after k parts plus a few milliseconds, or at a random time since start), sometimes
 //! twice per upload, then run again to the end. Counted: kills, resumed uploads that came out
 //! byte-identical, bytes sent again per resume (part bodies the store received, beyond the
@@ -6,8 +6,8 @@
 //! and how many a run accepted (must be 0), and incomplete uploads left in the store at the end.
 //!
 //! A resume may re-send the parts that were in flight when the kill landed, and the one that
-//! finished but was not yet recorded: at most (concurrency + 1) × part size; more is counted
-//! as over target.
+//! finished but was not yet recorded: at most (concurrency + 1) × part size (plus the framing of
+//! the bodies, [`FRAMING_SLACK`]); more is counted as over target.
 //!
 //! CI runs [`CI_KILLS`] kills; `bench/kill_loop.sh` sets `HOIST_KILL_LOOP_KILLS` (200) and prints
 //! the same summary line.
@@ -28,10 +28,15 @@ const BUCKET: &str = "kills";
 const MIB: u64 = 1024 * 1024;
 /// Part size of every run: S3's smallest, so an upload has many parts to be killed between.
 const PART: u64 = 5 * MIB;
+/// Bytes the target allows beyond whole parts: the proxy counts request bodies as sent, which for
+/// file parts includes their `aws-chunked` framing (a chunk header per 1 MiB chunk and the
+/// checksum trailer: about 100 bytes per 5 MiB part), on every part every run sent. 64 KiB covers
+/// hundreds of parts and is still 1/80 of one part.
+const FRAMING_SLACK: u64 = 64 * 1024;
 /// Kills in CI (the bench sets `HOIST_KILL_LOOP_KILLS`).
 const CI_KILLS: u64 = 6;
 /// Longest a run to the end may take (tens of MiB over loopback take about a second).
-const RUN_LIMIT: Duration = Duration::from_secs(120);
+const RUN_LIMIT: Duration = Duration::from_mins(2);
 
 /// A running `hoist put --json`, its stdin fed from a thread when the source is a stream.
 struct Run {
@@ -180,6 +185,90 @@ fn part_bytes(proxy: &FaultProxy) -> u64 {
     proxy.body_bytes(Op::Part) + proxy.body_bytes(Op::Put)
 }
 
+/// Counts over the whole loop.
+#[derive(Default)]
+struct Tally {
+    uploads: u64,
+    kills: u64,
+    double: u64,
+    completed_before_kill: u64,
+    resumed: u64,
+    resumed_identical: u64,
+    torn: u64,
+    torn_accepted: u64,
+    over_target: u64,
+    resent_per_resume: Vec<u64>,
+    failures: Vec<String>,
+}
+
+/// MiB, for display.
+#[allow(clippy::cast_precision_loss)] // display only
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+/// One upload: killed once or twice at random moments, then run to the end.
+fn one_upload(world: &World, scratch: &Path, rng: &mut rand::rngs::StdRng, t: &mut Tally) {
+    t.uploads += 1;
+    let len = rng.random_range(3 * PART..8 * PART) + rng.random_range(0..PART);
+    let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+    let stdin = rng.random_ratio(1, 3);
+    let src = (!stdin).then(|| {
+        let p = scratch.join(format!("src{}", t.uploads));
+        std::fs::write(&p, &data).unwrap();
+        p
+    });
+    let up = Upload { world, key: format!("obj{}", t.uploads), data, src, concurrency: rng.random_range(1..=4) };
+    let what = format!("{} ({len} bytes, {}, concurrency {})", up.key, if stdin { "stdin" } else { "file" }, up.concurrency);
+    let before = part_bytes(&world.proxy);
+    let planned = if rng.random_ratio(1, 3) { 2 } else { 1 };
+    let mut moments = Vec::new();
+    for _ in 0..planned {
+        let moment = if rng.random_bool(0.5) {
+            let parts = usize::try_from(len.div_ceil(PART)).unwrap();
+            Moment::AfterParts(rng.random_range(0..parts), Duration::from_millis(rng.random_range(0..30)))
+        } else {
+            Moment::After(Duration::from_millis(rng.random_range(0..500)))
+        };
+        let killed = kill_at(up.start(&[]), moment);
+        if killed {
+            moments.push(moment);
+            t.torn += torn_journals(world.state.path()) as u64;
+        }
+        // Done before the kill (it ran to the end, or the kill landed after Complete): what is
+        // left would be a new upload, not a resume.
+        if !killed || up.object().is_some() {
+            t.kills += moments.len() as u64;
+            t.completed_before_kill += 1;
+            if up.object().as_deref() != Some(up.data.as_slice()) {
+                t.failures.push(format!("{what}: completed before the kill landed, but the object is not identical"));
+            }
+            return;
+        }
+    }
+    let landed = moments.len() as u64;
+    t.kills += landed;
+    t.double += u64::from(landed == 2);
+    let torn_before = torn_journals(world.state.path());
+    let (code, resumed_parts) = finish(up.start(&[]));
+    t.torn_accepted += u64::from(torn_before > 0 && code == Some(0));
+    let identical = up.object().as_deref() == Some(up.data.as_slice());
+    if code != Some(0) || !identical {
+        t.failures.push(format!("{what}: exit {code:?}, identical {identical}"));
+    }
+    t.resumed += 1;
+    t.resumed_identical += u64::from(code == Some(0) && identical);
+    let per_resume = (part_bytes(&world.proxy) - before).saturating_sub(len) / landed;
+    t.resent_per_resume.push(per_resume);
+    if per_resume > (up.concurrency + 1) * PART + FRAMING_SLACK {
+        t.over_target += 1;
+        println!(
+            "over target: {what}: {:.1} MiB re-sent per resume after kills {moments:?}; the last run resumed {resumed_parts} parts",
+            mib(per_resume)
+        );
+    }
+}
+
 #[test]
 fn kill_9_at_random_moments_then_resume_is_byte_identical_and_resends_little() {
     let target_kills = std::env::var("HOIST_KILL_LOOP_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(CI_KILLS);
@@ -191,103 +280,38 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_resends_little() {
     let world = World { rt, store, proxy, state: tempfile::tempdir().unwrap() };
     let scratch = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_201);
-    let (mut kills, mut uploads, mut double, mut resumed, mut resumed_identical) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut torn, mut torn_accepted, mut failures, mut over_target) = (0u64, 0u64, Vec::new(), 0u64);
-    let mut completed_before_kill = 0u64;
-    let mut resent_per_resume: Vec<u64> = Vec::new();
+    let mut t = Tally::default();
     let started = Instant::now();
-    while kills < target_kills {
-        uploads += 1;
-        let len = rng.random_range(3 * PART..8 * PART) + rng.random_range(0..PART);
-        let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-        let stdin = rng.random_ratio(1, 3);
-        let src = (!stdin).then(|| {
-            let p = scratch.path().join(format!("src{uploads}"));
-            std::fs::write(&p, &data).unwrap();
-            p
-        });
-        let up = Upload { world: &world, key: format!("obj{uploads}"), data, src, concurrency: rng.random_range(1..=4) };
-        let before = part_bytes(&world.proxy);
-        let planned = if rng.random_ratio(1, 3) { 2 } else { 1 };
-        let mut landed = 0u64;
-        let mut moments = Vec::new();
-        let mut done_early = false;
-        for _ in 0..planned {
-            let parts = len.div_ceil(PART) as usize;
-            let moment = if rng.random_bool(0.5) {
-                Moment::AfterParts(rng.random_range(0..parts), Duration::from_millis(rng.random_range(0..30)))
-            } else {
-                Moment::After(Duration::from_millis(rng.random_range(0..500)))
-            };
-            let killed = kill_at(up.start(&[]), moment);
-            if killed {
-                moments.push(moment);
-                landed += 1;
-                torn += torn_journals(world.state.path()) as u64;
-            }
-            // Done before the kill (it ran to the end, or the kill landed after Complete): what is
-            // left is a new upload, not a resume.
-            if !killed || up.object().is_some() {
-                done_early = true;
-                break;
-            }
-        }
-        kills += landed;
-        double += u64::from(landed == 2);
-        if done_early {
-            completed_before_kill += 1;
-            if up.object().as_deref() != Some(up.data.as_slice()) {
-                failures.push(format!("{}: completed before the kill landed, but the object is not identical", up.key));
-            }
-            continue;
-        }
-        let torn_before = torn_journals(world.state.path());
-        let (code, resumed_parts) = finish(up.start(&[]));
-        if torn_before > 0 && code == Some(0) {
-            torn_accepted += 1;
-        }
-        let identical = up.object().as_deref() == Some(up.data.as_slice());
-        if code != Some(0) || !identical {
-            failures.push(format!("{} ({} bytes, {}, concurrency {}): exit {code:?}, identical {identical}", up.key, len, if stdin { "stdin" } else { "file" }, up.concurrency));
-        }
-        {
-            resumed += 1;
-            resumed_identical += u64::from(code == Some(0) && identical);
-            let resent = (part_bytes(&world.proxy) - before).saturating_sub(len);
-            let per_resume = resent / landed;
-            resent_per_resume.push(per_resume);
-            if per_resume > (up.concurrency + 1) * PART {
-                over_target += 1;
-                println!(
-                    "over target: {} ({len} bytes, {}, concurrency {}): {:.1} MiB re-sent per resume after kills {moments:?}; the last run resumed {resumed_parts} parts",
-                    up.key,
-                    if stdin { "stdin" } else { "file" },
-                    up.concurrency,
-                    per_resume as f64 / MIB as f64
-                );
-            }
-        }
+    while t.kills < target_kills {
+        one_upload(&world, scratch.path(), &mut rng, &mut t);
     }
     let left = world.rt.block_on(async { world.store.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap() });
-    let mean = resent_per_resume.iter().sum::<u64>().checked_div(resent_per_resume.len() as u64).unwrap_or(0);
-    let max = resent_per_resume.iter().max().copied().unwrap_or(0);
-    #[allow(clippy::cast_precision_loss)] // display only
-    let mib = |b: u64| b as f64 / MIB as f64;
+    let resent = &t.resent_per_resume;
+    let mean = resent.iter().sum::<u64>().checked_div(resent.len() as u64).unwrap_or(0);
     println!(
-        "kill loop: uploads={uploads} kills={kills} (twice: {double}; finished before the kill: {completed_before_kill}) resumed_identical={resumed_identical}/{resumed} \
-         resent_per_resume mean={:.1} MiB max={:.1} MiB over_target={over_target} torn_journals={torn} torn_accepted={torn_accepted} \
+        "kill loop: uploads={} kills={} (twice: {}; finished before the kill: {}) resumed_identical={}/{} \
+         resent_per_resume mean={:.1} MiB max={:.1} MiB over_target={} torn_journals={} torn_accepted={} \
          failures={} uploads_left={}  [{:.0} s]",
+        t.uploads,
+        t.kills,
+        t.double,
+        t.completed_before_kill,
+        t.resumed_identical,
+        t.resumed,
         mib(mean),
-        mib(max),
-        failures.len(),
+        mib(resent.iter().max().copied().unwrap_or(0)),
+        t.over_target,
+        t.torn,
+        t.torn_accepted,
+        t.failures.len(),
         left.uploads().len(),
         started.elapsed().as_secs_f64()
     );
-    for f in &failures {
+    for f in &t.failures {
         println!("failed: {f}");
     }
-    assert!(failures.is_empty(), "{} uploads did not finish byte-identical", failures.len());
-    assert_eq!(torn_accepted, 0, "a torn journal was accepted");
-    assert_eq!(over_target, 0, "a resume re-sent more than (concurrency + 1) parts");
+    assert!(t.failures.is_empty(), "{} uploads did not finish byte-identical", t.failures.len());
+    assert_eq!(t.torn_accepted, 0, "a torn journal was accepted");
+    assert_eq!(t.over_target, 0, "a resume re-sent more than (concurrency + 1) parts");
     assert!(left.uploads().is_empty(), "uploads left behind: {:?}", left.uploads());
 }

@@ -72,32 +72,9 @@ pub enum Fault {
     TimeTooSkewed,
     /// `403 AccessDenied` on this one request.
     Forbidden,
-    /// The connection is reset and the proxy stops listening for [`FaultProxy::refuse_for`]:
+    /// The connection is reset and the proxy stops listening for [`REFUSE_FOR`]:
     /// every connection in that window is refused, as from a restarting endpoint.
     Refuse,
-}
-
-impl Fault {
-    /// Every fault, in declaration order.
-    pub const ALL: [Self; 17] = [
-        Self::Reset,
-        Self::SlowDown,
-        Self::InternalError,
-        Self::Stall,
-        Self::Truncate,
-        Self::LostResponse,
-        Self::ErrorIn200,
-        Self::NoEtag,
-        Self::Dropped,
-        Self::WrongEtag,
-        Self::LostThenNoSuchUpload,
-        Self::NoSuchUpload,
-        Self::Trickle,
-        Self::RequestTimeout,
-        Self::TimeTooSkewed,
-        Self::Forbidden,
-        Self::Refuse,
-    ];
 }
 
 /// The S3 operation of a request, told from its method, path and query (path-style addressing).
@@ -191,8 +168,8 @@ pub const TRICKLE_CHUNK: usize = 32;
 pub const TRICKLE_GAP: Duration = Duration::from_millis(50);
 /// The `ETag` a [`Fault::WrongEtag`] response carries: a well-formed MD5 of nothing uploaded.
 pub const WRONG_ETAG: &str = "\"0123456789abcdef0123456789abcdef\"";
-/// Default [`FaultProxy::refuse_for`]: "a few seconds" of a restarting endpoint.
-pub const DEFAULT_REFUSE_FOR: Duration = Duration::from_secs(2);
+/// How long a [`Fault::Refuse`] keeps the port closed: "a few seconds" of a restarting endpoint.
+pub const REFUSE_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 struct Shared {
@@ -202,7 +179,6 @@ struct Shared {
     injected: Mutex<BTreeMap<Fault, u64>>,
     seen: Mutex<BTreeMap<Op, u64>>,
     body_bytes: Mutex<BTreeMap<Op, u64>>,
-    refuse_for: Mutex<Duration>,
     refuse: mpsc::UnboundedSender<Duration>,
     upstream: SocketAddr,
 }
@@ -237,7 +213,6 @@ impl FaultProxy {
             injected: Mutex::new(BTreeMap::new()),
             seen: Mutex::new(BTreeMap::new()),
             body_bytes: Mutex::new(BTreeMap::new()),
-            refuse_for: Mutex::new(DEFAULT_REFUSE_FOR),
             refuse,
             upstream,
         });
@@ -276,14 +251,6 @@ impl FaultProxy {
     pub fn set_rules(&self, rules: Vec<Rule>) {
         *self.shared.rules.lock().unwrap() = rules;
         self.shared.seen.lock().unwrap().clear();
-    }
-
-    /// Sets how long a [`Fault::Refuse`] keeps the port closed.
-    ///
-    /// # Panics
-    /// If the lock is poisoned.
-    pub fn refuse_for(&self, window: Duration) {
-        *self.shared.refuse_for.lock().unwrap() = window;
     }
 
     /// Faults injected so far, by kind.
@@ -473,8 +440,7 @@ async fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             reset(&client)
         }
         Some(Fault::Refuse) => {
-            let window = *shared.refuse_for.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-            let _ = shared.refuse.send(window);
+            let _ = shared.refuse.send(REFUSE_FOR);
             reset(&client)
         }
         Some(Fault::Stall) => {

@@ -685,7 +685,7 @@ mod tests {
     fn checksum_values_are_core_names_and_none() {
         use clap::ValueEnum as _;
         let names: Vec<String> =
-            ChecksumChoice::value_variants().iter().filter_map(|c| c.to_possible_value()).map(|v| v.get_name().to_owned()).collect();
+            ChecksumChoice::value_variants().iter().filter_map(clap::ValueEnum::to_possible_value).map(|v| v.get_name().to_owned()).collect();
         assert_eq!(names, ["crc32", "crc32c", "crc64nvme", "sha1", "sha256", "none"]);
         assert_eq!(ChecksumChoice::from_str("SHA256", true), Ok(ChecksumChoice(Some(ChecksumAlgorithm::Sha256))));
     }
