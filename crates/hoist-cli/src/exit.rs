@@ -104,6 +104,10 @@ impl From<hoist_core::Error> for CliError {
             Category::Integrity => (Exit::Integrity, Some("the data did not verify; run the upload again")),
             Category::Conflict => (Exit::Conflict, Some("run again with --restart to start the upload over")),
             Category::Interrupted => (Exit::Interrupted, None),
+            Category::Internal => (
+                Exit::Failure,
+                Some("this is a bug in hoist: please report it with the command you ran, this message and `hoist --version`"),
+            ),
             Category::Other => (Exit::Failure, None),
         };
         let err = Self::new(code, e.to_string());
@@ -117,5 +121,35 @@ impl From<hoist_core::Error> for CliError {
 impl From<hoist_store::Error> for CliError {
     fn from(e: hoist_store::Error) -> Self {
         Self::new(Exit::Failure, format!("store: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(status: u16, code: &str) -> hoist_core::Error {
+        hoist_core::Error::Service { operation: "UploadPart", status, code: code.into(), message: String::new() }
+    }
+
+    #[test]
+    fn a_bug_is_exit_1_and_asks_for_a_report_not_for_credentials() {
+        let e = CliError::from(hoist_core::Error::Internal("a part task panicked: boom".into()));
+        assert_eq!(e.code, Exit::Failure);
+        let hint = e.hint.unwrap();
+        assert!(hint.contains("bug") && hint.contains("report"), "{hint}");
+        assert!(!hint.contains("credentials"), "{hint}");
+        let signing = CliError::from(hoist_core::Error::Signing { operation: "UploadPart", message: "x".into() });
+        assert_eq!(signing.code, Exit::Failure);
+    }
+
+    #[test]
+    fn store_answers_map_by_their_code() {
+        assert_eq!(CliError::from(service(403, "RequestTimeTooSkewed")).code, Exit::Network);
+        assert_eq!(CliError::from(service(403, "AccessDenied")).code, Exit::Auth);
+        let unknown = CliError::from(service(409, "SomethingNew"));
+        assert_eq!(unknown.code, Exit::Failure);
+        assert!(unknown.message.contains("SomethingNew"), "{}", unknown.message);
+        assert_eq!(CliError::from(hoist_core::Error::Config("bad glob".into())).code, Exit::Usage);
     }
 }

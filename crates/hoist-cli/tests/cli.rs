@@ -78,6 +78,16 @@ fn bad_inputs_have_clear_errors_and_exit_codes() {
         (&["put", f, "s3:/x"], 2, "s3://BUCKET/KEY"),
         (&["put", f, "s3://cli-bucket/k", "--part-size", "1MiB"], 2, "out of range"),
         (&["put", f, "s3://no-such-bucket/k"], 3, "NoSuchBucket"),
+        (&["put", f, "s3://cli-bucket/k", "--max-object-size", "0"], 2, "--max-object-size 0 is out of range"),
+        (&["put", f, "s3://cli-bucket/k", "--max-object-size", "100TiB"], 2, "10000 parts of 5.00 GiB"),
+        (&["put", f, "s3://cli-bucket/k", "--max-object-size", "500"], 2, "object limit of 500 bytes"),
+        (&["put", f, "s3://cli-bucket/k", "--max-object-size", "lots"], 2, "--max-object-size"),
+        (&["put", f, "s3://cli-bucket/k", "--provider", "gcs"], 2, "[possible values: aws, s3-compatible, r2]"),
+        (&["put", f, "s3://cli-bucket/k", "--checksum", "md5"], 2, "[possible values: crc32, crc32c, crc64nvme, sha1, sha256, none]"),
+        (&["put", f, "s3://cli-bucket/k", "--checksum-mode", "never"], 2, "[possible values: always, when_required]"),
+        (&["put", f, "s3://cli-bucket/k", "--on-failure", "retry"], 2, "[possible values: keep, abort]"),
+        (&["put", f, "s3://cli-bucket/k", "--request-timeout", "0s"], 2, "--request-timeout must be more than zero"),
+        (&["presign", "s3://cli-bucket/k", "--method", "post"], 2, "[possible values: get, put]"),
     ];
     for (args, code, needle) in cases {
         let o = store.hoist(args);

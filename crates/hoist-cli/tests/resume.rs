@@ -296,6 +296,11 @@ fn stdin_with_a_resume_key_resumes_when_fed_the_same_stream() {
     let src = file(dir.path(), "stream", 33 * MIB, 6);
     let (first, _, completed, _) = stdin_put(&store, &state, &src, Some(3));
     assert!(!completed && first.len() >= 3);
+    // `hoist resume` cannot feed a stream: it says who can, and how.
+    let o = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).args(["resume", "1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("reads a stream"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hoist put - s3://resume-bkt/stream --resume-key"), "{}", stderr(&o));
     // Another stream under the same key is refused (its first part differs from the record).
     let other = file(dir.path(), "other", 33 * MIB, 7);
     let (_, _, completed, code) = stdin_put(&store, &state, &other, None);

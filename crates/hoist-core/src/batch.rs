@@ -59,7 +59,9 @@ use crate::plan;
 use crate::progress::{Events, ProgressEvent};
 use crate::source::{self, Source};
 use crate::tree::{self, FileEntry, Found, TreeOptions};
-use crate::upload::{self, OnFailure, UploadRequest, Uploader, blocking};
+use crate::client::ObjectMeta;
+use crate::scheduler::{blocking, retry};
+use crate::upload::{self, OnFailure, SingleBody, UploadRequest, Uploader};
 
 /// Default requests in flight across a batch. Measured with 10,000 files of 16 KiB into the
 /// embedded store on the 2-core development machine (see BENCHMARKS.md).
@@ -428,7 +430,7 @@ impl BatchUploader {
         let mut listed = HashMap::new();
         self.uploader
             .client()
-            .list_objects(&req.bucket, &req.prefix, |o| {
+            .list_objects(&req.bucket, &req.prefix, &mut |o| {
                 listed.insert(o.key.clone(), o);
             })
             .await?;
@@ -475,7 +477,7 @@ fn spawn_walk(req: &BatchRequest) -> Result<(std::thread::JoinHandle<()>, tokio:
                 }
             }
         })
-        .map_err(|e| Error::Config(format!("cannot start the directory walk: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the directory walk thread: {e}")))?;
     Ok((walker, rx))
 }
 
@@ -501,7 +503,7 @@ fn settle(
     fatal: &mut Option<Error>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let outcome = joined.map_err(|e| Error::Config(format!("a file task failed: {e}")))?;
+    let outcome = joined.map_err(|e| crate::error::task_lost("a file task", &e))?;
     match outcome {
         Outcome::Uploaded { entry, size, mtime_ns, etag, checksum, parts, seconds } => {
             if let Some(j) = journal {
@@ -646,20 +648,22 @@ impl Shared {
         })
         .await?;
         let client = self.uploader.client();
-        let (etag, stored) = upload::retry(&cfg.retry, self.uploader.attempt_limit(stamp.size), &Events::none(), None, &self.cancel, || {
-            client.put_bytes(&self.bucket, &entry.key, data.clone(), self.content_type.as_deref(), &self.metadata, checksum.as_ref())
+        let meta = ObjectMeta { content_type: self.content_type.as_deref(), metadata: &self.metadata };
+        let (etag, stored) = retry(&cfg.retry, self.uploader.attempt_limit(stamp.size), &Events::none(), None, &self.cancel, || {
+            client.put_bytes(&self.bucket, &entry.key, data.clone(), meta, checksum.as_ref())
         })
         .await?;
-        let outcome = match (&checksum, stored) {
-            (Some(sent), Some((alg, value))) if alg == sent.algorithm() => {
+        // The store's answer vouches for the content only with its checksum and an ETag.
+        let outcome = match (&checksum, stored, etag) {
+            (Some(sent), Some((alg, value)), Some(etag)) if alg == sent.algorithm() => {
                 if value != sent.to_base64() {
                     return Err(Error::Integrity(format!("the store's {alg} is {value}, the file's is {}", sent.to_base64())));
                 }
                 upload::UploadOutcome { size: stamp.size, etag, checksum: Some(sent.to_string()), parts: 0 }
             }
-            _ => {
+            (_, _, etag) => {
                 let req = self.request(entry);
-                self.uploader.verify_single(&req, stamp.size, &etag, checksum.as_ref()).await?
+                self.uploader.verify_single(&req, SingleBody::Bytes(&data), etag.as_deref(), checksum.as_ref(), &self.cancel).await?
             }
         };
         Ok((stamp, outcome))

@@ -1,8 +1,18 @@
-//! The S3 calls Hoist makes, on `aws-sdk-s3`, and nothing else: create, upload part (from a file
-//! range or bytes), complete, abort, list parts, uploads and objects (all pages), put, head, and
-//! for the pipeline's workers: download to a file, delete.
+//! The S3 calls Hoist makes, as one trait, [`ObjectClient`], and its implementation on
+//! `aws-sdk-s3`, [`S3Client`], and nothing else: create, upload part (from a file range or
+//! bytes), complete, abort, list parts, uploads and objects (all pages), put, head, bucket checks,
+//! and for the pipeline's workers: download to a file, delete. Every call on a multipart upload
+//! takes its [`UploadRef`].
 //!
 //! Decisions:
+//! - The engine and the service hold an `Arc<dyn ObjectClient>`, never the SDK: a wrapper can
+//!   decorate any call (the test kit's `FailingClient` fails the k-th one) and no caller reaches
+//!   past the trait into the SDK.
+//! - An UploadPart or Complete answered without an `ETag` fails with [`Error::Integrity`]: the
+//!   part list cannot be built without it. A PutObject answered without one answers `None`; the
+//!   engine then trusts only what a HEAD shows of the content (a `200` from a gateway that stored
+//!   nothing is never taken for success, a store that stored the object but dropped the header
+//!   is not taken for a failure).
 //! - The SDK's retries are disabled: [`crate::retry`] retries whole parts, and stacking two
 //!   retry loops multiplies attempts and hides stalls.
 //! - Payload signing is disabled on part and object uploads (`UNSIGNED-PAYLOAD`): over plain
@@ -20,7 +30,7 @@ use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
@@ -39,6 +49,116 @@ pub struct ClientOptions {
     pub credentials: Option<(String, String)>,
     /// Give up on a call with no response for this long.
     pub read_timeout: Option<Duration>,
+}
+
+/// One multipart upload: where its object goes and the id the store gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UploadRef {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The store's upload id.
+    pub upload_id: String,
+}
+
+impl std::fmt::Display for UploadRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{} (upload {})", self.bucket, self.key, self.upload_id)
+    }
+}
+
+/// What a new object carries besides its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObjectMeta<'a> {
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: &'a [(String, String)],
+}
+
+/// An upload's checksum: its algorithm, and whether the object gets the CRC of all its bytes
+/// (`FULL_OBJECT`, CRCs only) or the checksum of its parts' checksums (`COMPOSITE`, `…-N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadChecksum {
+    /// The algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// `FULL_OBJECT` rather than `COMPOSITE`.
+    pub full_object: bool,
+}
+
+/// A part to complete with: its number, `ETag` and checksum.
+pub type CompletedPartSpec = (u32, String, Option<Checksum>);
+
+/// The S3 calls the engine and the service make. [`S3Client`] implements it on the SDK; wrappers
+/// (fault injection in tests, logging) decorate it. Errors are the engine's, S3 codes kept.
+#[async_trait::async_trait]
+pub trait ObjectClient: std::fmt::Debug + Send + Sync {
+    /// HeadBucket (`NoSuchBucket` when it is missing).
+    async fn head_bucket(&self, bucket: &str) -> Result<()>;
+    /// CreateBucket.
+    async fn create_bucket(&self, bucket: &str) -> Result<()>;
+    /// CreateMultipartUpload → the new upload.
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta<'_>,
+        checksum: Option<UploadChecksum>,
+    ) -> Result<UploadRef>;
+    /// UploadPart with the bytes `offset..offset+len` of `path` streamed as the body → `ETag` and
+    /// the part's checksum (the one given, or the one computed for the trailer).
+    async fn upload_part_from_file(
+        &self,
+        upload: &UploadRef,
+        number: u32,
+        path: &Path,
+        offset: u64,
+        len: u64,
+        checksum: PartChecksum<'_>,
+    ) -> Result<(String, Option<Checksum>)>;
+    /// UploadPart of bytes in memory → `ETag`.
+    async fn upload_part_bytes(&self, upload: &UploadRef, number: u32, data: Bytes, checksum: Option<&Checksum>) -> Result<String>;
+    /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`. `whole`: the
+    /// CRC of all the bytes, for an upload created `FULL_OBJECT` (the store checks it).
+    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String>;
+    /// AbortMultipartUpload.
+    async fn abort(&self, upload: &UploadRef) -> Result<()>;
+    /// ListParts, all pages.
+    async fn list_parts(&self, upload: &UploadRef) -> Result<Vec<PartInfo>>;
+    /// ListMultipartUploads under `prefix`, all pages.
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>>;
+    /// PutObject of the first `len` bytes of the file at `path` → the `ETag`, if the store answered
+    /// with one.
+    async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        len: u64,
+        meta: ObjectMeta<'_>,
+        checksum: Option<&Checksum>,
+    ) -> Result<Option<String>>;
+    /// PutObject of bytes in memory → the `ETag` (if the store answered with one) and the checksum
+    /// the store answered with (the value it checked the body against, so a match needs no HEAD).
+    async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Bytes,
+        meta: ObjectMeta<'_>,
+        checksum: Option<&Checksum>,
+    ) -> Result<(Option<String>, Option<(ChecksumAlgorithm, String)>)>;
+    /// ListObjectsV2 under `prefix`, all pages, each object handed to `each` as its page arrives
+    /// (a listing of 100,000 keys is never one `Vec` here).
+    async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()>;
+    /// HeadObject with checksums requested.
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo>;
+    /// GetObject of the version whose `ETag` is `etag` (`If-Match`: a replaced object answers
+    /// 412 instead of other bytes), streamed into a new file at `path`. Answers the bytes written.
+    async fn download(&self, bucket: &str, key: &str, etag: &str, path: &Path) -> Result<u64>;
+    /// DeleteObject (deleting a missing key succeeds, as in S3).
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
 }
 
 /// A part as S3 lists it.
@@ -151,10 +271,23 @@ pub enum PartsMatch {
 }
 
 impl ObjectInfo {
-    /// Compares the object with the `parts` it was completed from: the composite checksum if
-    /// both sides have one, else the multipart `ETag`. `Err` names the mismatch. The size is the
-    /// caller's to check.
+    /// Compares the object with the `parts` it was completed from: its checksum if both sides
+    /// have one (a `FULL_OBJECT` CRC, without `-N`, against the CRC the parts' CRCs and sizes
+    /// combine to; a composite one against the checksum of the parts' checksums), else the
+    /// multipart `ETag`. `Err` names the mismatch. The size is the caller's to check.
     pub fn compare_with_parts(&self, parts: &[PartInfo]) -> std::result::Result<PartsMatch, String> {
+        let sized: Option<Vec<(Checksum, u64)>> = parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
+        if let Some((alg, got)) = &self.checksum
+            && !got.contains('-')
+            && let Some(want) = sized.as_deref().and_then(crate::checksum::combine_full_object)
+            && want.algorithm() == *alg
+        {
+            return if want.to_base64() == *got {
+                Ok(PartsMatch::Checksum(format!("{alg}:{got}")))
+            } else {
+                Err(format!("the store's full-object {alg} is {got}, the parts sent give {}", want.to_base64()))
+            };
+        }
         let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
         if let (Some(want), Some((alg, got))) = (sums.as_deref().and_then(crate::checksum::composite), &self.checksum) {
             return if want == *got {
@@ -198,7 +331,7 @@ async fn check_credentials(shared: &aws_config::SdkConfig, profile: Option<&str>
         Err(e @ (CredentialsError::ProviderError(_) | CredentialsError::ProviderTimedOut(_))) => Err(Error::NoCredentials(
             format!("{}; the last of them answered: {}", credential_sources(profile), DisplayChain(&e)),
         )),
-        Err(e) => Err(Error::Config(format!("cannot load credentials: {}", DisplayChain(&e)))),
+        Err(e) => Err(Error::Credentials(format!("cannot load credentials: {}", DisplayChain(&e)))),
     }
 }
 
@@ -249,7 +382,8 @@ where
             Error::Transport { operation, message }
         }
         SdkError::ResponseError(r) => Error::Transport { operation, message: format!("{r:?}") },
-        _ => Error::Config(format!("{operation}: {}", DisplayChain(e))),
+        SdkError::ConstructionFailure(_) => Error::Signing { operation, message: DisplayChain(e).to_string() },
+        _ => Error::Internal(format!("{operation}: unexpected SDK failure: {}", DisplayChain(e))),
     }
 }
 
@@ -389,11 +523,11 @@ impl S3Client {
         self.credentials.clone()
     }
 
-    /// The current credentials, for signing URLs (`Error::Config` when there are none).
+    /// The current credentials, for signing URLs (`Error::Credentials` when there are none).
     pub async fn credentials(&self) -> Result<aws_credential_types::Credentials> {
         use aws_credential_types::provider::ProvideCredentials as _;
-        let provider = self.credentials.as_ref().ok_or_else(|| Error::Config("no credentials to sign with".into()))?;
-        provider.provide_credentials().await.map_err(|e| Error::Config(format!("no credentials to sign with: {e}")))
+        let provider = self.credentials.as_ref().ok_or_else(|| Error::Credentials("no credentials to sign with".into()))?;
+        provider.provide_credentials().await.map_err(|e| Error::Credentials(format!("no credentials to sign with: {e}")))
     }
 
     /// The region requests are signed for.
@@ -402,14 +536,78 @@ impl S3Client {
         self.inner.config().region().map_or_else(|| "us-east-1".to_owned(), |r| r.as_ref().to_owned())
     }
 
-    /// The SDK client (for presigning).
-    #[must_use]
-    pub fn sdk(&self) -> &aws_sdk_s3::Client {
-        &self.inner
+    async fn upload_part(
+        &self,
+        upload: &UploadRef,
+        number: u32,
+        body: ByteStream,
+        len: u64,
+        checksum: Option<&Checksum>,
+        trailer: Option<AwsChunkedTrailer>,
+    ) -> Result<String> {
+        let req = self
+            .inner
+            .upload_part()
+            .bucket(&upload.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .part_number(i32::try_from(number).unwrap_or(i32::MAX))
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .body(body);
+        let mut op = with_checksum!(req, checksum).customize().disable_payload_signing();
+        if let Some(t) = trailer {
+            op = op.interceptor(t);
+        }
+        let out = op.send().await.map_err(|e| map_err("UploadPart", &e))?;
+        required_etag(out.e_tag, || format!("UploadPart {number}"))
     }
 
-    /// HeadBucket.
-    pub async fn head_bucket(&self, bucket: &str) -> Result<()> {
+    async fn put_object_output(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        len: u64,
+        meta: ObjectMeta<'_>,
+        checksum: Option<&Checksum>,
+    ) -> Result<aws_sdk_s3::operation::put_object::PutObjectOutput> {
+        let mut req = self
+            .inner
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .set_content_type(meta.content_type.map(str::to_owned))
+            .body(body);
+        for (k, v) in meta.metadata {
+            req = req.metadata(k, v);
+        }
+        with_checksum!(req, checksum)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| map_err("PutObject", &e))
+    }
+}
+
+/// The `ETag` a successful write must answer with, unquoted; its absence is an integrity failure
+/// (the store did not confirm what it stored).
+fn required_etag(etag: Option<String>, what: impl FnOnce() -> String) -> Result<String> {
+    match answered_etag(etag) {
+        Some(e) => Ok(e),
+        None => Err(Error::Integrity(format!("{} answered success without an ETag; the store did not confirm it kept the data", what()))),
+    }
+}
+
+/// The `ETag` a response carried, unquoted; `None` when it had none (or an empty one).
+fn answered_etag(etag: Option<String>) -> Option<String> {
+    etag.map(|e| unquote(&e)).filter(|e| !e.is_empty())
+}
+
+#[async_trait::async_trait]
+impl ObjectClient for S3Client {
+    async fn head_bucket(&self, bucket: &str) -> Result<()> {
         self.inner.head_bucket().bucket(bucket).send().await.map_err(|e| {
             match map_err("HeadBucket", &e) {
                 Error::Service { status: 404, operation, message, .. } => {
@@ -421,31 +619,36 @@ impl S3Client {
         Ok(())
     }
 
-    /// CreateMultipartUpload → upload id.
-    pub async fn create_upload(
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.inner.create_bucket().bucket(bucket).send().await.map_err(|e| map_err("CreateBucket", &e))?;
+        Ok(())
+    }
+
+    async fn create_upload(
         &self,
         bucket: &str,
         key: &str,
-        content_type: Option<&str>,
-        metadata: &[(String, String)],
-        checksum: Option<ChecksumAlgorithm>,
-    ) -> Result<String> {
-        let mut req = self.inner.create_multipart_upload().bucket(bucket).key(key).set_content_type(content_type.map(str::to_owned));
-        for (k, v) in metadata {
+        meta: ObjectMeta<'_>,
+        checksum: Option<UploadChecksum>,
+    ) -> Result<UploadRef> {
+        let mut req =
+            self.inner.create_multipart_upload().bucket(bucket).key(key).set_content_type(meta.content_type.map(str::to_owned));
+        for (k, v) in meta.metadata {
             req = req.metadata(k, v);
         }
-        if let Some(a) = checksum {
-            req = req.checksum_algorithm(checksum_dto(a));
+        if let Some(c) = checksum {
+            req = req.checksum_algorithm(checksum_dto(c.algorithm));
+            let kind = if c.full_object { ChecksumType::FullObject } else { ChecksumType::Composite };
+            req = req.checksum_type(kind);
         }
         let out = req.send().await.map_err(|e| map_err("CreateMultipartUpload", &e))?;
-        out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))
+        let upload_id = out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))?;
+        Ok(UploadRef { bucket: bucket.to_owned(), key: key.to_owned(), upload_id })
     }
 
-    /// UploadPart with the bytes `offset..offset+len` of `path` streamed as the body → `ETag`
-    /// and the part's checksum (the one given, or the one computed for the trailer).
-    pub async fn upload_part_from_file(
+    async fn upload_part_from_file(
         &self,
-        target: (&str, &str, &str),
+        target: &UploadRef,
         number: u32,
         path: &Path,
         offset: u64,
@@ -474,110 +677,45 @@ impl S3Client {
         }
     }
 
-    /// UploadPart of bytes in memory → `ETag`.
-    pub async fn upload_part_bytes(
-        &self,
-        target: (&str, &str, &str),
-        number: u32,
-        data: Bytes,
-        checksum: Option<&Checksum>,
-    ) -> Result<String> {
+    async fn upload_part_bytes(&self, target: &UploadRef, number: u32, data: Bytes, checksum: Option<&Checksum>) -> Result<String> {
         let len = data.len() as u64;
         self.upload_part(target, number, ByteStream::from(data), len, checksum, None).await
     }
 
-    async fn upload_part(
-        &self,
-        (bucket, key, upload_id): (&str, &str, &str),
-        number: u32,
-        body: ByteStream,
-        len: u64,
-        checksum: Option<&Checksum>,
-        trailer: Option<AwsChunkedTrailer>,
-    ) -> Result<String> {
-        let req = self
-            .inner
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(i32::try_from(number).unwrap_or(i32::MAX))
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .body(body);
-        let mut op = with_checksum!(req, checksum).customize().disable_payload_signing();
-        if let Some(t) = trailer {
-            op = op.interceptor(t);
-        }
-        let out = op.send().await.map_err(|e| map_err("UploadPart", &e))?;
-        out.e_tag.map(|e| unquote(&e)).ok_or_else(|| Error::Integrity(format!("UploadPart {number} returned no ETag")))
-    }
-
-    /// PutObject of a whole (small) file or buffer → `ETag`.
-    #[allow(clippy::too_many_arguments)] // mirrors the S3 call's own fields
-    pub async fn put_object(
+    async fn put_file(
         &self,
         bucket: &str,
         key: &str,
-        body: ByteStream,
+        path: &Path,
         len: u64,
-        content_type: Option<&str>,
-        metadata: &[(String, String)],
+        meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<String> {
-        let out = self.put_object_output(bucket, key, body, len, content_type, metadata, checksum).await?;
-        Ok(out.e_tag.map(|e| unquote(&e)).unwrap_or_default())
+    ) -> Result<Option<String>> {
+        let body = ByteStream::read_from()
+            .path(path)
+            .length(aws_sdk_s3::primitives::Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| Error::Source { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        let out = self.put_object_output(bucket, key, body, len, meta, checksum).await?;
+        Ok(answered_etag(out.e_tag))
     }
 
-    /// PutObject of bytes in memory → the `ETag` and the checksum the store answered with (it
-    /// answers with the value it checked the body against, so a match needs no HEAD).
-    pub async fn put_bytes(
+    async fn put_bytes(
         &self,
         bucket: &str,
         key: &str,
         data: Bytes,
-        content_type: Option<&str>,
-        metadata: &[(String, String)],
+        meta: ObjectMeta<'_>,
         checksum: Option<&Checksum>,
-    ) -> Result<(String, Option<(ChecksumAlgorithm, String)>)> {
+    ) -> Result<(Option<String>, Option<(ChecksumAlgorithm, String)>)> {
         let len = data.len() as u64;
-        let out = self.put_object_output(bucket, key, ByteStream::from(data), len, content_type, metadata, checksum).await?;
+        let out = self.put_object_output(bucket, key, ByteStream::from(data), len, meta, checksum).await?;
         let stored = read_checksum!(&out);
-        Ok((out.e_tag.map(|e| unquote(&e)).unwrap_or_default(), stored))
+        Ok((answered_etag(out.e_tag), stored))
     }
 
-    #[allow(clippy::too_many_arguments)] // mirrors the S3 call's own fields
-    async fn put_object_output(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: ByteStream,
-        len: u64,
-        content_type: Option<&str>,
-        metadata: &[(String, String)],
-        checksum: Option<&Checksum>,
-    ) -> Result<aws_sdk_s3::operation::put_object::PutObjectOutput> {
-        let mut req = self
-            .inner
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .set_content_type(content_type.map(str::to_owned))
-            .body(body);
-        for (k, v) in metadata {
-            req = req.metadata(k, v);
-        }
-        with_checksum!(req, checksum)
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| map_err("PutObject", &e))
-    }
-
-    /// ListObjectsV2 under `prefix`, all pages, each object handed to `each` as its page
-    /// arrives (a listing of 100,000 keys is never one `Vec` here).
-    pub async fn list_objects(&self, bucket: &str, prefix: &str, mut each: impl FnMut(ListedObject)) -> Result<()> {
+    async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -604,12 +742,7 @@ impl S3Client {
         }
     }
 
-    /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`.
-    pub async fn complete(
-        &self,
-        (bucket, key, upload_id): (&str, &str, &str),
-        parts: &[(u32, String, Option<Checksum>)],
-    ) -> Result<String> {
+    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String> {
         let parts: Vec<CompletedPart> = parts
             .iter()
             .map(|(n, etag, c)| {
@@ -617,45 +750,43 @@ impl S3Client {
                 with_checksum!(b, c.as_ref()).build()
             })
             .collect();
-        let out = self
+        let req = self
             .inner
             .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .bucket(&upload.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+        let req = if whole.is_some() { with_checksum!(req, whole).checksum_type(ChecksumType::FullObject) } else { req };
+        let out = req
             .send()
             .await
             .map_err(|e| map_err("CompleteMultipartUpload", &e))?;
-        out.e_tag
-            .map(|e| unquote(&e))
-            .ok_or_else(|| Error::Integrity("CompleteMultipartUpload returned no ETag".into()))
+        required_etag(out.e_tag, || "CompleteMultipartUpload".to_owned())
     }
 
-    /// AbortMultipartUpload.
-    pub async fn abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    async fn abort(&self, upload: &UploadRef) -> Result<()> {
         self.inner
             .abort_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
+            .bucket(&upload.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
             .send()
             .await
             .map_err(|e| map_err("AbortMultipartUpload", &e))?;
         Ok(())
     }
 
-    /// ListParts, all pages.
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
+    async fn list_parts(&self, upload: &UploadRef) -> Result<Vec<PartInfo>> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         loop {
             let page = self
                 .inner
                 .list_parts()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(upload_id)
+                .bucket(&upload.bucket)
+                .key(&upload.key)
+                .upload_id(&upload.upload_id)
                 .set_part_number_marker(marker.clone())
                 .send()
                 .await
@@ -677,8 +808,7 @@ impl S3Client {
         }
     }
 
-    /// ListMultipartUploads under `prefix`, all pages.
-    pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
@@ -711,8 +841,7 @@ impl S3Client {
         }
     }
 
-    /// HeadObject with checksums requested.
-    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         let out = self
             .inner
             .head_object()
@@ -730,9 +859,7 @@ impl S3Client {
         })
     }
 
-    /// GetObject of the version whose `ETag` is `etag` (`If-Match`: a replaced object answers
-    /// 412 instead of other bytes), streamed into a new file at `path`. Answers the bytes written.
-    pub async fn download(&self, bucket: &str, key: &str, etag: &str, path: &Path) -> Result<u64> {
+    async fn download(&self, bucket: &str, key: &str, etag: &str, path: &Path) -> Result<u64> {
         use tokio::io::AsyncWriteExt as _;
         let out = self
             .inner
@@ -755,9 +882,38 @@ impl S3Client {
         Ok(written)
     }
 
-    /// DeleteObject (deleting a missing key succeeds, as in S3).
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.inner.delete_object().bucket(bucket).key(key).send().await.map_err(|e| map_err("DeleteObject", &e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(alg: ChecksumAlgorithm, chunks: &[&[u8]]) -> Vec<PartInfo> {
+        (1u32..)
+            .zip(chunks)
+            .map(|(number, c)| PartInfo { number, size: c.len() as u64, etag: "x".into(), checksum: Some(Checksum::of(alg, c)) })
+            .collect()
+    }
+
+    fn object(checksum: Option<(ChecksumAlgorithm, String)>) -> ObjectInfo {
+        ObjectInfo { size: 0, etag: "e-2".into(), checksum, content_type: None }
+    }
+
+    #[test]
+    fn full_object_and_composite_checksums_are_compared_with_the_parts() {
+        let alg = ChecksumAlgorithm::Crc32c;
+        let sent = parts(alg, &[b"hello, ", b"world"]);
+        let whole = Checksum::of(alg, b"hello, world").to_base64();
+        assert_eq!(object(Some((alg, whole.clone()))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(format!("crc32c:{whole}"))));
+        let other = Checksum::of(alg, b"hello, there").to_base64();
+        assert!(object(Some((alg, other))).compare_with_parts(&sent).unwrap_err().contains("full-object"));
+        let sums: Vec<Checksum> = sent.iter().filter_map(|p| p.checksum.clone()).collect();
+        let composite = crate::checksum::composite(&sums).unwrap();
+        assert!(composite.ends_with("-2"));
+        assert!(matches!(object(Some((alg, composite))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(_))));
     }
 }

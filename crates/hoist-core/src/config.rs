@@ -1,5 +1,10 @@
 //! Upload settings and provider limits. Setters clamp bad values into range instead of failing,
 //! so a config is always usable; the planner reports what cannot be done for a given size.
+//!
+//! This module is the one home of S3's limits ([`ProviderLimits`]): the engine plans with them,
+//! the embedded store refuses what AWS refuses with them, and the service sizes its uploads with
+//! them. Which limits apply is a [`Provider`], chosen from the endpoint URL unless the user names
+//! one (`--provider`) or sets the object limit (`--max-object-size`).
 
 use std::time::Duration;
 
@@ -72,6 +77,72 @@ impl ProviderLimits {
 impl Default for ProviderLimits {
     fn default() -> Self {
         Self::AWS
+    }
+}
+
+impl ProviderLimits {
+    /// The largest object any multipart upload can make within these limits: `max_parts` parts
+    /// of `max_part_size`.
+    #[must_use]
+    pub fn multipart_ceiling(&self) -> u64 {
+        self.max_parts.saturating_mul(self.max_part_size)
+    }
+
+    /// The highest part number (`max_parts`, as a part number's type).
+    #[must_use]
+    pub fn max_part_number(&self) -> u32 {
+        u32::try_from(self.max_parts).unwrap_or(u32::MAX)
+    }
+
+    /// These limits with another object size limit (`--max-object-size`), or `None` unless it
+    /// is at least one byte and at most [`multipart_ceiling`](Self::multipart_ceiling).
+    #[must_use]
+    pub fn with_max_object_size(self, bytes: u64) -> Option<Self> {
+        (1..=self.multipart_ceiling()).contains(&bytes).then_some(Self { max_object_size: bytes, ..self })
+    }
+}
+
+/// Which kind of S3 endpoint objects go to, for its [`ProviderLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Amazon S3 ([`ProviderLimits::AWS`]).
+    Aws,
+    /// Another S3-compatible store: MinIO, Ceph, Garage, the embedded store
+    /// ([`ProviderLimits::STORE_5TIB`]).
+    S3Compatible,
+    /// Cloudflare R2 ([`ProviderLimits::R2`]).
+    R2,
+}
+
+impl Provider {
+    /// The provider an endpoint URL names: no URL (the SDK's default) or a host under
+    /// `amazonaws.com` is AWS, a host under `r2.cloudflarestorage.com` is R2, any other URL an
+    /// S3-compatible store.
+    #[must_use]
+    pub fn from_endpoint(endpoint_url: Option<&str>) -> Self {
+        let Some(url) = endpoint_url else { return Self::Aws };
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = host.split(':').next().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+        if under("amazonaws.com") || under("amazonaws.com.cn") {
+            Self::Aws
+        } else if under("r2.cloudflarestorage.com") {
+            Self::R2
+        } else {
+            Self::S3Compatible
+        }
+    }
+
+    /// The provider's limits.
+    #[must_use]
+    pub fn limits(self) -> ProviderLimits {
+        match self {
+            Self::Aws => ProviderLimits::AWS,
+            Self::S3Compatible => ProviderLimits::STORE_5TIB,
+            Self::R2 => ProviderLimits::R2,
+        }
     }
 }
 
@@ -244,6 +315,38 @@ mod tests {
         assert_eq!(UploadConfig::default().concurrency(1000).concurrency, MAX_CONCURRENCY);
         let c = UploadConfig::default().single_put_threshold(u64::MAX);
         assert_eq!(c.single_put_threshold, ProviderLimits::AWS.max_part_size);
+    }
+
+    #[test]
+    fn provider_from_endpoint() {
+        for (url, p) in [
+            (None, Provider::Aws),
+            (Some("https://s3.eu-west-1.amazonaws.com"), Provider::Aws),
+            (Some("https://bucket.s3.amazonaws.com/"), Provider::Aws),
+            (Some("https://s3.cn-north-1.amazonaws.com.cn"), Provider::Aws),
+            (Some("https://acct.r2.cloudflarestorage.com"), Provider::R2),
+            (Some("http://127.0.0.1:9000"), Provider::S3Compatible),
+            (Some("http://minio.local:9000/path"), Provider::S3Compatible),
+            (Some("http://amazonaws.com.evil.example"), Provider::S3Compatible),
+            (Some("http://user@notamazonaws.com"), Provider::S3Compatible),
+        ] {
+            assert_eq!(Provider::from_endpoint(url), p, "{url:?}");
+        }
+        assert_eq!(Provider::Aws.limits().max_object_size, 50_000_000_000_000);
+        assert_eq!(Provider::S3Compatible.limits().max_object_size, 5 * TIB);
+        assert!(Provider::R2.limits().equal_parts);
+    }
+
+    #[test]
+    fn object_limit_is_checked() {
+        let l = ProviderLimits::AWS.with_max_object_size(GIB).unwrap();
+        assert_eq!((l.max_object_size, l.max_part_size), (GIB, ProviderLimits::AWS.max_part_size));
+        let ceiling = ProviderLimits::AWS.multipart_ceiling();
+        assert_eq!(ceiling, 10_000 * 5 * GIB);
+        assert!(ProviderLimits::AWS.with_max_object_size(ceiling).is_some());
+        for bad in [0, ceiling + 1] {
+            assert_eq!(ProviderLimits::AWS.with_max_object_size(bad), None, "{bad}");
+        }
     }
 
     #[test]

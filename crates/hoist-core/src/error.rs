@@ -1,5 +1,15 @@
 //! The engine's one error type. Each error has a [`Category`] the CLI maps to an exit code, and
 //! [`Error::is_retryable`] is the single place that decides whether a failed call is retried.
+//!
+//! Decisions:
+//! - No catch-all variant. A store's answer keeps its S3 code and status ([`Error::Service`]) even
+//!   when Hoist does not know the code; a failure inside Hoist (a panicked task, an SDK error of a
+//!   kind it does not know) is [`Error::Internal`], a bug to report, never a credentials problem;
+//!   a request that could not be built or signed locally is [`Error::Signing`].
+//! - `RequestTimeTooSkewed` is retryable: the SDK measures the store's clock from every response's
+//!   `Date` header and keeps the offset for the client (aws-runtime's `ServiceClockSkewInterceptor`),
+//!   so the retry is signed with a corrected time; only its own retry loop, which Hoist disables,
+//!   would otherwise have used it.
 
 use std::time::Duration;
 
@@ -23,7 +33,9 @@ pub enum Category {
     Conflict,
     /// Cancelled by the caller.
     Interrupted,
-    /// Anything else.
+    /// A failure inside Hoist itself: a bug to report.
+    Internal,
+    /// A store's answer Hoist has no narrower category for (its S3 code is kept).
     Other,
 }
 
@@ -108,14 +120,30 @@ pub enum Error {
     /// The credential chain found no credentials anywhere it looked.
     #[error("no credentials found; looked in {0}")]
     NoCredentials(String),
-    /// Configuration problem (credentials, endpoint URL, profile).
+    /// A setting given to the engine is invalid (endpoint URL, glob, URL lifetime).
     #[error("{0}")]
     Config(String),
+    /// Credentials exist but could not be loaded or are not available for signing.
+    #[error("{0}")]
+    Credentials(String),
+    /// A request could not be built or signed locally (nothing was sent).
+    #[error("{operation}: the request could not be built or signed locally: {message}")]
+    Signing {
+        /// The S3 operation (or `presign`).
+        operation: &'static str,
+        /// What failed.
+        message: String,
+    },
+    /// A failure inside Hoist: a task panicked or was lost, or the SDK failed in a way Hoist does
+    /// not know. Always a bug.
+    #[error("internal error in hoist ({0}); this is a bug")]
+    Internal(String),
 }
 
 impl Error {
     /// Whether the failed call may succeed if tried again: connection errors, timeouts, HTTP
-    /// 500/502/503/504, 429, `SlowDown`, `RequestTimeout`, `InternalError`. Never `AccessDenied`,
+    /// 500/502/503/504, 429, `SlowDown`, `RequestTimeout`, `InternalError`, `RequestTimeTooSkewed` (the
+    /// retry is signed with the store's clock, as the module doc explains). Never `AccessDenied`,
     /// `NoSuchBucket`, `NoSuchUpload`, `InvalidArgument` or other 4xx.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
@@ -123,7 +151,10 @@ impl Error {
             Self::Transport { .. } | Self::Timeout { .. } => true,
             Self::Service { status, code, .. } => {
                 matches!(*status, 429 | 500 | 502 | 503 | 504)
-                    || matches!(code.as_str(), "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
+                    || matches!(
+                        code.as_str(),
+                        "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "RequestTimeTooSkewed"
+                    )
             }
             _ => false,
         }
@@ -133,16 +164,16 @@ impl Error {
     #[must_use]
     pub fn category(&self) -> Category {
         match self {
-            Self::Plan(_) | Self::NotAFile(_) | Self::Source { .. } => Category::Usage,
+            Self::Plan(_) | Self::NotAFile(_) | Self::Source { .. } | Self::Config(_) => Category::Usage,
             Self::Service { code, status, .. } => match code.as_str() {
                 "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NotFound" => Category::NotFound,
                 "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
                 | "InvalidToken" => Category::Auth,
                 "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" => Category::Integrity,
                 "InvalidArgument" | "InvalidBucketName" | "KeyTooLongError" | "EntityTooLarge" => Category::Usage,
+                _ if self.is_retryable() => Category::Network,
                 _ if *status == 403 => Category::Auth,
                 _ if *status == 404 => Category::NotFound,
-                _ if self.is_retryable() => Category::Network,
                 _ => Category::Other,
             },
             Self::Transport { .. } | Self::Timeout { .. } => Category::Network,
@@ -150,7 +181,8 @@ impl Error {
             Self::Integrity(_) => Category::Integrity,
             Self::Journal { .. } | Self::SourceChanged(_) | Self::ChangedDuringUpload(_) | Self::UploadGone(_) => Category::Conflict,
             Self::Cancelled => Category::Interrupted,
-            Self::Config(_) | Self::NoCredentials(_) => Category::Auth,
+            Self::Credentials(_) | Self::NoCredentials(_) => Category::Auth,
+            Self::Signing { .. } | Self::Internal(_) => Category::Internal,
         }
     }
 
@@ -163,6 +195,12 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// A task that panicked or was dropped by the runtime, as the bug it is.
+pub(crate) fn task_lost(what: &str, e: &tokio::task::JoinError) -> Error {
+    let how = if e.is_panic() { "panicked" } else { "was cancelled by the runtime" };
+    Error::Internal(format!("{what} {how}: {e}"))
 }
 
 /// Result alias.
@@ -190,5 +228,22 @@ mod tests {
         assert_eq!(svc(404, "NoSuchBucket").category(), Category::NotFound);
         assert_eq!(svc(503, "SlowDown").category(), Category::Network);
         assert_eq!(svc(400, "BadDigest").category(), Category::Integrity);
+    }
+
+    #[test]
+    fn a_skewed_clock_is_retried_not_an_auth_failure() {
+        let skewed = svc(403, "RequestTimeTooSkewed");
+        assert!(skewed.is_retryable());
+        assert_eq!(skewed.category(), Category::Network);
+    }
+
+    #[test]
+    fn local_failures_are_internal_and_unknown_codes_are_kept() {
+        assert_eq!(Error::Internal("a part task panicked".into()).category(), Category::Internal);
+        assert_eq!(Error::Signing { operation: "UploadPart", message: "x".into() }.category(), Category::Internal);
+        let unknown = svc(409, "SomethingNew");
+        assert_eq!(unknown.category(), Category::Other);
+        assert_eq!(unknown.code(), Some("SomethingNew"));
+        assert_eq!(Error::Config("bad glob".into()).category(), Category::Usage);
     }
 }

@@ -8,8 +8,10 @@
 //! - [`plan`]: part sizing, pure and property-tested.
 //! - [`source`]: files read by position, streams read part by part.
 //! - `cached_read`: reading a file chunk in place when it is in memory, else on the blocking pool.
-//! - [`client`]: the S3 calls Hoist makes, on aws-sdk-s3.
+//! - [`client`]: the S3 calls Hoist makes ([`ObjectClient`]), on aws-sdk-s3; [`UploadRef`].
 //! - [`retry`]: full-jitter backoff; what is retryable is [`Error::is_retryable`].
+//! - `scheduler`: the parts in flight (one dispatch loop for files and streams), the retry
+//!   loop, the ledger of confirmed parts.
 //! - [`progress`]: the event stream the CLI renders.
 //! - [`journal`]: resume state, written atomically after each confirmed part.
 //! - [`upload`]: the orchestration of one upload.
@@ -32,13 +34,14 @@ pub mod plan;
 pub mod presign;
 pub mod progress;
 pub mod retry;
+mod scheduler;
 pub mod source;
 pub mod tree;
 pub mod units;
 pub mod upload;
 
 pub use batch::{BatchConfig, BatchEvent, BatchRequest, BatchSummary, BatchUploader, Compare};
-pub use client::{ClientOptions, S3Client};
+pub use client::{ClientOptions, ObjectClient, ObjectMeta, S3Client, UploadChecksum, UploadRef};
 pub use config::{ChecksumMode, ChecksumTransport, ProviderLimits, UploadConfig};
 pub use error::{Category, Error, Result};
 pub use progress::{Events, ProgressEvent};

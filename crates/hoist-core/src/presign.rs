@@ -89,7 +89,7 @@ pub fn presign(
     settings.expires_in = Some(ttl);
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    let failed = |e: &dyn std::fmt::Display| Error::Config(format!("cannot sign the URL: {e}"));
+    let failed = |e: &dyn std::fmt::Display| Error::Signing { operation: "presign", message: e.to_string() };
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)

@@ -67,8 +67,13 @@ pub enum ProgressEvent {
         error: String,
         /// Whether the multipart upload was aborted (nothing left behind).
         aborted: bool,
-        /// Upload id kept for resuming, if parts were kept.
+        /// Upload id kept for resuming, if parts were kept (or the abort failed).
         upload_id: Option<String>,
+        /// Complete succeeded: the object exists, only its verification failed (nothing was
+        /// aborted; running again verifies it without uploading).
+        completed: bool,
+        /// Why the abort failed, when it was tried and failed: the upload is still pending.
+        abort_error: Option<String>,
     },
 }
 

@@ -1,45 +1,54 @@
-//! One upload, top to bottom: plan → create → parts in parallel (bounded) with retries →
-//! complete → verify; or one PutObject for small inputs.
+//! One upload, top to bottom: plan → open (resume) or create → schedule the parts → complete →
+//! verify; or one PutObject for small inputs. The parts in flight, the retry loop and the ledger
+//! are [`crate::scheduler`]'s.
 //!
 //! Semantics:
-//! - At most `concurrency` parts are in flight. A file part is streamed from the file by position
-//!   when its attempt starts (256 KiB reads, one ahead), so memory does not grow with part or
-//!   file size. Its checksum is computed from the same reads and sent after the data as an
-//!   `aws-chunked` trailer ([`ChecksumTransport::Trailer`], the default: the part is read once;
-//!   the value kept for verification is the one the store checked). With
-//!   [`ChecksumTransport::Header`] it is computed in a pass over the range just before and sent
-//!   as a header. Stdin parts are buffered: at most `concurrency` parts in memory.
-//! - Each call is retried per [`crate::retry`]; an attempt with no answer within the stall
-//!   timeout (plus the time the part needs at 1 MiB/s) is cancelled and retried.
+//! - The plan is made once, with the part size of the journal being resumed (if any).
+//! - Every call is retried per [`crate::retry`]: create, parts, complete, the HEAD that verifies,
+//!   ListParts and ListMultipartUploads when resuming, and aborts.
+//! - A CreateMultipartUpload retried after a failed attempt may have created an upload whose
+//!   answer was lost: the uploads of the key started since are listed and aborted (all but the
+//!   one in use), so none is left pending.
 //! - With a journal ([`Uploader::with_journal`]), each confirmed part is recorded before it is
 //!   reported, and re-running the same upload resumes it: the store's ListParts decides which
 //!   recorded parts are skipped (see [`crate::journal`]).
 //! - Cancellation: no new part starts; parts in flight get `grace` to finish (and be recorded),
 //!   then are stopped. What happens to the multipart upload then is [`OnFailure`]'s choice:
 //!   `Auto` keeps it (with its journal) after a cancel or exhausted retries and aborts it after a
-//!   fatal error such as `AccessDenied`; `Keep` and `Abort` force one way.
-//! - After Complete the object is checked with HEAD: size, and the composite checksum computed
-//!   locally from the part checksums (or the multipart `ETag` when no checksum was sent). A
-//!   mismatch is an [`Error::Integrity`].
+//!   fatal error such as `AccessDenied`; `Keep` and `Abort` force one way. An abort that fails
+//!   keeps the journal and says so ([`ProgressEvent::Failed`]'s `abort_error`): the upload is
+//!   still pending and can be resumed or aborted, never silently forgotten.
+//! - Complete answered `NoSuchUpload` (a retry after its answer was lost) is a success when the
+//!   object there matches the parts sent (size and checksum or multipart `ETag`).
+//! - With a CRC, uploads are created `FULL_OBJECT` (the object's checksum is the CRC of all its
+//!   bytes, which Complete sends, combined from the parts' CRCs without a second read), or
+//!   `COMPOSITE` when the store refuses that type; the journal records which, so a resumed
+//!   upload completes the way it was created.
+//! - After Complete the object is checked with HEAD: size, and the checksum computed locally from
+//!   the part checksums (or the multipart `ETag` when no checksum was sent). A
+//!   mismatch is an [`Error::Integrity`]. A failure after Complete never aborts (the upload is
+//!   gone; it is an object now), and the journal stays unless the object is wrong, so running
+//!   again verifies the object instead of uploading it again.
+//! - A single PutObject is verified by content, never by size alone: the checksum sent when the
+//!   store keeps one of that algorithm, else the `ETag` when it is an MD5 (compared with the MD5
+//!   of the bytes sent), else the `ETag` the PutObject answered with (none: not verifiable, an
+//!   [`Error::Integrity`]).
 
-use std::collections::BTreeMap;
-use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::Checksum;
-use crate::client::{PartChecksum, PartInfo, PartsMatch, S3Client};
-use crate::config::{ChecksumTransport, MIB, UploadConfig};
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::client::{ObjectClient, ObjectInfo, ObjectMeta, PartInfo, PartsMatch, UploadChecksum, UploadRef};
+use crate::config::UploadConfig;
 use crate::error::{Error, Result};
-use crate::journal::{Fingerprint, JournalKey, JournalStore};
-use crate::plan::{self, Plan};
+use crate::journal::{Fingerprint, Journal, JournalKey, JournalStore};
+use crate::plan;
 use crate::progress::{Events, ProgressEvent};
-use crate::retry::RetryConfig;
+use crate::scheduler::{self, Feed, Ledger, PartContext, StreamFeed, blocking, retry};
 use crate::source::{self, Source};
 
 /// What to upload where.
@@ -55,6 +64,12 @@ pub struct UploadRequest {
     pub content_type: Option<String>,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: Vec<(String, String)>,
+}
+
+impl UploadRequest {
+    fn meta(&self) -> ObjectMeta<'_> {
+        ObjectMeta { content_type: self.content_type.as_deref(), metadata: &self.metadata }
+    }
 }
 
 /// What to do with a multipart upload when the upload fails or is cancelled.
@@ -92,10 +107,39 @@ pub struct UploadOutcome {
     pub parts: u64,
 }
 
+/// The bytes of a single PutObject, for verifying what the store holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SingleBody<'a> {
+    /// The first `len` bytes of a file.
+    File(&'a Path, u64),
+    /// Bytes in memory.
+    Bytes(&'a Bytes),
+}
+
+impl SingleBody<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Self::File(_, len) => *len,
+            Self::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    async fn md5(&self) -> Result<[u8; 16]> {
+        use md5::Digest as _;
+        match *self {
+            Self::File(path, len) => {
+                let p = path.to_path_buf();
+                blocking(move || source::md5_range(&p, 0, len)).await
+            }
+            Self::Bytes(b) => Ok(md5::Md5::digest(b).into()),
+        }
+    }
+}
+
 /// Uploads objects with one client and one configuration.
 #[derive(Debug, Clone)]
 pub struct Uploader {
-    client: S3Client,
+    client: Arc<dyn ObjectClient>,
     config: UploadConfig,
     journal: Option<Resume>,
     grace: Duration,
@@ -109,20 +153,59 @@ struct Resume {
     restart: bool,
 }
 
-/// A multipart upload opened through its journal.
+impl Resume {
+    /// The journal of `source` for `req`, if there is one.
+    fn find(&self, req: &UploadRequest, source: PathBuf, fingerprint: Fingerprint) -> Result<Journaled> {
+        let key = JournalKey { endpoint: &self.endpoint, bucket: &req.bucket, key: &req.key, source: &source };
+        let found = self.store.load(&key)?;
+        Ok(Journaled { source, fingerprint, found })
+    }
+}
+
+/// A journaled source: what names its journal, and the journal found there.
+struct Journaled {
+    source: PathBuf,
+    fingerprint: Fingerprint,
+    found: Option<Journal>,
+}
+
+/// A multipart upload, created or picked up from its journal.
 struct Opened {
-    id: String,
+    upload: UploadRef,
     part_size: u64,
-    alg: Option<crate::checksum::ChecksumAlgorithm>,
+    alg: Option<ChecksumAlgorithm>,
+    /// Created `FULL_OBJECT`: Complete sends the CRC of all the bytes.
+    full_object: bool,
     ledger: Ledger,
 }
 
-type Target = (String, String, String);
+/// A multipart upload that did not end well, and how far it got.
+struct Unfinished {
+    error: Error,
+    /// Complete succeeded: the object exists; only its verification failed.
+    completed: bool,
+}
+
+impl From<Error> for Unfinished {
+    fn from(error: Error) -> Self {
+        Self { error, completed: false }
+    }
+}
+
+/// Seconds of slack when matching a listed upload's `Initiated` (second-granular in S3's
+/// listings) against the local time a create started: rounding on both sides, one second each.
+const INITIATED_SLACK_SECS: i64 = 2;
 
 impl Uploader {
     /// An uploader.
     #[must_use]
-    pub fn new(client: S3Client, config: UploadConfig) -> Self {
+    pub fn new(client: impl ObjectClient + 'static, config: UploadConfig) -> Self {
+        Self::shared(Arc::new(client), config)
+    }
+
+    /// An uploader on a client shared with other users.
+    #[must_use]
+    pub fn shared(client: Arc<dyn ObjectClient>, config: UploadConfig) -> Self {
         Self { client, config, journal: None, grace: Duration::from_secs(10) }
     }
 
@@ -143,7 +226,7 @@ impl Uploader {
 
     /// The client.
     #[must_use]
-    pub fn client(&self) -> &S3Client {
+    pub fn client(&self) -> &Arc<dyn ObjectClient> {
         &self.client
     }
 
@@ -163,15 +246,7 @@ impl Uploader {
     ) -> Result<UploadOutcome> {
         let started = Instant::now();
         let outcome = match &req.source {
-            Source::File(path) => {
-                let size = source::file_size(path)?;
-                let plan = plan::plan(size, self.config.part_size, self.config.single_put_threshold, &self.config.limits)?;
-                if plan.is_single_put() {
-                    self.put_file(req, path, size, events, cancel).await?
-                } else {
-                    self.multipart_file(req, path, plan, events, cancel, on_failure).await?
-                }
-            }
+            Source::File(path) => self.upload_file(req, path, events, cancel, on_failure).await?,
             Source::Stdin { resume_key } => {
                 plan::check_part_size(self.config.part_size, &self.config.limits)?;
                 self.upload_stream(req, std::io::stdin(), resume_key.as_deref(), events, cancel, on_failure).await?
@@ -188,301 +263,309 @@ impl Uploader {
         Ok(outcome)
     }
 
+    /// How long one attempt to send `len` bytes may take.
+    pub(crate) fn attempt_limit(&self, len: u64) -> Duration {
+        scheduler::attempt_limit(self.config.stall_timeout, len)
+    }
+
+    async fn upload_file(
+        &self,
+        req: &UploadRequest,
+        path: &Path,
+        events: &Events,
+        cancel: &CancellationToken,
+        on_failure: OnFailure,
+    ) -> Result<UploadOutcome> {
+        let size = source::file_size(path)?;
+        let journaled = match &self.journal {
+            Some(resume) => {
+                let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
+                Some(resume.find(req, abs, Fingerprint::of(path)?)?)
+            }
+            None => None,
+        };
+        // A journal being resumed decides the part size; the plan is made once, with it.
+        let resumed_part_size = journaled.as_ref().and_then(|j| j.found.as_ref()).map(|j| j.part_size);
+        let part_size = resumed_part_size.filter(|_| !self.journal.as_ref().is_some_and(|r| r.restart));
+        let plan = plan::plan(size, part_size.unwrap_or(self.config.part_size), self.config.single_put_threshold, &self.config.limits)?;
+        if plan.is_single_put() {
+            return self.put_file(req, path, size, events, cancel).await;
+        }
+        let opened = match self.open(req, journaled, plan.part_size, events, cancel).await {
+            Err(Error::UploadGone(id)) => return self.completed_before(req, path, id, cancel).await,
+            other => other?,
+        };
+        let id = Some(opened.upload.upload_id.clone());
+        events.emit(started(req, Some(size), plan.part_size, Some(plan.part_count), id, opened.ledger.count()));
+        let feed = Feed::file(path, &plan, &opened.ledger);
+        self.run(opened, feed, events, cancel, |e| on_failure.keeps(e)).await
+    }
+
     async fn put_file(
         &self,
         req: &UploadRequest,
-        path: &std::path::Path,
+        path: &Path,
         size: u64,
         events: &Events,
         cancel: &CancellationToken,
     ) -> Result<UploadOutcome> {
         events.emit(started(req, Some(size), size, Some(0), None, 0));
-        let alg = self.config.effective_checksum();
-        let checksum = match alg {
+        let checksum = match self.config.effective_checksum() {
             Some(a) => {
                 let p = path.to_path_buf();
                 Some(blocking(move || source::checksum_range(&p, 0, size, a)).await?)
             }
             None => None,
         };
-        let etag = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || async {
-            let body = ByteStream::read_from()
-                .path(path)
-                .length(aws_sdk_s3::primitives::Length::Exact(size))
-                .build()
-                .await
-                .map_err(|e| Error::Source { path: path.display().to_string(), source: std::io::Error::other(e) })?;
-            self.client
-                .put_object(&req.bucket, &req.key, body, size, req.content_type.as_deref(), &req.metadata, checksum.as_ref())
-                .await
+        let etag = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || {
+            self.client.put_file(&req.bucket, &req.key, path, size, req.meta(), checksum.as_ref())
         })
         .await?;
-        self.verify_single(req, size, &etag, checksum.as_ref()).await
+        self.verify_single(req, SingleBody::File(path, size), etag.as_deref(), checksum.as_ref(), cancel).await
     }
 
-    /// Checks a single-request object with HEAD: its size, and its checksum when both sides have one.
+    /// Checks a single-request object with HEAD: its size, and its content: the checksum sent
+    /// when the store keeps one of that algorithm, else an MD5 `ETag` against the MD5 of the bytes
+    /// sent, else the `ETag` the PutObject answered with (the store keeps neither).
     pub(crate) async fn verify_single(
         &self,
         req: &UploadRequest,
-        size: u64,
-        etag: &str,
+        body: SingleBody<'_>,
+        etag: Option<&str>,
         checksum: Option<&Checksum>,
+        cancel: &CancellationToken,
     ) -> Result<UploadOutcome> {
-        let head = self.client.head(&req.bucket, &req.key).await?;
+        let size = body.len();
+        let head = self.head(&req.bucket, &req.key, cancel).await?;
         if head.size != size {
             return Err(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size)));
         }
+        let outcome = |checksum: Option<&Checksum>| UploadOutcome {
+            size,
+            etag: head.etag.clone(),
+            checksum: checksum.map(ToString::to_string),
+            parts: 0,
+        };
         if let (Some(c), Some((alg, value))) = (checksum, &head.checksum)
             && *alg == c.algorithm()
-            && *value != c.to_base64()
         {
-            return Err(Error::Integrity(format!("the store's {alg} is {value}, the file's is {}", c.to_base64())));
+            if *value != c.to_base64() {
+                return Err(Error::Integrity(format!("the store's {alg} is {value}, the data's is {}", c.to_base64())));
+            }
+            return Ok(outcome(Some(c)));
         }
-        Ok(UploadOutcome { size, etag: etag.to_owned(), checksum: checksum.map(ToString::to_string), parts: 0 })
+        if let Some(stored) = crate::checksum::etag_to_md5(&head.etag) {
+            let sent = body.md5().await?;
+            if stored != sent {
+                return Err(Error::Integrity(format!(
+                    "the store's ETag (MD5) is {}, the data's MD5 is {}: the object there is not what was sent",
+                    head.etag,
+                    hex::encode(sent)
+                )));
+            }
+            return Ok(outcome(checksum));
+        }
+        match etag {
+            Some(sent) if head.etag == sent => Ok(outcome(checksum)),
+            Some(sent) => Err(Error::Integrity(format!(
+                "the object's ETag is {}, the PutObject answered {sent}: the object there is not the one sent",
+                head.etag
+            ))),
+            None => Err(Error::Integrity(
+                "the PutObject answered without an ETag and the store keeps no checksum or MD5 to compare: the object \
+                 cannot be confirmed"
+                    .into(),
+            )),
+        }
     }
 
-    /// How long one attempt to send `len` bytes may take.
-    pub(crate) fn attempt_limit(&self, len: u64) -> Duration {
-        // The stall timeout, plus the time the body needs at a slow-but-alive 1 MiB/s.
-        self.config.stall_timeout + Duration::from_secs(len / MIB)
+    /// HEAD, retried.
+    async fn head(&self, bucket: &str, key: &str, cancel: &CancellationToken) -> Result<ObjectInfo> {
+        retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || self.client.head(bucket, key)).await
     }
 
-    async fn create(&self, req: &UploadRequest, events: &Events, cancel: &CancellationToken) -> Result<String> {
+    /// Creates the multipart upload with `FULL_OBJECT` checksums when the algorithm is a CRC, and
+    /// `COMPOSITE` ones when the store refuses that type (or the algorithm has no full-object form).
+    async fn create(&self, req: &UploadRequest, events: &Events, cancel: &CancellationToken) -> Result<(UploadRef, bool)> {
         let alg = self.config.effective_checksum();
-        retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
-            self.client.create_upload(&req.bucket, &req.key, req.content_type.as_deref(), &req.metadata, alg)
-        })
-        .await
+        if let Some(algorithm) = alg.filter(|a| a.supports_full_object()) {
+            match self.create_as(req, Some(UploadChecksum { algorithm, full_object: true }), events, cancel).await {
+                Ok(upload) => return Ok((upload, true)),
+                Err(e) if matches!(e.code(), Some("InvalidRequest" | "InvalidArgument" | "NotImplemented")) => {
+                    tracing::info!(error = %e, "the store refused FULL_OBJECT checksums; creating the upload COMPOSITE");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let composite = alg.map(|algorithm| UploadChecksum { algorithm, full_object: false });
+        Ok((self.create_as(req, composite, events, cancel).await?, false))
     }
 
-    async fn multipart_file(
+    /// CreateMultipartUpload, retried. When an attempt failed before the one that succeeded (or
+    /// every attempt failed), an earlier attempt may have created an upload whose answer was
+    /// lost: those are found and aborted.
+    async fn create_as(
         &self,
         req: &UploadRequest,
-        path: &std::path::Path,
-        plan: Plan,
+        alg: Option<UploadChecksum>,
         events: &Events,
         cancel: &CancellationToken,
-        on_failure: OnFailure,
-    ) -> Result<UploadOutcome> {
-        let (upload_id, mut ledger, plan, alg) = match self.begin(req, path, plan, events, cancel).await {
-            Err(Error::UploadGone(id)) => return self.completed_before(req, path, id).await,
-            other => other?,
-        };
-        let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
-        let result = self.send_file_parts(&target, path, plan, alg, &mut ledger, cancel).await;
-        let result = match result {
-            Ok(()) => self.finish(&target, plan.size, ledger.parts(), events, cancel).await,
-            Err(e) => Err(e),
-        };
-        self.settle(&target, result, &mut ledger, events, |e| on_failure.keeps(e)).await
+    ) -> Result<UploadRef> {
+        let since = unix_now();
+        let mut attempts = 0u32;
+        let created = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
+            attempts += 1;
+            self.client.create_upload(&req.bucket, &req.key, req.meta(), alg)
+        })
+        .await;
+        if attempts > 1 {
+            let ours = created.as_ref().ok().map(|u| u.upload_id.as_str());
+            if let Err(e) = self.abort_strays(&req.bucket, &req.key, since, ours, cancel).await {
+                tracing::warn!(error = %e, key = %req.key, "could not clean up after a lost CreateMultipartUpload answer");
+            }
+        }
+        created
     }
 
-    /// The journal names an upload the store no longer has. If a previous run completed it and
-    /// died before clearing the journal (the Complete response was lost), the object is there:
-    /// HEAD it and compare size and the checksum (or multipart `ETag`) the journal's parts give.
-    /// Only a full match counts as done; anything else is [`Error::UploadGone`].
-    async fn completed_before(&self, req: &UploadRequest, path: &std::path::Path, id: String) -> Result<UploadOutcome> {
-        let gone = || Error::UploadGone(id.clone());
-        let Some(resume) = &self.journal else { return Err(gone()) };
-        let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
-        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &abs };
-        let Some(j) = resume.store.load(&key)? else { return Err(gone()) };
-        let count = j.fingerprint.size.div_ceil(j.part_size.max(1));
-        let all_parts = (1..=count).all(|n| u32::try_from(n).is_ok_and(|n| j.parts.contains_key(&n)));
-        let Ok(head) = self.client.head(&req.bucket, &req.key).await else { return Err(gone()) };
-        if !all_parts || head.size != j.fingerprint.size {
-            return Err(gone());
-        }
-        let parts: Vec<PartInfo> = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
-        if !matches!(head.compare_with_parts(&parts), Ok(PartsMatch::Checksum(_) | PartsMatch::ETag)) {
-            return Err(gone());
-        }
-        tracing::info!(upload_id = %id, "the interrupted upload had already completed");
-        resume.store.remove(&j)?;
-        Ok(UploadOutcome {
-            size: head.size,
-            etag: head.etag,
-            checksum: head.checksum.map(|(a, v)| format!("{a}:{v}")),
-            parts: parts.len() as u64,
+    /// Aborts the uploads of `key` started at or after `since` (Unix seconds, local clock), except
+    /// `keep`: what a create whose answer was lost, or a run that died before recording its
+    /// upload id, left behind.
+    async fn abort_strays(&self, bucket: &str, key: &str, since: i64, keep: Option<&str>, cancel: &CancellationToken) -> Result<()> {
+        let listed = retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || {
+            self.client.list_uploads(bucket, key)
         })
+        .await?;
+        for u in listed {
+            let stray = u.key == key
+                && Some(u.upload_id.as_str()) != keep
+                && u.initiated.is_some_and(|t| t >= since - INITIATED_SLACK_SECS);
+            if stray {
+                tracing::info!(upload_id = %u.upload_id, "aborting an upload whose creation was not recorded");
+                let stray = UploadRef { bucket: bucket.to_owned(), key: key.to_owned(), upload_id: u.upload_id };
+                self.abort(&stray, cancel).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// AbortMultipartUpload, retried; an upload already gone counts as aborted.
+    async fn abort(&self, upload: &UploadRef, cancel: &CancellationToken) -> Result<()> {
+        match retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || self.client.abort(upload)).await {
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
+            other => other,
+        }
     }
 
     /// Creates the multipart upload, or picks up an interrupted one from its journal (checked
-    /// against the source and against ListParts). Returns the upload id, the ledger of confirmed
-    /// parts, the plan and the checksum algorithm in force.
-    async fn begin(
+    /// against the source and against ListParts).
+    async fn open(
         &self,
         req: &UploadRequest,
-        path: &std::path::Path,
-        plan: Plan,
-        events: &Events,
-        cancel: &CancellationToken,
-    ) -> Result<(String, Ledger, Plan, Option<crate::checksum::ChecksumAlgorithm>)> {
-        let alg = self.config.effective_checksum();
-        let Some(resume) = &self.journal else {
-            let id = self.create(req, events, cancel).await?;
-            events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(id.clone()), 0));
-            return Ok((id, Ledger::new(events.clone(), None), plan, alg));
-        };
-        let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
-        let fingerprint = Fingerprint::of(path)?;
-        let opened = self.open_journal(resume, req, &abs, fingerprint, plan.part_size, events, cancel).await?;
-        let plan = plan::plan(plan.size, opened.part_size, 0, &self.config.limits)?;
-        let resumed = opened.ledger.done.len() as u64;
-        events.emit(started(req, Some(plan.size), plan.part_size, Some(plan.part_count), Some(opened.id.clone()), resumed));
-        Ok((opened.id, opened.ledger, plan, opened.alg))
-    }
-
-    /// Picks up the journaled upload of `source` (checked against `fingerprint` and ListParts),
-    /// or records the intent and creates a new one. Cleans up after a crash between the two.
-    #[allow(clippy::too_many_arguments)] // the identity of a journaled upload, spelled out
-    async fn open_journal(
-        &self,
-        resume: &Resume,
-        req: &UploadRequest,
-        source: &std::path::Path,
-        fingerprint: Fingerprint,
+        journaled: Option<Journaled>,
         part_size: u64,
         events: &Events,
         cancel: &CancellationToken,
     ) -> Result<Opened> {
-        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source };
-        let mut existing = resume.store.load(&key)?;
-        if resume.restart && let Some(old) = existing.take() {
+        let (Some(resume), Some(journaled)) = (&self.journal, journaled) else {
+            let (upload, full_object) = self.create(req, events, cancel).await?;
+            let ledger = Ledger::new(events.clone(), None);
+            return Ok(Opened { upload, part_size, alg: self.config.effective_checksum(), full_object, ledger });
+        };
+        let Journaled { source, fingerprint, mut found } = journaled;
+        if resume.restart && let Some(old) = found.take() {
             if !old.upload_id.is_empty() {
-                match self.client.abort(&old.bucket, &old.key, &old.upload_id).await {
-                    Ok(()) | Err(Error::Service { status: 404, .. }) => {}
-                    Err(e) => return Err(e),
-                }
+                self.abort(&journal_upload(&old), cancel).await?;
             }
             resume.store.remove(&old)?;
         }
-        if let Some(pending) = existing.take_if(|j| j.upload_id.is_empty()) {
+        if let Some(pending) = found.take_if(|j| j.upload_id.is_empty()) {
             // A run died between CreateMultipartUpload and recording its id: abort what it may
             // have created (uploads of this key started since), so nothing is left behind.
-            for u in self.client.list_uploads(&req.bucket, &req.key).await? {
-                if u.key == req.key && u.initiated.is_some_and(|t| t >= pending.started - 2) {
-                    tracing::info!(upload_id = %u.upload_id, "aborting an upload orphaned by a crash");
-                    self.client.abort(&req.bucket, &req.key, &u.upload_id).await?;
-                }
-            }
+            self.abort_strays(&req.bucket, &req.key, pending.started, None, cancel).await?;
         }
-        if let Some(mut j) = existing {
+        if let Some(mut j) = found {
             if j.fingerprint != fingerprint {
                 return Err(Error::SourceChanged(source.display().to_string()));
             }
-            let listed = match self.client.list_parts(&j.bucket, &j.key, &j.upload_id).await {
+            let upload = journal_upload(&j);
+            let listed = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || self.client.list_parts(&upload)).await;
+            let listed = match listed {
                 Ok(l) => l,
                 Err(e) if e.code() == Some("NoSuchUpload") => return Err(Error::UploadGone(j.upload_id.clone())),
                 Err(e) => return Err(e),
             };
             j.parts = j.confirmed_by(&listed);
             resume.store.save(&j)?;
-            let (id, part_size, alg) = (j.upload_id.clone(), j.part_size, j.checksum);
-            return Ok(Opened { id, part_size, alg, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) });
+            let (part_size, alg, full_object) = (j.part_size, j.checksum, j.full_object);
+            let ledger = Ledger::new(events.clone(), Some((resume.store.clone(), j)));
+            return Ok(Opened { upload, part_size, alg, full_object, ledger });
         }
         // Record the intent first, so a crash right after the create can be cleaned up.
+        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &source };
         let alg = self.config.effective_checksum();
         let mut j = JournalStore::start(&key, String::new(), part_size, alg, fingerprint);
         resume.store.save(&j)?;
-        let id = self.create(req, events, cancel).await?;
-        j.upload_id.clone_from(&id);
+        let (upload, full_object) = self.create(req, events, cancel).await?;
+        j.upload_id.clone_from(&upload.upload_id);
+        j.full_object = full_object;
         resume.store.save(&j)?;
-        Ok(Opened { id: id.clone(), part_size, alg, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) })
+        Ok(Opened { upload, part_size, alg, full_object, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) })
     }
 
-    async fn send_file_parts(
+    /// The journal names an upload the store no longer has. If a previous run completed it and
+    /// died before clearing the journal (the Complete response was lost, or its verification
+    /// failed), the object is there: HEAD it and compare size and the checksum (or multipart
+    /// `ETag`) the journal's parts give. Only a full match counts as done; anything else is
+    /// [`Error::UploadGone`].
+    async fn completed_before(
         &self,
-        target: &Target,
-        path: &std::path::Path,
-        plan: Plan,
-        alg: Option<crate::checksum::ChecksumAlgorithm>,
-        ledger: &mut Ledger,
+        req: &UploadRequest,
+        path: &Path,
+        id: String,
         cancel: &CancellationToken,
-    ) -> Result<()> {
-        let hard = self.hard_stop(cancel);
-        let sem = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut set = JoinSet::new();
-        let todo: Vec<plan::PartSpec> = plan.parts().filter(|s| !ledger.has(s.number)).collect();
-        for spec in todo {
-            let permit = tokio::select! {
-                p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
-                () = cancel.cancelled() => break,
-            };
-            let this = self.clone();
-            let (target, path, ev, hard) = (target.clone(), path.to_path_buf(), ledger.events.clone(), hard.clone());
-            set.spawn(async move {
-                let _permit = permit;
-                this.send_file_part(&target, &path, spec, alg, &ev, &hard).await
-            });
-            while let Some(r) = set.try_join_next() {
-                ledger.confirm(r)?;
-            }
+    ) -> Result<UploadOutcome> {
+        let gone = || Error::UploadGone(id.clone());
+        let Some(resume) = &self.journal else { return Err(gone()) };
+        let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
+        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &abs };
+        let Some(j) = resume.store.load(&key)? else { return Err(gone()) };
+        let count = j.fingerprint.size.div_ceil(j.part_size.max(1));
+        if !(1..=count).all(|n| u32::try_from(n).is_ok_and(|n| j.parts.contains_key(&n))) {
+            return Err(gone());
         }
-        // After a cancel, parts in flight finish (or are stopped after the grace period).
-        let mut first_error = None;
-        while let Some(r) = set.join_next().await {
-            if let Err(e) = ledger.confirm(r) {
-                if !cancel.is_cancelled() {
-                    return Err(e);
-                }
-                first_error.get_or_insert(e);
-            }
-        }
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        first_error.map_or(Ok(()), Err)
+        let parts = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
+        let Some(outcome) = self.object_matches(&journal_upload(&j), j.fingerprint.size, &parts, cancel).await? else {
+            return Err(gone());
+        };
+        tracing::info!(upload_id = %id, "the interrupted upload had already completed");
+        resume.store.remove(&j)?;
+        Ok(outcome)
     }
 
-    /// A token cancelled `grace` after `cancel` is: what parts in flight obey.
-    fn hard_stop(&self, cancel: &CancellationToken) -> CancellationToken {
-        let hard = CancellationToken::new();
-        let (c, h, grace) = (cancel.clone(), hard.clone(), self.grace);
-        tokio::spawn(async move {
-            tokio::select! {
-                () = c.cancelled() => {
-                    tokio::time::sleep(grace).await;
-                    h.cancel();
-                }
-                () = h.cancelled() => {}
-            }
-        });
-        hard
-    }
-
-    async fn send_file_part(
+    /// Whether the object at `upload`'s key is the one `parts` make (size, and checksum or
+    /// multipart `ETag`): `Some` outcome when it is, `None` when it is not or is missing.
+    async fn object_matches(
         &self,
-        target: &Target,
-        path: &std::path::Path,
-        spec: plan::PartSpec,
-        alg: Option<crate::checksum::ChecksumAlgorithm>,
-        events: &Events,
+        upload: &UploadRef,
+        size: u64,
+        parts: &[PartInfo],
         cancel: &CancellationToken,
-    ) -> Result<PartInfo> {
-        // With a trailer the checksum is computed as the body is read (per attempt: a retry
-        // re-reads the range); with a header it needs a pass over the range first.
-        let checksum = match (alg, self.config.checksum_transport) {
-            (Some(a), ChecksumTransport::Header) => {
-                let p = path.to_path_buf();
-                Some(blocking(move || source::checksum_range(&p, spec.offset, spec.len, a)).await?)
-            }
-            _ => None,
+    ) -> Result<Option<UploadOutcome>> {
+        let head = match self.head(&upload.bucket, &upload.key, cancel).await {
+            Ok(h) => h,
+            Err(Error::Service { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let how = match (alg, &checksum) {
-            (_, Some(c)) => PartChecksum::Header(c),
-            (Some(a), None) => PartChecksum::Trailer(a),
-            (None, None) => PartChecksum::None,
-        };
-        let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-        let (etag, checksum) = retry(&self.config.retry, self.attempt_limit(spec.len), events, Some(spec.number), cancel, || {
-            self.client.upload_part_from_file(t, spec.number, path, spec.offset, spec.len, how)
+        if head.size != size {
+            return Ok(None);
+        }
+        Ok(match head.compare_with_parts(parts) {
+            Ok(PartsMatch::Checksum(c)) => Some(outcome_of(head, Some(c), parts)),
+            Ok(PartsMatch::ETag) => Some(outcome_of(head, None, parts)),
+            Ok(PartsMatch::Unknown) | Err(_) => None,
         })
-        .await?;
-        Ok(PartInfo { number: spec.number, size: spec.len, etag, checksum })
     }
 
-    #[allow(clippy::too_many_lines)] // one loop reads, plans and dispatches parts; splitting it hides the flow
     async fn upload_stream(
         &self,
         req: &UploadRequest,
@@ -492,275 +575,193 @@ impl Uploader {
         cancel: &CancellationToken,
         on_failure: OnFailure,
     ) -> Result<UploadOutcome> {
-        let reader = Arc::new(std::sync::Mutex::new(reader));
-        let read = |len: u64| {
-            let r = reader.clone();
-            blocking(move || {
-                let mut guard = r.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                source::read_stream_part(&mut *guard, len)
-                    .map_err(|e| Error::Source { path: "stdin".into(), source: e })
-            })
-        };
-        let alg = self.config.effective_checksum();
+        let name = resume_key.map_or_else(|| "stdin".to_owned(), |k| format!("the stream for resume key {k:?}"));
+        let mut stream = StreamFeed::new(reader, name, self.config.limits);
         let first_len = plan::stream_part_size(1, self.config.part_size, &self.config.limits);
-        let first = read(first_len.max(self.config.single_put_threshold)).await?;
-        if (first.len() as u64) < self.config.single_put_threshold {
-            let size = first.len() as u64;
-            events.emit(started(req, Some(size), size, Some(0), None, 0));
-            let checksum = alg.map(|a| Checksum::of(a, &first));
-            let etag = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || {
-                self.client.put_object(
-                    &req.bucket,
-                    &req.key,
-                    ByteStream::from(first.clone()),
-                    size,
-                    req.content_type.as_deref(),
-                    &req.metadata,
-                    checksum.as_ref(),
-                )
-            })
-            .await?;
-            return self.verify_single(req, size, &etag, checksum.as_ref()).await;
+        let ahead = stream.read_ahead(first_len.max(self.config.single_put_threshold)).await?;
+        if (ahead.len() as u64) < self.config.single_put_threshold {
+            return self.put_stream(req, &ahead, events, cancel).await;
         }
+        // The feed holds these bytes; a second reference would keep part 1 in memory to the end.
+        drop(ahead);
         // With a resume key the stream is journaled like a file; re-fed, its recorded parts are
         // read, checked against the journal (size and checksum) and skipped.
-        let (upload_id, mut ledger, initial, alg) = match (resume_key, &self.journal) {
+        let journaled = match (resume_key, &self.journal) {
             (Some(k), Some(resume)) => {
-                let source = std::path::PathBuf::from(format!("stdin:{k}"));
                 let fingerprint = Fingerprint { size: 0, mtime_ns: 0, head_tail_crc32c: String::new() };
-                let o = self.open_journal(resume, req, &source, fingerprint, self.config.part_size, events, cancel).await?;
-                (o.id, o.ledger, o.part_size, o.alg)
+                Some(resume.find(req, PathBuf::from(format!("stdin:{k}")), fingerprint)?)
             }
-            _ => (self.create(req, events, cancel).await?, Ledger::new(events.clone(), None), self.config.part_size, alg),
+            _ => None,
         };
-        let resumable = ledger.journal.is_some();
-        let resumed = ledger.done.len() as u64;
-        let first_len = plan::stream_part_size(1, initial, &self.config.limits);
-        events.emit(started(req, None, first_len, None, Some(upload_id.clone()), resumed));
-        let target: Target = (req.bucket.clone(), req.key.clone(), upload_id);
-        let sent = async {
-            let sem = Arc::new(Semaphore::new(self.config.concurrency));
-            let mut set = JoinSet::new();
-            let mut pending = first;
-            let mut number = 1u32;
-            loop {
-                let len = plan::stream_part_size(number, initial, &self.config.limits);
-                // The first read may hold more than part 1: split it.
-                let data = if pending.len() as u64 > len { pending.split_to(usize::try_from(len).unwrap_or(usize::MAX)) } else {
-                    let mut d = std::mem::take(&mut pending);
-                    if (d.len() as u64) < len {
-                        let more = read(len - d.len() as u64).await?;
-                        d = if d.is_empty() { more } else { [d, more].concat().into() };
-                    }
-                    d
-                };
-                if data.is_empty() && number > 1 {
-                    break;
-                }
-                if u64::from(number) > self.config.limits.max_parts {
-                    return Err(Error::Plan(plan::PlanError::TooLarge {
-                        size: ledger.bytes_done,
-                        max: self.config.limits.max_object_size,
-                    }));
-                }
-                let last = (data.len() as u64) < len;
-                if let Some(recorded) = ledger.done.get(&number) {
-                    let same = data.len() as u64 == recorded.size
-                        && match (&recorded.checksum, alg) {
-                            (Some(c), Some(a)) => Checksum::of(a, &data) == *c,
-                            _ => true,
-                        };
-                    if !same {
-                        return Err(Error::SourceChanged(format!("the stream for resume key {:?}", resume_key.unwrap_or(""))));
-                    }
-                    number += 1;
-                    if last {
-                        break;
-                    }
-                    continue;
-                }
-                let permit = tokio::select! {
-                    p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
-                    () = cancel.cancelled() => return Err(Error::Cancelled),
-                };
-                let this = self.clone();
-                let (target, ev, cancel) = (target.clone(), events.clone(), cancel.clone());
-                let n = number;
-                set.spawn(async move {
-                    let _permit = permit;
-                    let checksum = alg.map(|a| Checksum::of(a, &data));
-                    let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-                    let size = data.len() as u64;
-                    let etag = retry(&this.config.retry, this.attempt_limit(size), &ev, Some(n), &cancel, || {
-                        this.client.upload_part_bytes(t, n, data.clone(), checksum.as_ref())
-                    })
-                    .await?;
-                    Ok(PartInfo { number: n, size, etag, checksum })
-                });
-                while let Some(r) = set.try_join_next() {
-                    ledger.confirm(r)?;
-                }
-                number += 1;
-                if last {
-                    break;
-                }
-            }
-            while let Some(r) = set.join_next().await {
-                ledger.confirm(r)?;
-            }
-            Ok::<_, Error>(ledger.parts())
-        }
-        .await;
-        // Without a resume key a stream cannot be fed again: a failed upload is never kept.
-        let result = match sent {
-            Ok(parts) => {
-                let size = parts.iter().map(|p| p.size).sum();
-                self.finish(&target, size, parts, events, cancel).await
-            }
-            Err(e) => Err(e),
-        };
-        // A stream that differs from the recorded one is refused; the upload stays.
-        self.settle(&target, result, &mut ledger, events, |e| {
-            resumable && (matches!(e, Error::SourceChanged(_)) || on_failure.keeps(e))
+        let opened = self.open(req, journaled, self.config.part_size, events, cancel).await?;
+        let resumable = opened.ledger.journaled();
+        let first_len = plan::stream_part_size(1, opened.part_size, &self.config.limits);
+        let id = Some(opened.upload.upload_id.clone());
+        events.emit(started(req, None, first_len, None, id, opened.ledger.count()));
+        let feed = Feed::Stream(stream.parts_of(opened.part_size, opened.alg));
+        // Without a resume key a stream cannot be fed again: a failed upload is never kept. A
+        // stream that differs from the recorded one is refused; the upload stays.
+        self.run(opened, feed, events, cancel, |e| resumable && (matches!(e, Error::SourceChanged(_)) || on_failure.keeps(e)))
+            .await
+    }
+
+    async fn put_stream(&self, req: &UploadRequest, data: &Bytes, events: &Events, cancel: &CancellationToken) -> Result<UploadOutcome> {
+        let size = data.len() as u64;
+        events.emit(started(req, Some(size), size, Some(0), None, 0));
+        let checksum = self.config.effective_checksum().map(|a| Checksum::of(a, data));
+        let (etag, _) = retry(&self.config.retry, self.attempt_limit(size), events, None, cancel, || {
+            self.client.put_bytes(&req.bucket, &req.key, data.clone(), req.meta(), checksum.as_ref())
         })
-        .await
+        .await?;
+        self.verify_single(req, SingleBody::Bytes(data), etag.as_deref(), checksum.as_ref(), cancel).await
+    }
+
+    /// Schedules the parts, completes, verifies, and settles the upload's fate.
+    async fn run(
+        &self,
+        opened: Opened,
+        feed: Feed,
+        events: &Events,
+        cancel: &CancellationToken,
+        keep: impl Fn(&Error) -> bool,
+    ) -> Result<UploadOutcome> {
+        let Opened { upload, alg, full_object, mut ledger, .. } = opened;
+        let cx = PartContext {
+            client: self.client.clone(),
+            upload: Arc::new(upload.clone()),
+            retry: self.config.retry,
+            stall: self.config.stall_timeout,
+            alg,
+            transport: self.config.checksum_transport,
+            events: events.clone(),
+        };
+        let result = match scheduler::schedule(cx, feed, &mut ledger, self.config.concurrency, cancel, self.grace).await {
+            Ok(parts) => self.finish(&upload, parts, full_object, events, cancel).await,
+            Err(e) => Err(e.into()),
+        };
+        self.settle(&upload, result, &mut ledger, events, keep).await
     }
 
     /// Completes with the parts in order, then verifies the object.
     async fn finish(
         &self,
-        target: &Target,
-        size: u64,
+        upload: &UploadRef,
         parts: Vec<PartInfo>,
+        full_object: bool,
         events: &Events,
         cancel: &CancellationToken,
-    ) -> Result<UploadOutcome> {
-        let t = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-        let list: Vec<(u32, String, Option<Checksum>)> =
-            parts.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-        let etag = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
-            self.client.complete(t, &list)
-        })
-        .await?;
-        let head = self.client.head(&target.0, &target.1).await?;
-        if head.size != size {
-            return Err(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size)));
-        }
-        let checksum = match head.compare_with_parts(&parts) {
-            Ok(PartsMatch::Checksum(c)) => Some(c),
-            Ok(PartsMatch::ETag | PartsMatch::Unknown) => None,
-            Err(problem) => return Err(Error::Integrity(problem)),
+    ) -> std::result::Result<UploadOutcome, Unfinished> {
+        let size = parts.iter().map(|p| p.size).sum();
+        let list: Vec<(u32, String, Option<Checksum>)> = parts.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+        // FULL_OBJECT: the CRC of all the bytes, combined from the parts' CRCs (no second read).
+        let whole = if full_object {
+            let sized: Option<Vec<(Checksum, u64)>> = parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
+            let whole = sized.as_deref().and_then(crate::checksum::combine_full_object);
+            if whole.is_none() {
+                return Err(Error::Integrity("a part of a FULL_OBJECT upload has no CRC to combine".into()).into());
+            }
+            whole
+        } else {
+            None
         };
-        Ok(UploadOutcome { size, etag, checksum, parts: parts.len() as u64 })
+        let completed = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
+            self.client.complete(upload, &list, whole.as_ref())
+        })
+        .await;
+        match completed {
+            Ok(_) => {}
+            // A retry of a Complete whose answer was lost finds the upload gone (AWS, MinIO): the
+            // object decides.
+            Err(e) if e.code() == Some("NoSuchUpload") => {
+                return match self.object_matches(upload, size, &parts, cancel).await {
+                    Ok(Some(outcome)) => {
+                        tracing::info!(upload_id = %upload.upload_id, "Complete's answer was lost; the object matches the parts");
+                        Ok(outcome)
+                    }
+                    Ok(None) => Err(e.into()),
+                    Err(head) => Err(Unfinished { error: head, completed: false }),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let after = |error| Unfinished { error, completed: true };
+        let head = self.head(&upload.bucket, &upload.key, cancel).await.map_err(after)?;
+        if head.size != size {
+            return Err(after(Error::Integrity(format!("the store holds {} bytes, {size} were sent", head.size))));
+        }
+        match head.compare_with_parts(&parts) {
+            Ok(PartsMatch::Checksum(c)) => Ok(outcome_of(head, Some(c), &parts)),
+            Ok(PartsMatch::ETag | PartsMatch::Unknown) => Ok(outcome_of(head, None, &parts)),
+            Err(problem) => Err(after(Error::Integrity(problem))),
+        }
     }
 
-    /// Ends a multipart upload: on success its journal goes; on failure the upload is kept (with
-    /// its journal) when `keep` says so, else aborted and the journal dropped. An integrity
+    /// Ends a multipart upload. On success its journal goes. After Complete nothing is aborted;
+    /// the journal stays (so a re-run verifies the object) unless the object is wrong. Before
+    /// Complete the upload is kept (with its journal) when `keep` says so, else aborted and the
+    /// journal dropped; an abort that fails keeps the journal and reports why. An integrity
     /// failure is never kept.
     async fn settle(
         &self,
-        target: &Target,
-        result: Result<UploadOutcome>,
+        upload: &UploadRef,
+        result: std::result::Result<UploadOutcome, Unfinished>,
         ledger: &mut Ledger,
         events: &Events,
         keep: impl Fn(&Error) -> bool,
     ) -> Result<UploadOutcome> {
-        match result {
+        let Unfinished { error, completed } = match result {
             Ok(o) => {
                 ledger.forget();
-                Ok(o)
+                return Ok(o);
             }
-            Err(e) => {
-                let keep = keep(&e) && !matches!(e, Error::Integrity(_));
-                let e = self.fail(target, e, events, keep).await;
-                if !keep {
-                    ledger.forget();
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Handles a failed multipart upload: abort it (unless `keep`), report, return the error.
-    async fn fail(&self, target: &Target, error: Error, events: &Events, keep: bool) -> Error {
-        let aborted = !keep && {
-            let never = CancellationToken::new();
-            let quick = RetryConfig { max_attempts: 3, ..self.config.retry };
-            retry(&quick, self.config.stall_timeout, &Events::none(), None, &never, || {
-                self.client.abort(&target.0, &target.1, &target.2)
-            })
-            .await
-            .inspect_err(|e| tracing::warn!(error = %e, upload_id = %target.2, "could not abort the upload"))
-            .is_ok()
+            Err(u) => u,
         };
-        events.emit(ProgressEvent::Failed {
+        let integrity = matches!(error, Error::Integrity(_));
+        let failed = |aborted, upload_id: Option<String>, abort_error| ProgressEvent::Failed {
             error: error.to_string(),
             aborted,
-            upload_id: (!aborted).then(|| target.2.clone()),
-        });
-        error
-    }
-}
-
-/// Parts confirmed so far: recorded in the journal (when there is one) before they are reported.
-struct Ledger {
-    done: BTreeMap<u32, PartInfo>,
-    bytes_done: u64,
-    events: Events,
-    journal: Option<(JournalStore, crate::journal::Journal)>,
-}
-
-impl Ledger {
-    fn new(events: Events, journal: Option<(JournalStore, crate::journal::Journal)>) -> Self {
-        let mut done = BTreeMap::new();
-        if let Some((_, j)) = &journal {
-            for (n, p) in &j.parts {
-                let checksum = j.checksum.zip(p.checksum.as_deref()).and_then(|(a, v)| Checksum::from_base64(a, v));
-                done.insert(*n, PartInfo { number: *n, size: p.size, etag: p.etag.clone(), checksum });
+            upload_id,
+            completed,
+            abort_error,
+        };
+        if completed {
+            if integrity {
+                ledger.forget();
+            }
+            events.emit(failed(false, None, None));
+        } else if keep(&error) && !integrity {
+            events.emit(failed(false, Some(upload.upload_id.clone()), None));
+        } else {
+            // A cancel may be what ended the upload: the abort is not cancelled by it.
+            match self.abort(upload, &CancellationToken::new()).await {
+                Ok(()) => {
+                    ledger.forget();
+                    events.emit(failed(true, None, None));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, upload_id = %upload.upload_id, "could not abort the upload");
+                    events.emit(failed(false, Some(upload.upload_id.clone()), Some(e.to_string())));
+                }
             }
         }
-        let bytes_done = done.values().map(|p| p.size).sum();
-        Self { done, bytes_done, events, journal }
+        Err(error)
     }
+}
 
-    fn has(&self, number: u32) -> bool {
-        self.done.contains_key(&number)
-    }
+/// The upload a journal records.
+fn journal_upload(j: &Journal) -> UploadRef {
+    UploadRef { bucket: j.bucket.clone(), key: j.key.clone(), upload_id: j.upload_id.clone() }
+}
 
-    /// Records a finished part task: journal first, then the event.
-    fn confirm(&mut self, joined: std::result::Result<Result<PartInfo>, tokio::task::JoinError>) -> Result<()> {
-        let part = joined.map_err(|e| Error::Config(format!("a part task failed: {e}")))??;
-        if let Some((store, j)) = &mut self.journal {
-            j.parts.insert(part.number, crate::journal::JournalPart {
-                size: part.size,
-                etag: part.etag.clone(),
-                checksum: part.checksum.as_ref().map(Checksum::to_base64),
-            });
-            store.save(j)?;
-        }
-        self.bytes_done += part.size;
-        self.events.emit(ProgressEvent::PartDone {
-            part_number: part.number,
-            size: part.size,
-            etag: part.etag.clone(),
-            bytes_done: self.bytes_done,
-        });
-        self.done.insert(part.number, part);
-        Ok(())
-    }
+fn outcome_of(head: ObjectInfo, checksum: Option<String>, parts: &[PartInfo]) -> UploadOutcome {
+    UploadOutcome { size: head.size, etag: head.etag, checksum, parts: parts.len() as u64 }
+}
 
-    fn parts(&self) -> Vec<PartInfo> {
-        self.done.values().cloned().collect()
-    }
-
-    /// Removes the journal (the upload completed or was aborted).
-    fn forget(&mut self) {
-        if let Some((store, j)) = self.journal.take()
-            && let Err(e) = store.remove(&j)
-        {
-            tracing::warn!(error = %e, "could not remove the journal");
-        }
-    }
+/// Now, in Unix seconds (local clock).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn started(
@@ -779,57 +780,5 @@ fn started(
         part_count,
         upload_id,
         resumed_parts,
-    }
-}
-
-/// Runs blocking file work on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Config(format!("a blocking task failed: {e}")))?
-}
-
-/// Runs `f` until it succeeds, fails fatally, runs out of attempts, or is cancelled. Each
-/// attempt is bounded by `limit`.
-pub(crate) async fn retry<T, F, Fut>(
-    cfg: &RetryConfig,
-    limit: Duration,
-    events: &Events,
-    part: Option<u32>,
-    cancel: &CancellationToken,
-    mut f: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let start = Instant::now();
-    let mut attempt = 1u32;
-    loop {
-        let result = tokio::select! {
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-            r = tokio::time::timeout(limit, f()) => r.unwrap_or(Err(Error::Timeout { operation: "request", after: limit })),
-        };
-        let error = match result {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if !error.is_retryable() {
-            return Err(error);
-        }
-        if attempt >= cfg.max_attempts {
-            return Err(Error::RetriesExhausted { last: Box::new(error), attempts: attempt, elapsed: start.elapsed() });
-        }
-        let delay = cfg.delay(attempt - 1);
-        tracing::debug!(?part, attempt, ?delay, error = %error, "retrying");
-        events.emit(ProgressEvent::Retry {
-            part_number: part,
-            attempt,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            error: error.to_string(),
-        });
-        tokio::select! {
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-            () = tokio::time::sleep(delay) => {}
-        }
-        attempt += 1;
     }
 }

@@ -150,8 +150,13 @@ impl ApiError {
         }
     }
 
-    /// The S3 failure as the service's error, logging the cause.
+    /// An S3 call's failure as the service's error: the store's answers and unreachable stores are
+    /// 502 `store_unavailable`; a failure inside Hoist (a request it could not sign, a lost task)
+    /// is 500 `internal`, since no store was at fault.
     pub(crate) fn store(action: &'static str, source: hoist_core::Error) -> Self {
+        if source.category() == hoist_core::Category::Internal {
+            return Self::Internal(format!("{action}: {source}"));
+        }
         Self::Store { action, source }
     }
 }
@@ -183,3 +188,25 @@ impl IntoResponse for ApiError {
 
 /// The service's result type.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_failures_are_internal_and_store_answers_are_bad_gateway() {
+        let signing = hoist_core::Error::Signing { operation: "presign", message: "bad key".into() };
+        let e = ApiError::store("sign the part URL", signing);
+        assert_eq!((e.status(), e.code()), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        let panicked = ApiError::store("complete the upload", hoist_core::Error::Internal("a task panicked".into()));
+        assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let unknown = hoist_core::Error::Service {
+            operation: "CompleteMultipartUpload",
+            status: 409,
+            code: "SomethingNew".into(),
+            message: String::new(),
+        };
+        let e = ApiError::store("complete the upload", unknown);
+        assert_eq!((e.status(), e.code()), (StatusCode::BAD_GATEWAY, "store_unavailable"));
+    }
+}

@@ -42,7 +42,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hoist_core::{ClientOptions, ProviderLimits, S3Client};
+use hoist_core::{ClientOptions, ObjectClient, ProviderLimits, S3Client};
 use rand::RngCore as _;
 
 pub use config::{ApiKeyConfig, KeyPolicy, S3Target, ServerConfig};
@@ -126,7 +126,7 @@ impl Workers {
     fn new(
         db: &db::Db,
         outbox: &pipeline::events::Outbox,
-        s3: &S3Client,
+        s3: &Arc<dyn ObjectClient>,
         limits: ProviderLimits,
         config: &config::PipelineConfig,
         data_dir: &std::path::Path,
@@ -138,7 +138,7 @@ impl Workers {
         let worker = pipeline::worker::Worker {
             db: db.clone(),
             outbox: outbox.clone(),
-            uploader: hoist_core::Uploader::new(s3.clone(), hoist_core::UploadConfig::default().limits(limits)),
+            uploader: hoist_core::Uploader::shared(s3.clone(), hoist_core::UploadConfig::default().limits(limits)),
             runners: pipeline::video_runners(tools),
             lease: config.lease,
             heartbeat: config.heartbeat,
@@ -206,6 +206,7 @@ impl WorkerProcess {
         let url = config.database_url_or_default();
         let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let outbox = pipeline::events::Outbox::new(Arc::new(pipeline::webhooks::Webhooks::new(&config.webhooks)?));
+        let s3: Arc<dyn ObjectClient> = Arc::new(s3);
         let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, Some(&tools));
         Ok(Self { workers })
     }
@@ -239,11 +240,12 @@ fn dev_token(data_dir: &std::path::Path) -> Result<String, Error> {
     Ok(token)
 }
 
-/// S3's limits where objects go: AWS's for AWS itself, 5 TiB objects for other stores.
+/// S3's limits where objects go, told from the endpoint by core (AWS's for AWS itself, 5 TiB
+/// objects for other stores; the embedded store is one of those).
 fn provider_limits(target: &S3Target) -> ProviderLimits {
     match target {
-        S3Target::External { endpoint: None, .. } => ProviderLimits::AWS,
-        _ => ProviderLimits::STORE_5TIB,
+        S3Target::External { endpoint, .. } => hoist_core::config::Provider::from_endpoint(endpoint.as_deref()).limits(),
+        S3Target::Embedded { .. } => hoist_core::config::Provider::S3Compatible.limits(),
     }
 }
 
@@ -287,9 +289,7 @@ async fn connect_s3(config: &ServerConfig, origins: Vec<String>) -> Result<(S3Cl
             std::fs::write(&url_file, handle.endpoint_url()).map_err(|source| Error::DataDir { path: url_file, source })?;
             let s3 = embedded_client(handle.endpoint_url(), creds).await?;
             if s3.head_bucket(&config.bucket).await.is_err() {
-                s3.sdk().create_bucket().bucket(&config.bucket).send().await.map_err(|e| {
-                    hoist_core::Error::Config(format!("cannot create bucket {} in the embedded store: {e}", config.bucket))
-                })?;
+                s3.create_bucket(&config.bucket).await?;
             }
             Ok((s3, Endpoint::PathStyle(handle.endpoint_url()), Some(handle)))
         }
@@ -329,8 +329,8 @@ impl Server {
         // Part URLs are signed with the same credentials and region as the service's own calls.
         let provider = s3
             .credentials_provider()
-            .ok_or_else(|| hoist_core::Error::Config("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile".into()))?;
-        let region = s3.sdk().config().region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
+            .ok_or_else(|| hoist_core::Error::Credentials("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile".into()))?;
+        let region = s3.region();
         let presigner = Presigner::new(endpoint, &config.bucket, &region, provider);
 
         let dev_token = if config.dev { Some(dev_token(&config.data_dir)?) } else { None };
@@ -341,6 +341,7 @@ impl Server {
         let anonymous = config.allow_anonymous.then(|| KeyPolicy::generous("anonymous", "anonymous/"));
         let limits = provider_limits(&config.s3);
         let outbox = pipeline::events::Outbox::new(Arc::clone(&webhooks));
+        let s3: Arc<dyn ObjectClient> = Arc::new(s3);
         let workers = Workers::new(&db, &outbox, &s3, limits, &pipeline_config, &config.data_dir, tools.as_ref());
         let state = Arc::new(AppState {
             db,

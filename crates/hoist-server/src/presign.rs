@@ -81,7 +81,7 @@ impl Presigner {
     /// Current credentials (cached by the provider).
     pub async fn credentials(&self) -> ApiResult<Credentials> {
         self.credentials.provide_credentials().await.map_err(|e| {
-            ApiError::store("get credentials to sign with", hoist_core::Error::Config(e.to_string()))
+            ApiError::store("get credentials to sign with", hoist_core::Error::Credentials(e.to_string()))
         })
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hoist_core::{ProviderLimits, S3Client};
+use hoist_core::{ObjectClient, ProviderLimits};
 
 use crate::config::PipelineConfig;
 use crate::db::Db;
@@ -19,7 +19,7 @@ pub struct AppState {
     /// Upload sessions.
     pub db: Db,
     /// The S3 calls the service makes itself (create, list parts, complete, abort, head).
-    pub s3: S3Client,
+    pub s3: Arc<dyn ObjectClient>,
     /// Signs what clients send to S3.
     pub presigner: Presigner,
     /// Bucket for uploads.

@@ -6,8 +6,11 @@
 //! - Complete never trusts the client's part list alone: it is checked against ListParts
 //!   (every ETag, every planned size, no gap), and a HEAD of the object follows (size and
 //!   multipart ETag computed from the parts). A mismatch is a 4xx and the upload stays
-//!   resumable; a completed upload is never reported as failed because a response was lost
-//!   (NoSuchUpload on Complete → HEAD decides).
+//!   resumable; a completed upload is never reported as failed because a response was lost:
+//!   a Complete that fails in a way a retry can cure (reset, cut or lost answer, 5xx, timeout)
+//!   is retried ([`COMPLETE_ATTEMPTS`]), NoSuchUpload on a retry means an earlier attempt may
+//!   have completed it, and either way the HEAD decides; only when no matching object is there
+//!   is the Complete's error reported.
 //! - Uploads whose size is unknown (Uppy) cannot bind a Content-Length into part URLs; their
 //!   size limit is enforced at Complete by summing ListParts, and an oversized upload is aborted.
 //!   Toward the key's quota each counts what it may have staged: the highest part number signed
@@ -23,7 +26,8 @@ use std::str::FromStr as _;
 use std::time::{Instant, SystemTime};
 
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
-use hoist_core::client::PartInfo;
+use hoist_core::client::{ObjectMeta, PartInfo, UploadChecksum};
+use hoist_core::UploadRef;
 use hoist_core::plan::PlanError;
 use rand::RngCore as _;
 
@@ -34,8 +38,9 @@ use crate::policy::{self, Caller};
 use crate::presign::{PartToSign, SignedPart};
 use crate::state::AppState;
 
-/// Most part URLs one request may ask for (S3's part count limit).
-pub const MAX_PARTS_PER_REQUEST: usize = 10_000;
+/// Most part URLs one request may ask for (S3's part count limit, from core's one definition).
+#[allow(clippy::cast_possible_truncation)] // 10,000
+pub const MAX_PARTS_PER_REQUEST: usize = hoist_core::ProviderLimits::AWS.max_parts as usize;
 
 /// A new upload as the client describes it.
 #[derive(Debug, Clone, Default)]
@@ -147,11 +152,14 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
     };
     let id = new_id();
     let key = policy::object_key(policy, &id, &req.filename);
+    let meta = ObjectMeta { content_type: Some(&content_type), metadata: &req.metadata };
     let upload_id = st
         .s3
-        .create_upload(&st.bucket, &key, Some(&content_type), &req.metadata, algorithm)
+        // The service completes from ListParts, part checksums only: COMPOSITE.
+        .create_upload(&st.bucket, &key, meta, algorithm.map(|algorithm| UploadChecksum { algorithm, full_object: false }))
         .await
-        .map_err(|e| ApiError::store("create the multipart upload", e))?;
+        .map_err(|e| ApiError::store("create the multipart upload", e))?
+        .upload_id;
     let now = now_ms();
     let session = Session {
         id,
@@ -174,7 +182,7 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
         checksum: None,
     };
     if let Err(e) = st.db.insert(&session).await {
-        if let Err(abort) = st.s3.abort(&st.bucket, &session.object_key, &session.upload_id).await {
+        if let Err(abort) = st.s3.abort(&upload_of(&session)).await {
             tracing::error!(error = %abort, upload_id = %session.upload_id, "could not abort an upload whose session was not stored");
         }
         return Err(e.into());
@@ -233,7 +241,7 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(
     if numbers.len() > MAX_PARTS_PER_REQUEST {
         return Err(ApiError::BadRequest(format!("{} part numbers in one request: ask for at most {MAX_PARTS_PER_REQUEST}", numbers.len())));
     }
-    let max = s.part_count.unwrap_or(10_000);
+    let max = s.part_count.unwrap_or_else(|| st.limits.max_part_number());
     let mut seen = std::collections::HashSet::new();
     for &n in numbers {
         if n == 0 || n > max {
@@ -310,12 +318,44 @@ async fn check_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
     if used > quota { Err(ApiError::QuotaExceeded { quota, used }) } else { Ok(()) }
 }
 
+/// Completes the session's upload with `chosen`, retrying what a retry can cure. `Ok(Some(e))`:
+/// it kept failing that way (its answers may have been lost after the store completed it, so the
+/// caller's HEAD decides); `Ok(None)`: completed, or answered `NoSuchUpload` (the HEAD decides too).
+async fn send_complete(st: &AppState, s: &Session, chosen: &[PartInfo]) -> ApiResult<Option<hoist_core::Error>> {
+    let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+    let backoff = hoist_core::retry::RetryConfig::default();
+    for attempt in 1..=COMPLETE_ATTEMPTS {
+        match st.s3.complete(&upload_of(s), &list, None).await {
+            Ok(_) => return Ok(None),
+            Err(e) if is_no_such_upload(&e) => {
+                tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");
+                return Ok(None);
+            }
+            Err(e) if e.is_retryable() && attempt < COMPLETE_ATTEMPTS => {
+                tracing::warn!(id = %s.id, attempt, error = %e, "Complete failed; retrying");
+                tokio::time::sleep(backoff.delay(attempt - 1)).await;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(id = %s.id, error = %e, "Complete kept failing; checking whether the object is there");
+                return Ok(Some(e));
+            }
+            Err(e) => return Err(ApiError::store("complete the upload", e)),
+        }
+    }
+    Ok(None)
+}
+
+/// The multipart upload a session stands for.
+fn upload_of(s: &Session) -> UploadRef {
+    UploadRef { bucket: s.bucket.clone(), key: s.object_key.clone(), upload_id: s.upload_id.clone() }
+}
+
 /// The parts S3 holds for the session (all pages), ascending.
 pub async fn list_parts(st: &AppState, s: &Session) -> ApiResult<Vec<PartInfo>> {
     require_open(s)?;
     let mut parts = st
         .s3
-        .list_parts(&s.bucket, &s.object_key, &s.upload_id)
+        .list_parts(&upload_of(s))
         .await
         .map_err(|e| ApiError::store("list the parts", e))?;
     parts.sort_by_key(|p| p.number);
@@ -331,6 +371,11 @@ fn etag_of_parts(parts: &[(u32, String)]) -> Option<String> {
     let md5s: Option<Vec<[u8; 16]>> = parts.iter().map(|(_, e)| hoist_core::checksum::etag_to_md5(e)).collect();
     md5s.map(|m| hoist_core::checksum::multipart_etag(&m))
 }
+
+/// Attempts at CompleteMultipartUpload when it fails in a way a retry can cure: enough to ride
+/// out a lost answer or a short burst of 5xx without holding the caller's request for long
+/// (with the engine's default backoff, at most 0.7 s of waiting in all).
+pub const COMPLETE_ATTEMPTS: u32 = 4;
 
 fn is_no_such_upload(e: &hoist_core::Error) -> bool {
     matches!(e, hoist_core::Error::Service { status: 404, code, .. } if code == "NoSuchUpload")
@@ -367,7 +412,7 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
     {
         return Err(ApiError::PartsMismatch(format!("{} parts were sent but the upload has {count}", parts.len())));
     }
-    let listed = match st.s3.list_parts(&s.bucket, &s.object_key, &s.upload_id).await {
+    let listed = match st.s3.list_parts(&upload_of(s)).await {
         Ok(listed) => Some(listed),
         // Gone from the store: completed by a Complete whose answer was lost, or aborted.
         Err(e) if is_no_such_upload(&e) => None,
@@ -377,19 +422,17 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
         Some(listed) => Some(check_parts(st, caller, s, parts, listed).await?),
         None => None,
     };
+    // A Complete that kept failing in a way a retry could cure: its answers may have been lost
+    // after the store completed the upload, so the HEAD below decides before it is reported.
+    let mut complete_error = None;
     if let Some((chosen, _)) = &checked {
-        let target = (s.bucket.as_str(), s.object_key.as_str(), s.upload_id.as_str());
-        let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-        match st.s3.complete(target, &list).await {
-            Ok(_) => {}
-            Err(e) if is_no_such_upload(&e) => tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there"),
-            Err(e) => return Err(ApiError::store("complete the upload", e)),
-        }
+        complete_error = send_complete(st, s, chosen).await?;
     } else {
         tracing::warn!(id = %s.id, "ListParts answered NoSuchUpload; checking whether an earlier Complete made the object");
     }
     let head = match st.s3.head(&s.bucket, &s.object_key).await {
         Ok(h) => h,
+        Err(_) if let Some(e) = complete_error => return Err(ApiError::store("complete the upload", e)),
         Err(hoist_core::Error::Service { status: 404, .. }) if checked.is_none() => {
             return Err(ApiError::WrongState {
                 id: s.id.clone(),
@@ -406,6 +449,10 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
             Err(format!("the object is {} bytes, its parts add up to {total}", head.size))
         };
         if let Err(problem) = verified {
+            if let Some(e) = complete_error {
+                // Not the object these parts make: the Complete's own failure is the answer.
+                return Err(ApiError::store("complete the upload", e));
+            }
             return Err(ApiError::store("verify the completed object", hoist_core::Error::Integrity(problem)));
         }
         *total
@@ -559,7 +606,7 @@ pub async fn delete_completed(st: &AppState, s: &Session) -> ApiResult<Deleted> 
     jobs::cancel_for_upload(&st.db, &st.outbox, &s.api_key, &s.id).await?;
     let derived = worker::derived_prefix(&s.object_key, &s.id);
     let mut keys = Vec::new();
-    st.s3.list_objects(&s.bucket, &derived, |o| keys.push(o.key)).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
+    st.s3.list_objects(&s.bucket, &derived, &mut |o| keys.push(o.key)).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
     keys.push(s.object_key.clone());
     for key in &keys {
         st.s3.delete(&s.bucket, key).await.map_err(|e| ApiError::store("delete the upload's objects", e))?;
@@ -581,7 +628,7 @@ pub async fn abort(st: &AppState, s: &Session) -> ApiResult<()> {
 
 /// AbortMultipartUpload, treating NoSuchUpload as done.
 pub async fn abort_in_store(st: &AppState, s: &Session) -> ApiResult<()> {
-    match st.s3.abort(&s.bucket, &s.object_key, &s.upload_id).await {
+    match st.s3.abort(&upload_of(s)).await {
         Ok(()) | Err(hoist_core::Error::Service { status: 404, .. }) => Ok(()),
         Err(e) => Err(ApiError::store("abort the upload", e)),
     }

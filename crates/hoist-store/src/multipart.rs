@@ -31,10 +31,11 @@ use crate::fs::{is_id, new_id, new_ordered_id, remove_durable, rename_durable, w
 use crate::ingest::Ingested;
 use crate::objects::WriteCondition;
 
-/// S3's smallest part (except the last): 5 MiB.
-pub(crate) const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's highest part number.
-pub(crate) const MAX_PART_NUMBER: i32 = 10_000;
+/// S3's smallest part (except the last), from core's one definition of S3's limits.
+pub(crate) const MIN_PART_SIZE: u64 = hoist_core::ProviderLimits::AWS.min_part_size;
+/// S3's highest part number, from core's one definition of S3's limits (10,000 fits an i32).
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+pub(crate) const MAX_PART_NUMBER: i32 = hoist_core::ProviderLimits::AWS.max_parts as i32;
 
 /// One entry of a Complete request.
 #[derive(Debug, Clone)]

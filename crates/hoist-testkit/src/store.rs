@@ -85,6 +85,20 @@ impl TestStore {
         sdk_client(endpoint_url, &self.credentials)
     }
 
+    /// The engine's client for this store, or for a proxy in front of it at `endpoint_url`.
+    ///
+    /// # Panics
+    /// If the client cannot be built.
+    pub async fn engine_client(&self, endpoint_url: Option<String>) -> hoist_core::S3Client {
+        hoist_core::S3Client::connect(&hoist_core::ClientOptions {
+            endpoint_url: Some(endpoint_url.unwrap_or_else(|| self.endpoint_url())),
+            credentials: Some((self.credentials.access_key.clone(), self.credentials.secret_key.clone())),
+            ..Default::default()
+        })
+        .await
+        .expect("engine client")
+    }
+
     /// Creates a bucket.
     ///
     /// # Panics

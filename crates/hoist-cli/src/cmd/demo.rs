@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use hoist_core::checksum::{ChecksumAlgorithm, Checksummer};
 use hoist_core::config::MIB;
-use hoist_core::{ClientOptions, S3Client, Source, UploadConfig, UploadRequest, Uploader};
+use hoist_core::{ClientOptions, ObjectClient as _, S3Client, Source, UploadConfig, UploadRequest, Uploader};
 use hoist_store::Store;
 use rand::RngCore as _;
 
@@ -45,9 +45,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         ..Default::default()
     })
     .await?;
-    client.sdk().create_bucket().bucket("demo").send().await.map_err(|e| {
-        CliError::new(Exit::Failure, format!("cannot create the demo bucket: {e}"))
-    })?;
+    client.create_bucket("demo").await.map_err(|e| CliError::new(Exit::Failure, format!("cannot create the demo bucket: {e}")))?;
     let dest = S3Url { bucket: "demo".into(), key: "demo.bin".into() };
     let req = UploadRequest {
         source: Source::File(path.clone()),
@@ -65,17 +63,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     crate::render::say(&super::put::summary(&path.display().to_string(), &dest, &outcome).clone());
 
     // Read it back and compare, independently of the engine's own verification.
-    let mut body = client.sdk().get_object().bucket("demo").key("demo.bin").send().await.map_err(|e| {
-        CliError::new(Exit::Failure, format!("cannot read the object back: {e}"))
-    })?.body;
-    let mut got = Checksummer::new(ChecksumAlgorithm::Crc32c);
-    let mut len = 0u64;
-    while let Some(chunk) = body.try_next().await.map_err(|e| CliError::new(Exit::Failure, e.to_string()))? {
-        got.update(&chunk);
-        len += chunk.len() as u64;
-    }
+    let back = dir.path().join("read-back.bin");
+    let len = client
+        .download("demo", "demo.bin", &outcome.etag, &back)
+        .await
+        .map_err(|e| CliError::new(Exit::Failure, format!("cannot read the object back: {e}")))?;
+    let got = hoist_core::source::checksum_range(&back, 0, len, ChecksumAlgorithm::Crc32c)?;
     handle.shutdown().await;
-    if len != args.size || got.finish() != expected {
+    if len != args.size || got != expected {
         return Err(CliError::new(Exit::Integrity, "the object read back differs from the file"));
     }
     #[allow(clippy::cast_precision_loss)] // display only

@@ -25,8 +25,8 @@ pub(crate) struct PresignArgs {
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     pub(crate) expires: Duration,
     /// What the URL allows: download (get) or upload (put).
-    #[arg(long, default_value = "get", value_parser = ["get", "put"])]
-    pub(crate) method: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) method: Method,
     /// PUT only: the exact body length the URL accepts.
     #[arg(long, value_name = "BYTES")]
     pub(crate) content_length: Option<u64>,
@@ -37,6 +37,16 @@ pub(crate) struct PresignArgs {
     /// Print one JSON object (url, method, `expires_at`, headers) instead of the URL alone.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum Method {
+    /// Download the object.
+    #[default]
+    Get,
+    /// Upload a body to the key.
+    Put,
 }
 
 fn parse_checksum(s: &str) -> Result<Checksum, CliError> {
@@ -51,7 +61,7 @@ fn parse_checksum(s: &str) -> Result<Checksum, CliError> {
 
 /// Runs `hoist presign`.
 pub(crate) async fn run(args: PresignArgs) -> Result<(), CliError> {
-    let put = args.method == "put";
+    let put = args.method == Method::Put;
     if !put && (args.content_length.is_some() || args.checksum.is_some()) {
         return Err(CliError::usage("--content-length and --checksum bind an upload's body: use them with --method put"));
     }

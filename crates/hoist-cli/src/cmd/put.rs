@@ -5,10 +5,13 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use hoist_core::checksum::ChecksumAlgorithm;
 use hoist_core::batch::{DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS};
-use hoist_core::config::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_SINGLE_PUT_THRESHOLD};
+use hoist_core::config::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_SINGLE_PUT_THRESHOLD, Provider};
 use hoist_core::tree::{Filter, TreeOptions};
 use hoist_core::{
     BatchConfig, BatchRequest, BatchSummary, BatchUploader, CancellationToken, ChecksumMode, ChecksumTransport, ClientOptions,
@@ -16,7 +19,7 @@ use hoist_core::{
 };
 
 use crate::exit::{CliError, Exit};
-use crate::parse::{S3Url, parse_metadata, parse_size};
+use crate::parse::{S3Url, parse_duration, parse_metadata, parse_size};
 use crate::render::{self, Mode};
 
 /// Where to connect (shared by every command that talks to S3).
@@ -31,23 +34,124 @@ pub(crate) struct ConnectArgs {
     /// Named profile from ~/.aws/config.
     #[arg(long, env = "AWS_PROFILE")]
     pub(crate) profile: Option<String>,
+    /// Give up on a request that gets no answer for this long, and retry it (default 1m; a part
+    /// also gets its body's time at 1 MiB/s), e.g. 10s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) request_timeout: Option<Duration>,
 }
 
 impl ConnectArgs {
+    /// Only where to connect: no other setting.
+    pub(crate) fn endpoint(endpoint_url: Option<String>) -> Self {
+        Self { endpoint_url, region: None, profile: None, request_timeout: None }
+    }
+
     /// Builds the S3 client.
     pub(crate) async fn client(&self) -> Result<S3Client, CliError> {
+        if self.request_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(CliError::usage("--request-timeout must be more than zero").with_hint("e.g. --request-timeout 30s"));
+        }
         let opts = ClientOptions {
             endpoint_url: self.endpoint_url.clone(),
             region: self.region.clone(),
             profile: self.profile.clone(),
+            read_timeout: self.request_timeout,
             ..Default::default()
         };
         Ok(S3Client::connect(&opts).await?)
     }
 }
 
+/// `--checksum`: one of core's algorithms (by their CLI names), or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChecksumChoice(pub(crate) Option<ChecksumAlgorithm>);
+
+/// The default `--checksum`: CRC32C (cheap, and what AWS's SDKs send by default since 2025).
+const DEFAULT_CHECKSUM: ChecksumChoice = ChecksumChoice(Some(ChecksumAlgorithm::Crc32c));
+
+impl clap::ValueEnum for ChecksumChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: LazyLock<Vec<ChecksumChoice>> =
+            LazyLock::new(|| ChecksumAlgorithm::ALL.into_iter().map(Some).chain([None]).map(ChecksumChoice).collect());
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.map_or("none", ChecksumAlgorithm::cli_name)))
+    }
+}
+
+/// `--checksum-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum ChecksumModeArg {
+    /// Send the checksum with every part and verify the object.
+    #[default]
+    Always,
+    /// Send no checksum headers (for stores that reject them).
+    #[value(name = "when_required")]
+    WhenRequired,
+}
+
+impl From<ChecksumModeArg> for ChecksumMode {
+    fn from(m: ChecksumModeArg) -> Self {
+        match m {
+            ChecksumModeArg::Always => Self::Always,
+            ChecksumModeArg::WhenRequired => Self::WhenRequired,
+        }
+    }
+}
+
+/// `--checksum-transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum TransportArg {
+    /// After the data, computed while it is read.
+    #[default]
+    Trailer,
+    /// Before the data (a checksum pass first).
+    Header,
+}
+
+impl From<TransportArg> for ChecksumTransport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Trailer => Self::Trailer,
+            TransportArg::Header => Self::Header,
+        }
+    }
+}
+
+/// `--on-failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OnFailureArg {
+    /// Keep the uploaded parts to resume.
+    Keep,
+    /// Abort the upload.
+    Abort,
+}
+
+/// `--provider`: whose limits apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProviderArg {
+    /// Amazon S3: objects up to 50 TB.
+    Aws,
+    /// MinIO, Ceph, Garage, `hoist store` and other S3-compatible stores: objects up to 5 TiB.
+    S3Compatible,
+    /// Cloudflare R2: equal-size parts, objects up to 5 TiB.
+    R2,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Aws => Self::Aws,
+            ProviderArg::S3Compatible => Self::S3Compatible,
+            ProviderArg::R2 => Self::R2,
+        }
+    }
+}
+
 /// How each object is uploaded (shared by `hoist put` and `hoist sync`).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub(crate) struct UploadFlags {
     /// Part size, e.g. 64MiB (raised automatically to fit 10,000 parts).
@@ -60,16 +164,24 @@ pub(crate) struct UploadFlags {
     #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SINGLE_PUT_THRESHOLD)]
     pub(crate) single_put_threshold: u64,
     /// Checksum sent with every part and verified after completion.
-    #[arg(long, default_value = "crc32c", value_parser = ["crc32c", "crc32", "crc64nvme", "sha1", "sha256", "none"])]
-    pub(crate) checksum: String,
+    #[arg(long, value_enum, default_value_t = DEFAULT_CHECKSUM)]
+    pub(crate) checksum: ChecksumChoice,
     /// `when_required` sends no checksum headers (for stores that reject them).
-    #[arg(long, default_value = "always", value_parser = ["always", "when_required"])]
-    pub(crate) checksum_mode: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) checksum_mode: ChecksumModeArg,
     /// How file part checksums travel: `trailer` (after the data, computed while it is read:
     /// one read per part) or `header` (before the data: a checksum pass first; for stores that
     /// refuse aws-chunked bodies).
-    #[arg(long, default_value = "trailer", value_parser = ["trailer", "header"])]
-    pub(crate) checksum_transport: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) checksum_transport: TransportArg,
+    /// Whose limits apply (object size, part rules). Default: told from --endpoint-url (none or
+    /// *.amazonaws.com: aws; *.r2.cloudflarestorage.com: r2; anything else: s3-compatible).
+    #[arg(long, value_enum)]
+    pub(crate) provider: Option<ProviderArg>,
+    /// Largest object the store takes, e.g. 5TiB (overrides the provider's; at most 10,000
+    /// parts of 5 GiB).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_object_size: Option<u64>,
     /// Content-Type of the object(s).
     #[arg(long)]
     pub(crate) content_type: Option<String>,
@@ -92,16 +204,58 @@ pub(crate) struct UploadFlags {
     pub(crate) restart: bool,
 }
 
+impl Default for UploadFlags {
+    /// What `hoist put` runs with when no flag is given (`hoist resume` uses it; a test checks it
+    /// against clap's defaults).
+    fn default() -> Self {
+        Self {
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_CONCURRENCY,
+            single_put_threshold: DEFAULT_SINGLE_PUT_THRESHOLD,
+            checksum: DEFAULT_CHECKSUM,
+            checksum_mode: ChecksumModeArg::default(),
+            checksum_transport: TransportArg::default(),
+            provider: None,
+            max_object_size: None,
+            content_type: None,
+            metadata: Vec::new(),
+            json: false,
+            no_progress: false,
+            quiet: false,
+            restart: false,
+        }
+    }
+}
+
 impl UploadFlags {
-    fn config(&self) -> UploadConfig {
-        let mode = if self.checksum_mode == "when_required" { ChecksumMode::WhenRequired } else { ChecksumMode::Always };
-        UploadConfig::default()
+    /// The engine's settings for these flags, with the limits of the provider named or told
+    /// from the endpoint, and the request timeout as the stall timeout of parts.
+    fn config(&self, connect: &ConnectArgs) -> Result<UploadConfig, CliError> {
+        let provider = self.provider.map_or_else(|| Provider::from_endpoint(connect.endpoint_url.as_deref()), Provider::from);
+        let mut limits = provider.limits();
+        if let Some(max) = self.max_object_size {
+            let ceiling = limits.multipart_ceiling();
+            limits = limits.with_max_object_size(max).ok_or_else(|| {
+                CliError::usage(format!(
+                    "--max-object-size {max} is out of range: it must be between 1 byte and {ceiling} ({} parts of {})",
+                    limits.max_parts,
+                    human(limits.max_part_size)
+                ))
+                .with_hint("give the store's object limit, e.g. --max-object-size 5TiB")
+            })?;
+        }
+        let mut config = UploadConfig::default()
+            .limits(limits)
             .part_size(self.part_size)
             .concurrency(self.concurrency)
             .single_put_threshold(self.single_put_threshold)
-            .checksum(self.checksum.parse::<ChecksumAlgorithm>().ok())
-            .checksum_mode(mode)
-            .checksum_transport(if self.checksum_transport == "header" { ChecksumTransport::Header } else { ChecksumTransport::Trailer })
+            .checksum(self.checksum.0)
+            .checksum_mode(self.checksum_mode.into())
+            .checksum_transport(self.checksum_transport.into());
+        if let Some(t) = connect.request_timeout {
+            config = config.stall_timeout(t);
+        }
+        Ok(config)
     }
 
     fn mode(&self) -> Mode {
@@ -155,8 +309,8 @@ pub(crate) struct PutArgs {
     pub(crate) skip_existing: bool,
     /// On failure keep the uploaded parts (to resume) or abort the upload. Default: keep after
     /// Ctrl-C or network trouble, abort after a fatal error such as access denied.
-    #[arg(long, value_parser = ["keep", "abort"])]
-    pub(crate) on_failure: Option<String>,
+    #[arg(long, value_enum)]
+    pub(crate) on_failure: Option<OnFailureArg>,
     /// With `-`: name the stream so an interrupted upload resumes when the same stream is fed
     /// again with the same key (recorded parts are read, checked and skipped).
     #[arg(long, value_name = "KEY")]
@@ -216,33 +370,62 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
         let sources: Vec<PathBuf> = args.sources.iter().map(PathBuf::from).collect();
         return run_batch(&args.connect, &args.upload, &args.tree, sources, &args.destination, compare).await;
     };
-    let client = args.connect.client().await?;
     let destination = S3Url { bucket: args.destination.bucket.clone(), key };
+    put_one(&args.connect, &args.upload, source, &args.sources[0], &destination, args.on_failure).await
+}
+
+/// Uploads one file or stream to one key (`hoist put`, `hoist resume`): the upload with its
+/// journal when it can resume, the hint that says how to resume or what was cleaned up, and the
+/// summary line. `label` names the source in messages.
+pub(crate) async fn put_one(
+    connect: &ConnectArgs,
+    flags: &UploadFlags,
+    source: Source,
+    label: &str,
+    destination: &S3Url,
+    on_failure: Option<OnFailureArg>,
+) -> Result<(), CliError> {
+    let config = flags.config(connect)?;
+    let resumable = matches!(source, Source::File(_) | Source::Stdin { resume_key: Some(_) });
+    let on_failure = match on_failure {
+        Some(OnFailureArg::Keep) if resumable => OnFailure::Keep,
+        Some(OnFailureArg::Keep) => {
+            return Err(CliError::usage("--on-failure keep needs a file, or --resume-key with stdin"));
+        }
+        None if resumable => OnFailure::Auto,
+        Some(OnFailureArg::Abort) | None => OnFailure::Abort,
+    };
+    let resume_hint = resume_command(label, destination, &source, connect);
+    let client = connect.client().await?;
     let req = UploadRequest {
         source,
         bucket: destination.bucket.clone(),
         key: destination.key.clone(),
-        content_type: args.upload.content_type.clone(),
-        metadata: args.upload.metadata.clone(),
+        content_type: flags.content_type.clone(),
+        metadata: flags.metadata.clone(),
     };
-    let mode = args.upload.mode();
-    let resumable = matches!(req.source, Source::File(_) | Source::Stdin { resume_key: Some(_) });
-    let mut uploader = Uploader::new(client, args.upload.config());
+    let mode = flags.mode();
+    let mut uploader = Uploader::new(client, config);
     if resumable {
-        let endpoint = args.connect.endpoint_url.clone().unwrap_or_default();
-        uploader = uploader.with_journal(journal_store()?, &endpoint, args.upload.restart);
+        let endpoint = connect.endpoint_url.clone().unwrap_or_default();
+        uploader = uploader.with_journal(journal_store()?, &endpoint, flags.restart);
     }
-    let on_failure = match args.on_failure.as_deref() {
-        Some("keep") if resumable => OnFailure::Keep,
-        Some("keep") => {
-            return Err(CliError::usage("--on-failure keep needs a file, or --resume-key with stdin"));
-        }
-        None if resumable => OnFailure::Auto,
-        Some(_) | None => OnFailure::Abort,
-    };
     let outcome = upload(&uploader, &req, mode, on_failure).await.map_err(|e| {
-        if e.kept && resumable {
-            e.error.with_hint(format!("parts are kept; resume with: {}", resume_command(&args, &destination)))
+        if let Some((id, why)) = &e.unaborted {
+            let abort = format!("hoist uploads abort {} --upload-id {id}", shell_quote(&destination.to_string()));
+            let endpoint = connect.endpoint_url.as_ref().map(|u| format!(" --endpoint-url {}", shell_quote(u))).unwrap_or_default();
+            let resume = if resumable { format!("resume with: {resume_hint}; or ") } else { String::new() };
+            e.error.with_hint(format!(
+                "the upload could not be aborted ({why}) and is still pending in the store, where it is billed: {resume}remove it with: {abort}{endpoint}"
+            ))
+        } else if e.completed {
+            e.error.with_hint(if resumable {
+                "Complete succeeded, only the check of the object failed: run the same command again to check it without uploading again"
+            } else {
+                "Complete succeeded, only the check of the object failed: check the object before relying on it"
+            })
+        } else if e.kept && resumable {
+            e.error.with_hint(format!("parts are kept; resume with: {resume_hint}"))
         } else if !resumable && e.error.hint.is_none() {
             e.error.with_hint(
                 "the upload was aborted, nothing is left behind; to make a stdin upload resumable pass --resume-key",
@@ -251,8 +434,8 @@ pub(crate) async fn run(args: PutArgs) -> Result<(), CliError> {
             e.error
         }
     })?;
-    if mode != Mode::Json && !args.upload.quiet {
-        render::say(&summary(&args.sources[0], &destination, &outcome));
+    if mode != Mode::Json && !flags.quiet {
+        render::say(&summary(label, destination, &outcome));
     }
     Ok(())
 }
@@ -280,7 +463,7 @@ pub(crate) async fn run_batch(
     let client = connect.client().await?;
     let endpoint = connect.endpoint_url.clone().unwrap_or_default();
     let store = journal_store()?;
-    let uploader = Uploader::new(client, flags.config()).with_journal(store.clone(), &endpoint, flags.restart);
+    let uploader = Uploader::new(client, flags.config(connect)?).with_journal(store.clone(), &endpoint, flags.restart);
     let config = BatchConfig::default().max_requests(tree.max_requests).max_bytes(tree.max_bytes_in_flight);
     let batch = BatchUploader::new(uploader, config).with_journal(store, &endpoint, flags.restart);
     let req = BatchRequest {
@@ -350,10 +533,23 @@ pub(crate) fn batch_summary(dest: &S3Url, s: &BatchSummary) -> String {
     line
 }
 
-/// A failed upload: the error, and whether its parts were kept for resuming.
+/// A failed upload: the error, and what became of the multipart upload.
 pub(crate) struct Failed {
     pub(crate) error: CliError,
+    /// Its parts were kept for resuming.
     pub(crate) kept: bool,
+    /// Complete succeeded; only the check after it failed.
+    pub(crate) completed: bool,
+    /// The abort was tried and failed: the upload id and why.
+    pub(crate) unaborted: Option<(String, String)>,
+}
+
+/// What the engine's failure event said about the multipart upload.
+#[derive(Default)]
+struct Fate {
+    kept: bool,
+    completed: bool,
+    unaborted: Option<(String, String)>,
 }
 
 /// Runs one upload with progress rendering and Ctrl-C handling (first Ctrl-C: no new parts, the
@@ -368,14 +564,16 @@ pub(crate) async fn upload(
     let (fwd_tx, fwd_rx) = tokio::sync::mpsc::unbounded_channel();
     // Watch for the failure event (to learn whether parts were kept) while rendering.
     let watcher_events = tokio::spawn(async move {
-        let mut kept = false;
+        let mut fate = Fate::default();
         while let Some(e) = rx.recv().await {
-            if let hoist_core::ProgressEvent::Failed { upload_id: Some(_), .. } = &e {
-                kept = true;
+            if let hoist_core::ProgressEvent::Failed { upload_id, completed, abort_error, .. } = &e {
+                fate.kept = upload_id.is_some();
+                fate.completed = *completed;
+                fate.unaborted = upload_id.clone().zip(abort_error.clone());
             }
             let _ = fwd_tx.send(e);
         }
-        kept
+        fate
     });
     let renderer = tokio::spawn(render::render(mode, fwd_rx));
     let cancel = CancellationToken::new();
@@ -383,16 +581,16 @@ pub(crate) async fn upload(
     let result = uploader.upload(req, &events, &cancel, on_failure).await;
     watcher.abort();
     drop(events);
-    let kept = watcher_events.await.unwrap_or(false);
+    let fate = watcher_events.await.unwrap_or_default();
     let _ = renderer.await;
     result.map_err(|e| {
         let error = if matches!(e, hoist_core::Error::Cancelled) {
-            let what = if kept { "uploaded parts were kept" } else { "the multipart upload was aborted" };
+            let what = if fate.kept { "uploaded parts were kept" } else { "the multipart upload was aborted" };
             CliError::new(Exit::Interrupted, format!("interrupted; {what}"))
         } else {
             e.into()
         };
-        Failed { error, kept }
+        Failed { error, kept: fate.kept, completed: fate.completed, unaborted: fate.unaborted }
     })
 }
 
@@ -416,12 +614,13 @@ pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
     Ok(store)
 }
 
-fn resume_command(args: &PutArgs, destination: &S3Url) -> String {
-    let mut cmd = format!("hoist put {} {}", shell_quote(&args.sources[0]), shell_quote(&destination.to_string()));
-    if let Some(k) = &args.resume_key {
+/// The command that resumes an upload of `label` (a path, or `-` with a resume key).
+fn resume_command(label: &str, destination: &S3Url, source: &Source, connect: &ConnectArgs) -> String {
+    let mut cmd = format!("hoist put {} {}", shell_quote(label), shell_quote(&destination.to_string()));
+    if let Source::Stdin { resume_key: Some(k) } = source {
         cmd = format!("(feed the same stream) | {cmd} --resume-key {}", shell_quote(k));
     }
-    match &args.connect.endpoint_url {
+    match &connect.endpoint_url {
         Some(e) => format!("{cmd} --endpoint-url {}", shell_quote(e)),
         None => cmd,
     }
@@ -462,5 +661,48 @@ pub(crate) fn human(n: u64) -> String {
         1024..1_048_576 => format!("{:.1} KiB", f / 1024.0),
         1_048_576..1_073_741_824 => format!("{:.1} MiB", f / 1_048_576.0),
         _ => format!("{:.2} GiB", f / 1_073_741_824.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// `UploadFlags::default()` (what `hoist resume` uses) is what `hoist put` parses with no flag.
+    #[test]
+    fn default_flags_are_clap_defaults() {
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            flags: UploadFlags,
+        }
+        assert_eq!(Probe::parse_from(["hoist"]).flags, UploadFlags::default());
+    }
+
+    #[test]
+    fn checksum_values_are_core_names_and_none() {
+        use clap::ValueEnum as _;
+        let names: Vec<String> =
+            ChecksumChoice::value_variants().iter().filter_map(clap::ValueEnum::to_possible_value).map(|v| v.get_name().to_owned()).collect();
+        assert_eq!(names, ["crc32", "crc32c", "crc64nvme", "sha1", "sha256", "none"]);
+        assert_eq!(ChecksumChoice::from_str("SHA256", true), Ok(ChecksumChoice(Some(ChecksumAlgorithm::Sha256))));
+    }
+
+    #[test]
+    fn limits_follow_the_endpoint_unless_named() {
+        let aws = ConnectArgs::endpoint(None);
+        let local = ConnectArgs::endpoint(Some("http://127.0.0.1:9000".into()));
+        let max = |flags: &UploadFlags, c: &ConnectArgs| flags.config(c).unwrap().get_limits().max_object_size;
+        let flags = UploadFlags::default();
+        assert_eq!(max(&flags, &aws), Provider::Aws.limits().max_object_size);
+        assert_eq!(max(&flags, &local), Provider::S3Compatible.limits().max_object_size);
+        let named = UploadFlags { provider: Some(ProviderArg::Aws), ..UploadFlags::default() };
+        assert_eq!(max(&named, &local), Provider::Aws.limits().max_object_size);
+        let set = UploadFlags { max_object_size: Some(1 << 40), ..UploadFlags::default() };
+        assert_eq!(max(&set, &aws), 1 << 40);
+        let e = UploadFlags { max_object_size: Some(0), ..UploadFlags::default() }.config(&aws).unwrap_err();
+        assert!(e.message.contains("--max-object-size") && e.message.contains("out of range"), "{}", e.message);
     }
 }

@@ -1,12 +1,17 @@
 //! `hoist resume`: lists the uploads that can be resumed (from their journals) and resumes one
-//! by running `hoist put` again with the journal's source, destination and endpoint.
+//! by calling the same upload `hoist put` calls, with the journal's source, destination and
+//! endpoint and `hoist put`'s default flags (the journal fixes part size and checksum). A stream
+//! cannot be resumed from here: only its producer can feed it again; the error says how.
 
-use clap::Parser as _;
+use hoist_core::Source;
 
-use crate::args::{Cli, Command};
-use crate::cmd::put::{human, journal_store, shell_quote};
+use crate::cmd::put::{ConnectArgs, UploadFlags, human, journal_store, put_one, shell_quote};
 use crate::exit::CliError;
+use crate::parse::S3Url;
 use crate::render::say;
+
+/// How the engine's journals name a stream's source: `stdin:` and its resume key.
+const STDIN_SOURCE: &str = "stdin:";
 
 /// Flags of `hoist resume`.
 #[derive(Debug, clap::Args)]
@@ -53,19 +58,14 @@ pub(crate) async fn run(args: ResumeArgs) -> Result<(), CliError> {
         .ok_or_else(|| {
             CliError::usage(format!("no resumable upload {which:?}")).with_hint("run `hoist resume` to list them")
         })?;
-    let source = j.source.display().to_string();
-    let dest = format!("s3://{}/{}", j.bucket, j.key);
-    let mut command_line = vec!["hoist".to_owned(), "put".to_owned(), source, dest];
-    if !j.endpoint.is_empty() {
-        command_line.extend(["--endpoint-url".to_owned(), j.endpoint.clone()]);
+    let dest = S3Url { bucket: j.bucket.clone(), key: j.key.clone() };
+    let label = j.source.display().to_string();
+    if let Some(key) = label.strip_prefix(STDIN_SOURCE) {
+        return Err(CliError::usage(format!("upload {} reads a stream, which only its producer can feed again", j.upload_id))
+            .with_hint(format!("feed the same stream to: hoist put - {} --resume-key {}", shell_quote(&dest.to_string()), shell_quote(key))));
     }
-    if args.json {
-        command_line.push("--json".to_owned());
-    }
-    tracing::info!(command = %command_line.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "), "resuming");
-    let cli = Cli::try_parse_from(&command_line).map_err(|e| CliError::usage(e.to_string()))?;
-    match cli.command {
-        Command::Put(put) => Box::pin(crate::cmd::put::run(put)).await,
-        _ => unreachable!("the command_line above is a put command"),
-    }
+    let connect = ConnectArgs::endpoint((!j.endpoint.is_empty()).then(|| j.endpoint.clone()));
+    let flags = UploadFlags { json: args.json, ..UploadFlags::default() };
+    tracing::info!(source = %label, destination = %dest, endpoint = %j.endpoint, "resuming");
+    Box::pin(put_one(&connect, &flags, Source::File(j.source.clone()), &label, &dest, None)).await
 }

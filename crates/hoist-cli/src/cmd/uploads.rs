@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hoist_core::S3Client;
+use hoist_core::{ObjectClient as _, S3Client, UploadRef};
 
 use crate::cmd::put::{ConnectArgs, human, journal_store};
 use crate::exit::CliError;
@@ -89,7 +89,7 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
         }
         Action::Abort { object, upload_id, connect } => {
             let client = connect.client().await?;
-            client.abort(&object.bucket, &object.key, &upload_id).await?;
+            client.abort(&UploadRef { bucket: object.bucket.clone(), key: object.key.clone(), upload_id: upload_id.clone() }).await?;
             forget_journals(std::slice::from_ref(&upload_id));
             say(&format!("aborted {upload_id} ({object})"));
             Ok(())
@@ -112,7 +112,7 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
                 let verb = if dry_run { "would abort" } else { "aborting" };
                 say(&format!("{verb} {}  {}  ({})", u.upload_id, u.key, human(bytes)));
                 if !dry_run {
-                    client.abort(&location.bucket, &u.key, &u.upload_id).await?;
+                    client.abort(&UploadRef { bucket: location.bucket.clone(), key: u.key.clone(), upload_id: u.upload_id.clone() }).await?;
                     aborted.push(u.upload_id.clone());
                 }
             }
@@ -125,7 +125,7 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
 }
 
 async fn sizes(client: &S3Client, bucket: &str, key: &str, id: &str) -> Result<(usize, u64), CliError> {
-    let parts = client.list_parts(bucket, key, id).await?;
+    let parts = client.list_parts(&UploadRef { bucket: bucket.to_owned(), key: key.to_owned(), upload_id: id.to_owned() }).await?;
     Ok((parts.len(), parts.iter().map(|p| p.size).sum()))
 }
 

@@ -119,12 +119,12 @@ async fn sign(
     Ok(Json(json!({ "url": part.url, "expires": st.part_url_ttl.as_secs() })))
 }
 
-/// A part number as Uppy writes it: canonical decimal, 1 to 10000. `01` or `+1` would name the
+/// A part number as Uppy writes it: canonical decimal, 1 to S3's highest (10,000). `01` or `+1` would name the
 /// same part as `1` through another path, so they are refused rather than read leniently.
 fn part_number(text: &str) -> Option<u32> {
     let canonical = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
     let n: u32 = if canonical { text.parse().ok()? } else { return None };
-    (1..=10_000).contains(&n).then_some(n)
+    (1..=hoist_core::ProviderLimits::AWS.max_part_number()).contains(&n).then_some(n)
 }
 
 async fn list_parts(
