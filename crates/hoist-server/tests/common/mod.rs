@@ -47,9 +47,9 @@ impl Service {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut c = ServerConfig::new(data.path());
+    /// The tests' config on `data`: API on any free port, dev mode, the keys above.
+    pub fn config(data: &std::path::Path) -> ServerConfig {
+        let mut c = ServerConfig::new(data);
         c.listen = "127.0.0.1:0".into();
         c.dev = true;
         c.part_size = 5 * MIB as u64;
@@ -58,6 +58,12 @@ impl Service {
             key("bob", BOB, 64 * MIB as u64, &["*/*"], 100_000, None),
             key("tiny", TINY, 64 * MIB as u64, &["*/*"], 3, None),
         ];
+        c
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = Self::config(data.path());
         adjust(&mut c);
         let server = Server::start(c).await.unwrap();
         let url = format!("http://{}", server.addr());
