@@ -23,6 +23,8 @@ pub struct Service {
     pub dev_token: String,
     pub state: std::sync::Arc<hoist_server::state::AppState>,
     pub data: tempfile::TempDir,
+    /// The service's `SQLite` database.
+    pub db_path: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -65,6 +67,7 @@ impl Service {
         let data = tempfile::tempdir().unwrap();
         let mut c = Self::config(data.path());
         adjust(&mut c);
+        let db_path = c.data_dir.join("hoist.db");
         let server = Server::start(c).await.unwrap();
         let url = format!("http://{}", server.addr());
         let store_url = server.store_endpoint().unwrap();
@@ -74,7 +77,7 @@ impl Service {
         let task = tokio::spawn(async move {
             server.run(async { let _ = rx.await; }).await.unwrap();
         });
-        Self { url, store_url, dev_token, state, data, stop: Some(stop), task: Some(task) }
+        Self { url, store_url, dev_token, state, data, db_path, stop: Some(stop), task: Some(task) }
     }
 
     /// An aws-sdk-s3 client straight to the embedded store (to check what S3 holds).
