@@ -12,18 +12,18 @@
 //!   `ObjectCreated:CompleteMultipartUpload` (also for a repeated Complete, so a client that
 //!   retries a Complete whose answer was lost still causes an event), `ObjectRemoved:Delete`
 //!   (DeleteObject and each key of DeleteObjects). `ObjectCreated:Copy` is accepted in
-//!   configurations but never raised: the store has no CopyObject.
+//!   configurations but never raised: the store has no `CopyObject`.
 //! - **Signature.** Each POST carries [`SIGNATURE_HEADER`] = `sha256=` + hex HMAC-SHA256 of the
 //!   exact body with the target's secret (see [`signature`], [`verify`]); the body is signed at
 //!   send time, so a changed secret applies to queued events too.
 //! - **Who gets what.** A bucket without a notification configuration sends every event to every
 //!   `--notify` target, so `hoist store --notify URL` needs no further call. Once
-//!   PutBucketNotificationConfiguration has set one it governs: only `QueueConfiguration`s,
+//!   `PutBucketNotificationConfiguration` has set one it governs: only `QueueConfiguration`s,
 //!   whose `QueueArn` names a target (`arn:hoist:sqs:::NAME`; any ARN whose last field is a
 //!   target's name is accepted, as MinIO's `arn:minio:sqs::ID:webhook` style), with `Events` out
 //!   of the list above (and their `*` forms) and at most one `prefix` and one `suffix` filter
 //!   rule. An empty configuration turns a bucket's notifications off. Topic, Lambda and
-//!   EventBridge configurations are refused, not ignored. The configuration is kept in
+//!   `EventBridge` configurations are refused, not ignored. The configuration is kept in
 //!   `buckets/NAME/notification.json` and read when an event is raised (one small cached read
 //!   per write, and only when targets exist).
 //! - **At least once.** The event is written to `notify/TARGET/SEQUENCER.json` (temp file, fsync,
@@ -303,7 +303,7 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
 }
 
-/// Checks a PutBucketNotificationConfiguration body against the targets; answers the rules.
+/// Checks a `PutBucketNotificationConfiguration` body against the targets; answers the rules.
 pub(crate) fn rules_from_dto(
     config: s3s::dto::NotificationConfiguration,
     targets: &[NotifyTarget],
@@ -365,7 +365,7 @@ pub(crate) fn rules_from_dto(
     Ok(rules)
 }
 
-/// The stored rules as GetBucketNotificationConfiguration answers them.
+/// The stored rules as `GetBucketNotificationConfiguration` answers them.
 pub(crate) fn rules_to_dto(rules: &[NotificationRule]) -> s3s::dto::GetBucketNotificationConfigurationOutput {
     let queues = rules
         .iter()
@@ -380,7 +380,7 @@ pub(crate) fn rules_to_dto(rules: &[NotificationRule]) -> s3s::dto::GetBucketNot
                 [rule("prefix", &r.prefix), rule("suffix", &r.suffix)].into_iter().flatten().collect();
             s3s::dto::QueueConfiguration {
                 events: r.events.iter().cloned().map(s3s::dto::Event::from).collect(),
-                filter: (!filter_rules.is_empty()).then(|| s3s::dto::NotificationConfigurationFilter {
+                filter: (!filter_rules.is_empty()).then_some(s3s::dto::NotificationConfigurationFilter {
                     key: Some(s3s::dto::S3KeyFilter { filter_rules: Some(filter_rules) }),
                 }),
                 id: r.id.clone(),
@@ -472,7 +472,7 @@ impl Notifier {
         self.queues.iter().map(|q| q.target.clone()).collect()
     }
 
-    /// PutBucketNotificationConfiguration (the bucket's existence is the caller's check).
+    /// `PutBucketNotificationConfiguration` (the bucket's existence is the caller's check).
     pub(crate) fn put_config(&self, bucket: &str, rules: Vec<NotificationRule>) -> Result<()> {
         let path = self.layout.notification_record(bucket);
         let count = rules.len();
@@ -709,7 +709,7 @@ mod tests {
 
     #[test]
     fn full_jitter_stays_under_the_doubling_bound_and_the_cap() {
-        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(300));
+        let (base, cap) = (Duration::from_secs(1), Duration::from_mins(5));
         assert_eq!(full_jitter(1, base, cap, 0.0), Duration::ZERO);
         assert_eq!(full_jitter(1, base, cap, 0.5), Duration::from_millis(500));
         assert_eq!(full_jitter(4, base, cap, 0.5), Duration::from_secs(4));

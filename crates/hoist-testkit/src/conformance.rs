@@ -39,7 +39,8 @@ pub struct Endpoint {
     /// `embedded` or `external`, for the printed lines.
     pub target: &'static str,
     prefix: String,
-    _store: Option<TestStore>,
+    /// The embedded store, kept running while the endpoint lives (`None`: external).
+    store: Option<TestStore>,
 }
 
 impl Endpoint {
@@ -66,7 +67,7 @@ impl Endpoint {
                 region: var("HOIST_CONFORMANCE_REGION").unwrap_or_else(|| "us-east-1".into()),
                 target: "external",
                 prefix,
-                _store: None,
+                store: None,
             };
         }
         let store = TestStore::start().await;
@@ -80,14 +81,14 @@ impl Endpoint {
             region: "us-east-1".into(),
             target: "embedded",
             prefix,
-            _store: Some(store),
+            store: Some(store),
         }
     }
 
     /// Whether this is an external store.
     #[must_use]
     pub fn is_external(&self) -> bool {
-        self._store.is_none()
+        self.store.is_none()
     }
 
     /// `name` under this run's prefix.

@@ -27,7 +27,7 @@ pub(crate) struct StoreArgs {
     pub(crate) cors_origin: Vec<String>,
     /// Send S3 event notifications (AWS's JSON, one record per POST) to this receiver: `NAME=URL`,
     /// or a bare URL for the target `default` (repeatable). Every event of a bucket goes to every
-    /// target until PutBucketNotificationConfiguration names targets by `arn:hoist:sqs:::NAME`.
+    /// target until a bucket notification configuration names targets by `arn:hoist:sqs:::NAME`.
     /// Events wait in DATA/notify/NAME/ until the receiver answers 2xx.
     #[arg(long, value_name = "NAME=URL")]
     pub(crate) notify: Vec<String>,
