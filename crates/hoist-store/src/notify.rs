@@ -631,7 +631,7 @@ async fn deliver(
         match outcome {
             Ok(()) => {
                 // Not fsynced: a removal lost in a crash only sends the event again (at least
-                // once), and a directory fsync per event capped delivery at ≈ 80 events/s here.
+                // once), and a directory fsync per delivered event is a disk flush per event.
                 if let Err(e) = std::fs::remove_file(&path) {
                     // Sent but still on disk: it goes out again after a restart (at least once).
                     tracing::warn!(target = %q.target.name, error = %e, "cannot remove a delivered notification");
