@@ -36,9 +36,16 @@ pub enum Error {
     /// A checksum or Content-MD5 did not match the body.
     #[error("the {0} you specified did not match the calculated checksum")]
     BadDigest(String),
-    /// A checksum or Content-MD5 value is not well formed.
+    /// A Content-MD5 value is not well formed.
     #[error("the {0} you specified is not valid")]
     InvalidDigest(String),
+    /// An `x-amz-checksum-*` value is not the base64 of a digest of the algorithm's length (S3
+    /// answers `BadDigest`, not `InvalidDigest` as for Content-MD5).
+    #[error(
+        "the {} value you specified is not valid: send the base64 of the {}-byte big-endian digest",
+        .0.header_name(), .0.digest_len()
+    )]
+    MalformedChecksum(hoist_core::checksum::ChecksumAlgorithm),
     /// The body was shorter or longer than Content-Length.
     #[error("the body had {got} bytes but Content-Length said {expected}")]
     IncompleteBody {
@@ -66,6 +73,20 @@ pub enum Error {
     /// unsupported method, ...).
     #[error("{0}")]
     InvalidRequest(String),
+    /// A conditional write's `If-None-Match` / `If-Match` does not hold.
+    #[error("at least one of the preconditions you specified did not hold: {0}")]
+    PreconditionFailed(String),
+    /// `partNumber` names a part the object does not have.
+    #[error("part {requested} is not satisfiable: the object has {parts} part(s)")]
+    InvalidPartNumber {
+        /// The part asked for.
+        requested: i32,
+        /// How many the object has.
+        parts: usize,
+    },
+    /// A request header the store does not implement in the form sent.
+    #[error("{0}")]
+    NotImplemented(String),
     /// The Range header cannot be satisfied.
     #[error("the requested range is not satisfiable")]
     InvalidRange,
@@ -150,7 +171,7 @@ impl From<Error> for S3Error {
             Error::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, "{msg}"),
             Error::InvalidBucketName(_) => s3_error!(InvalidBucketName, "{msg}"),
             Error::KeyTooLong(_) => s3_error!(KeyTooLongError, "{msg}"),
-            Error::BadDigest(_) => s3_error!(BadDigest, "{msg}"),
+            Error::BadDigest(_) | Error::MalformedChecksum(_) => s3_error!(BadDigest, "{msg}"),
             Error::InvalidDigest(_) => s3_error!(InvalidDigest, "{msg}"),
             Error::IncompleteBody { .. } | Error::Body(_) => s3_error!(IncompleteBody, "{msg}"),
             Error::InvalidPart(_) => s3_error!(InvalidPart, "{msg}"),
@@ -160,6 +181,13 @@ impl From<Error> for S3Error {
             Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } | Error::NotifyTarget(_) => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
+            Error::PreconditionFailed(_) => s3_error!(PreconditionFailed, "{msg}"),
+            Error::InvalidPartNumber { .. } => {
+                let mut e = S3Error::with_message(S3ErrorCode::Custom("InvalidPartNumber".into()), msg);
+                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                e
+            }
+            Error::NotImplemented(_) => s3_error!(NotImplemented, "{msg}"),
             Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
             Error::XmlBodyTooLarge { .. } => s3_error!(MaxMessageLengthExceeded, "{msg}"),
             Error::HeaderSectionTooLarge { .. } => s3_error!(RequestHeaderSectionTooLarge, "{msg}"),

@@ -28,6 +28,7 @@
 //! - `access`: every request signed, every `x-amz-*` header covered by its signature.
 //! - `refusals`: limits given to s3s, checks before it routes, messages for its bare refusals.
 //! - `cors`: bucket CORS rules (validation, matching), preflight and CORS headers.
+//! - `post_form`: browser POST forms: the file's name, for `${filename}` in the key.
 //! - [`notify`]: S3 event notifications: bucket rules, the durable per-target queue, signed
 //!   delivery with backoff.
 
@@ -45,6 +46,7 @@ mod ingest;
 mod md5_lanes;
 mod multipart;
 mod objects;
+mod post_form;
 mod quiet;
 mod refusals;
 mod s3;
@@ -280,10 +282,18 @@ impl Store {
                 Some(fault) if resp.status() == http::StatusCode::INTERNAL_SERVER_ERROR => refusals::respond(fault),
                 _ => resp,
             }
+        } else if let Some(file_name) = post_form::FileName::for_request(&parts) {
+            let mut parts = parts;
+            parts.extensions.insert(file_name.clone());
+            let req = http::Request::from_parts(parts, s3s::Body::http_body(file_name.watch(body)));
+            let mut resp = self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?;
+            file_name.rewrite_answer(&mut resp);
+            resp
         } else {
             let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
             self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?
         };
+        refusals::policy_failure_as_s3(&method, &mut resp);
         refusals::explain(&mut resp);
         if resp.status().is_client_error() {
             drain::drain(leftover).await;
