@@ -604,3 +604,33 @@ async fn store_events_pending_at_a_stop_start_jobs_after_the_restart() {
     assert_eq!(store_queue(data.path()), 0);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_hoist_store_notifies_a_service_that_knows_its_secret() {
+    // The service's port is chosen first: the store must know where to send.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store_dir = tempfile::tempdir().unwrap();
+    let target = hoist_store::NotifyTarget::new("serve", &format!("http://127.0.0.1:{port}/v1/events/s3"), "ext-secret").unwrap();
+    let store = hoist_store::Store::builder(store_dir.path()).notify(target).build().unwrap();
+    let creds = store.credentials().clone();
+    let handle = store.start("127.0.0.1:0").await.unwrap();
+    let s3 = hoist_testkit::sdk_client(&handle.endpoint_url(), &creds);
+    s3.create_bucket().bucket("hoist").send().await.unwrap();
+    let endpoint = handle.endpoint_url();
+    let svc = Service::start_with(move |c| {
+        pipeline(0)(c);
+        c.listen = format!("127.0.0.1:{port}");
+        c.s3 = hoist_server::config::S3Target::External {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            profile: None,
+            credentials: Some((creds.access_key.clone(), creds.secret_key.clone())),
+        };
+        c.s3_events_secret = Some("ext-secret".into());
+    })
+    .await;
+    s3.put_object().bucket("hoist").key("bob/ext.mp4").content_type("video/mp4").body(vec![1u8; 10].into()).send().await.unwrap();
+    assert_eq!(wait_jobs(&svc, 1).await, [("bob/ext.mp4".to_owned(), "bob".to_owned(), None)]);
+    svc.stop().await;
+    handle.shutdown().await;
+}

@@ -70,7 +70,8 @@ impl Service {
         let db_path = c.data_dir.join("hoist.db");
         let server = Server::start(c).await.unwrap();
         let url = format!("http://{}", server.addr());
-        let store_url = server.store_endpoint().unwrap();
+        // Empty with an external S3.
+        let store_url = server.store_endpoint().unwrap_or_default();
         let dev_token = server.dev_token().unwrap().to_owned();
         let state = server.state();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
