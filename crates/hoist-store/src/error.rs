@@ -148,6 +148,9 @@ pub enum Error {
     /// The body's SHA-256 is not the `x-amz-content-sha256` the request signed.
     #[error("the x-amz-content-sha256 header does not match the SHA-256 of the body that was sent")]
     ContentSha256Mismatch,
+    /// A `--notify` target is not usable (bad name or URL, no secret, given twice).
+    #[error("{0}")]
+    NotifyTarget(String),
     /// The disk failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -175,7 +178,7 @@ impl From<Error> for S3Error {
             Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
-            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } | Error::NotifyTarget(_) => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
             Error::PreconditionFailed(_) => s3_error!(PreconditionFailed, "{msg}"),

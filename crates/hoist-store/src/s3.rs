@@ -17,6 +17,8 @@ use s3s::dto::{
     ListBucketsInput, ListBucketsOutput, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput,
     MultipartUpload, Object, Part,
+    GetBucketNotificationConfigurationInput, GetBucketNotificationConfigurationOutput,
+    PutBucketNotificationConfigurationInput, PutBucketNotificationConfigurationOutput,
     PutBucketCorsInput, PutBucketCorsOutput, PutObjectInput, PutObjectOutput, StreamingBlob, Timestamp,
     UploadPartInput, UploadPartOutput,
 };
@@ -27,6 +29,7 @@ use crate::cors::CorsRule;
 use crate::error::Error;
 use crate::ingest::verify;
 use crate::multipart::{CompleteOptions, CompletePart, check_part_number};
+use crate::notify::{EventName, Notifier};
 use crate::objects::{WriteCondition, read_range};
 use crate::post_form::{self, FileName};
 use crate::refusals::XmlBodyWatch;
@@ -40,6 +43,8 @@ const STORAGE_CLASS: &str = "STANDARD";
 #[derive(Debug, Clone)]
 pub(crate) struct HoistS3 {
     pub(crate) backend: Arc<Backend>,
+    /// Raises an event after each successful write, before the answer goes out.
+    pub(crate) notifier: Arc<Notifier>,
 }
 
 fn ts(unix: i64) -> Timestamp {
@@ -322,9 +327,31 @@ impl S3 for HoistS3 {
             stored,
             &condition,
         )?;
+        let event = if req.method == http::Method::POST { EventName::Post } else { EventName::Put };
+        self.notifier.object_created(&input.bucket, &input.key, event, rec.size, &rec.etag)?;
         let mut out = PutObjectOutput { e_tag: Some(etag(&rec.etag)), ..Default::default() };
         set_checksum!(out, rec.checksum.as_ref());
         Ok(S3Response::new(out))
+    }
+
+    async fn put_bucket_notification_configuration(
+        &self,
+        req: S3Request<PutBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketNotificationConfigurationOutput>> {
+        let input = req.input;
+        self.backend.head_bucket(&input.bucket)?;
+        let rules = crate::notify::rules_from_dto(input.notification_configuration, &self.notifier.targets())?;
+        self.notifier.put_config(&input.bucket, rules)?;
+        Ok(S3Response::new(PutBucketNotificationConfigurationOutput::default()))
+    }
+
+    async fn get_bucket_notification_configuration(
+        &self,
+        req: S3Request<GetBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketNotificationConfigurationOutput>> {
+        self.backend.head_bucket(&req.input.bucket)?;
+        let rules = self.notifier.config(&req.input.bucket)?.unwrap_or_default();
+        Ok(S3Response::new(crate::notify::rules_to_dto(&rules)))
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
@@ -442,6 +469,7 @@ impl S3 for HoistS3 {
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.backend.delete_object(&req.input.bucket, &req.input.key)?;
+        self.notifier.object_removed(&req.input.bucket, &req.input.key)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -457,6 +485,7 @@ impl S3 for HoistS3 {
         let mut deleted = Vec::with_capacity(input.delete.objects.len());
         for o in input.delete.objects {
             self.backend.delete_object(&input.bucket, &o.key)?;
+            self.notifier.object_removed(&input.bucket, &o.key)?;
             deleted.push(DeletedObject { key: Some(o.key), ..Default::default() });
         }
         let quiet = input.delete.quiet.unwrap_or(false);
@@ -689,6 +718,9 @@ impl S3 for HoistS3 {
             return Err(Error::MalformedXml(format!("{} parts listed; at most 10000 are allowed", parts.len())).into());
         }
         let done = self.backend.complete_upload(&input.bucket, &input.key, &input.upload_id, &parts, &options)?;
+        // The size is the object's as it stands now (a later write of the key would have its own event).
+        let size = self.backend.head_object(&input.bucket, &input.key).ok().filter(|o| o.etag == done.etag).map_or(0, |o| o.size);
+        self.notifier.object_created(&input.bucket, &input.key, EventName::CompleteMultipartUpload, size, &done.etag)?;
         let mut out = CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
