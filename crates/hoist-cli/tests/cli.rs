@@ -168,3 +168,32 @@ fn demo_uploads_verifies_and_reads_back() {
     assert!(out.contains("in 2 parts, verified"), "21 MiB in 16 MiB parts: {out}");
     assert!(out.contains("compared: identical"), "{out}");
 }
+
+/// `hoist store --notify`: a `hoist put` (multipart) becomes one signed
+/// `ObjectCreated:CompleteMultipartUpload` record at the receiver; `--notify` without a secret is
+/// a usage error that says what to pass.
+#[test]
+fn store_notify_reports_a_hoist_put_to_a_receiver() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(hoist_testkit::receiver::Receiver::start(vec![]));
+    let store = StoreProc::start_with(&["--notify", &format!("app={}", rx.url), "--notify-secret", "cli-notify-secret"]);
+    store.mb("cli-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(dir.path(), 6 * 1024 * 1024);
+    let o = store.hoist(&["put", f.to_str().unwrap(), "s3://cli-bucket/in/a b.bin", "--part-size", "5MiB", "--single-put-threshold", "5MiB", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits = rt.block_on(rx.wait_for(1, std::time::Duration::from_secs(10)));
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let sig = hits[0].header(hoist_store::notify::SIGNATURE_HEADER);
+    assert!(hoist_store::notify::verify("cli-notify-secret", &hits[0].body, sig), "signed with --notify-secret");
+    let v: serde_json::Value = serde_json::from_slice(&hits[0].body).unwrap();
+    let r = &v["Records"][0];
+    assert_eq!(r["eventName"], "ObjectCreated:CompleteMultipartUpload", "{v}");
+    assert_eq!((r["s3"]["object"]["key"].as_str(), r["s3"]["object"]["size"].as_u64()), (Some("in/a+b.bin"), Some(6 * 1024 * 1024)));
+
+    let data = tempfile::tempdir().unwrap();
+    let o = Command::new(HOIST).args(["store", "--listen", "127.0.0.1:0", "--notify", "http://127.0.0.1:1/"]).arg("--data").arg(data.path()).env_remove("HOIST_NOTIFY_SECRET").output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--notify needs a secret") && err.contains("--notify-secret"), "{err}");
+}

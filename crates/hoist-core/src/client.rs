@@ -30,7 +30,7 @@ use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
@@ -77,6 +77,16 @@ pub struct ObjectMeta<'a> {
     pub metadata: &'a [(String, String)],
 }
 
+/// An upload's checksum: its algorithm, and whether the object gets the CRC of all its bytes
+/// (`FULL_OBJECT`, CRCs only) or the checksum of its parts' checksums (`COMPOSITE`, `…-N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadChecksum {
+    /// The algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// `FULL_OBJECT` rather than `COMPOSITE`.
+    pub full_object: bool,
+}
+
 /// A part to complete with: its number, `ETag` and checksum.
 pub type CompletedPartSpec = (u32, String, Option<Checksum>);
 
@@ -94,7 +104,7 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
         bucket: &str,
         key: &str,
         meta: ObjectMeta<'_>,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<UploadChecksum>,
     ) -> Result<UploadRef>;
     /// UploadPart with the bytes `offset..offset+len` of `path` streamed as the body → `ETag` and
     /// the part's checksum (the one given, or the one computed for the trailer).
@@ -109,8 +119,9 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
     ) -> Result<(String, Option<Checksum>)>;
     /// UploadPart of bytes in memory → `ETag`.
     async fn upload_part_bytes(&self, upload: &UploadRef, number: u32, data: Bytes, checksum: Option<&Checksum>) -> Result<String>;
-    /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`.
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec]) -> Result<String>;
+    /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`. `whole`: the
+    /// CRC of all the bytes, for an upload created `FULL_OBJECT` (the store checks it).
+    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String>;
     /// AbortMultipartUpload.
     async fn abort(&self, upload: &UploadRef) -> Result<()>;
     /// ListParts, all pages.
@@ -260,10 +271,23 @@ pub enum PartsMatch {
 }
 
 impl ObjectInfo {
-    /// Compares the object with the `parts` it was completed from: the composite checksum if
-    /// both sides have one, else the multipart `ETag`. `Err` names the mismatch. The size is the
-    /// caller's to check.
+    /// Compares the object with the `parts` it was completed from: its checksum if both sides
+    /// have one (a `FULL_OBJECT` CRC, without `-N`, against the CRC the parts' CRCs and sizes
+    /// combine to; a composite one against the checksum of the parts' checksums), else the
+    /// multipart `ETag`. `Err` names the mismatch. The size is the caller's to check.
     pub fn compare_with_parts(&self, parts: &[PartInfo]) -> std::result::Result<PartsMatch, String> {
+        let sized: Option<Vec<(Checksum, u64)>> = parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
+        if let Some((alg, got)) = &self.checksum
+            && !got.contains('-')
+            && let Some(want) = sized.as_deref().and_then(crate::checksum::combine_full_object)
+            && want.algorithm() == *alg
+        {
+            return if want.to_base64() == *got {
+                Ok(PartsMatch::Checksum(format!("{alg}:{got}")))
+            } else {
+                Err(format!("the store's full-object {alg} is {got}, the parts sent give {}", want.to_base64()))
+            };
+        }
         let sums: Option<Vec<Checksum>> = parts.iter().map(|p| p.checksum.clone()).collect();
         if let (Some(want), Some((alg, got))) = (sums.as_deref().and_then(crate::checksum::composite), &self.checksum) {
             return if want == *got {
@@ -605,15 +629,17 @@ impl ObjectClient for S3Client {
         bucket: &str,
         key: &str,
         meta: ObjectMeta<'_>,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<UploadChecksum>,
     ) -> Result<UploadRef> {
         let mut req =
             self.inner.create_multipart_upload().bucket(bucket).key(key).set_content_type(meta.content_type.map(str::to_owned));
         for (k, v) in meta.metadata {
             req = req.metadata(k, v);
         }
-        if let Some(a) = checksum {
-            req = req.checksum_algorithm(checksum_dto(a));
+        if let Some(c) = checksum {
+            req = req.checksum_algorithm(checksum_dto(c.algorithm));
+            let kind = if c.full_object { ChecksumType::FullObject } else { ChecksumType::Composite };
+            req = req.checksum_type(kind);
         }
         let out = req.send().await.map_err(|e| map_err("CreateMultipartUpload", &e))?;
         let upload_id = out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))?;
@@ -716,7 +742,7 @@ impl ObjectClient for S3Client {
         }
     }
 
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec]) -> Result<String> {
+    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String> {
         let parts: Vec<CompletedPart> = parts
             .iter()
             .map(|(n, etag, c)| {
@@ -724,13 +750,15 @@ impl ObjectClient for S3Client {
                 with_checksum!(b, c.as_ref()).build()
             })
             .collect();
-        let out = self
+        let req = self
             .inner
             .complete_multipart_upload()
             .bucket(&upload.bucket)
             .key(&upload.key)
             .upload_id(&upload.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+        let req = if whole.is_some() { with_checksum!(req, whole).checksum_type(ChecksumType::FullObject) } else { req };
+        let out = req
             .send()
             .await
             .map_err(|e| map_err("CompleteMultipartUpload", &e))?;
@@ -857,5 +885,35 @@ impl ObjectClient for S3Client {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.inner.delete_object().bucket(bucket).key(key).send().await.map_err(|e| map_err("DeleteObject", &e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(alg: ChecksumAlgorithm, chunks: &[&[u8]]) -> Vec<PartInfo> {
+        (1u32..)
+            .zip(chunks)
+            .map(|(number, c)| PartInfo { number, size: c.len() as u64, etag: "x".into(), checksum: Some(Checksum::of(alg, c)) })
+            .collect()
+    }
+
+    fn object(checksum: Option<(ChecksumAlgorithm, String)>) -> ObjectInfo {
+        ObjectInfo { size: 0, etag: "e-2".into(), checksum, content_type: None }
+    }
+
+    #[test]
+    fn full_object_and_composite_checksums_are_compared_with_the_parts() {
+        let alg = ChecksumAlgorithm::Crc32c;
+        let sent = parts(alg, &[b"hello, ", b"world"]);
+        let whole = Checksum::of(alg, b"hello, world").to_base64();
+        assert_eq!(object(Some((alg, whole.clone()))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(format!("crc32c:{whole}"))));
+        let other = Checksum::of(alg, b"hello, there").to_base64();
+        assert!(object(Some((alg, other))).compare_with_parts(&sent).unwrap_err().contains("full-object"));
+        let sums: Vec<Checksum> = sent.iter().filter_map(|p| p.checksum.clone()).collect();
+        let composite = crate::checksum::composite(&sums).unwrap();
+        assert!(composite.ends_with("-2"));
+        assert!(matches!(object(Some((alg, composite))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(_))));
     }
 }

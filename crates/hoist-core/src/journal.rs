@@ -90,6 +90,10 @@ pub struct Journal {
     pub part_size: u64,
     /// Checksum algorithm sent with parts.
     pub checksum: Option<ChecksumAlgorithm>,
+    /// The upload was created with `FULL_OBJECT` checksums (its Complete must say so too);
+    /// journals written before this field existed are `COMPOSITE`.
+    #[serde(default)]
+    pub full_object: bool,
     /// The source when the upload started.
     pub fingerprint: Fingerprint,
     /// Unix seconds when the upload started.
@@ -269,6 +273,7 @@ impl JournalStore {
             upload_id,
             part_size,
             checksum,
+            full_object: false,
             fingerprint,
             started: time::OffsetDateTime::now_utc().unix_timestamp(),
             parts: BTreeMap::new(),

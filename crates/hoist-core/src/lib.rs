@@ -41,7 +41,7 @@ pub mod units;
 pub mod upload;
 
 pub use batch::{BatchConfig, BatchEvent, BatchRequest, BatchSummary, BatchUploader, Compare};
-pub use client::{ClientOptions, ObjectClient, ObjectMeta, S3Client, UploadRef};
+pub use client::{ClientOptions, ObjectClient, ObjectMeta, S3Client, UploadChecksum, UploadRef};
 pub use config::{ChecksumMode, ChecksumTransport, ProviderLimits, UploadConfig};
 pub use error::{Category, Error, Result};
 pub use progress::{Events, ProgressEvent};

@@ -20,8 +20,12 @@
 //!   still pending and can be resumed or aborted, never silently forgotten.
 //! - Complete answered `NoSuchUpload` (a retry after its answer was lost) is a success when the
 //!   object there matches the parts sent (size and checksum or multipart `ETag`).
-//! - After Complete the object is checked with HEAD: size, and the composite checksum computed
-//!   locally from the part checksums (or the multipart `ETag` when no checksum was sent). A
+//! - With a CRC, uploads are created `FULL_OBJECT` (the object's checksum is the CRC of all its
+//!   bytes, which Complete sends, combined from the parts' CRCs without a second read), or
+//!   `COMPOSITE` when the store refuses that type; the journal records which, so a resumed
+//!   upload completes the way it was created.
+//! - After Complete the object is checked with HEAD: size, and the checksum computed locally from
+//!   the part checksums (or the multipart `ETag` when no checksum was sent). A
 //!   mismatch is an [`Error::Integrity`]. A failure after Complete never aborts (the upload is
 //!   gone; it is an object now), and the journal stays unless the object is wrong, so running
 //!   again verifies the object instead of uploading it again.
@@ -38,7 +42,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
-use crate::client::{ObjectClient, ObjectInfo, ObjectMeta, PartInfo, PartsMatch, UploadRef};
+use crate::client::{ObjectClient, ObjectInfo, ObjectMeta, PartInfo, PartsMatch, UploadChecksum, UploadRef};
 use crate::config::UploadConfig;
 use crate::error::{Error, Result};
 use crate::journal::{Fingerprint, Journal, JournalKey, JournalStore};
@@ -170,6 +174,8 @@ struct Opened {
     upload: UploadRef,
     part_size: u64,
     alg: Option<ChecksumAlgorithm>,
+    /// Created `FULL_OBJECT`: Complete sends the CRC of all the bytes.
+    full_object: bool,
     ledger: Ledger,
 }
 
@@ -378,11 +384,33 @@ impl Uploader {
         retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || self.client.head(bucket, key)).await
     }
 
+    /// Creates the multipart upload with `FULL_OBJECT` checksums when the algorithm is a CRC, and
+    /// `COMPOSITE` ones when the store refuses that type (or the algorithm has no full-object form).
+    async fn create(&self, req: &UploadRequest, events: &Events, cancel: &CancellationToken) -> Result<(UploadRef, bool)> {
+        let alg = self.config.effective_checksum();
+        if let Some(algorithm) = alg.filter(|a| a.supports_full_object()) {
+            match self.create_as(req, Some(UploadChecksum { algorithm, full_object: true }), events, cancel).await {
+                Ok(upload) => return Ok((upload, true)),
+                Err(e) if matches!(e.code(), Some("InvalidRequest" | "InvalidArgument" | "NotImplemented")) => {
+                    tracing::info!(error = %e, "the store refused FULL_OBJECT checksums; creating the upload COMPOSITE");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let composite = alg.map(|algorithm| UploadChecksum { algorithm, full_object: false });
+        Ok((self.create_as(req, composite, events, cancel).await?, false))
+    }
+
     /// CreateMultipartUpload, retried. When an attempt failed before the one that succeeded (or
     /// every attempt failed), an earlier attempt may have created an upload whose answer was
     /// lost: those are found and aborted.
-    async fn create(&self, req: &UploadRequest, events: &Events, cancel: &CancellationToken) -> Result<UploadRef> {
-        let alg = self.config.effective_checksum();
+    async fn create_as(
+        &self,
+        req: &UploadRequest,
+        alg: Option<UploadChecksum>,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<UploadRef> {
         let since = unix_now();
         let mut attempts = 0u32;
         let created = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
@@ -439,9 +467,9 @@ impl Uploader {
         cancel: &CancellationToken,
     ) -> Result<Opened> {
         let (Some(resume), Some(journaled)) = (&self.journal, journaled) else {
-            let upload = self.create(req, events, cancel).await?;
+            let (upload, full_object) = self.create(req, events, cancel).await?;
             let ledger = Ledger::new(events.clone(), None);
-            return Ok(Opened { upload, part_size, alg: self.config.effective_checksum(), ledger });
+            return Ok(Opened { upload, part_size, alg: self.config.effective_checksum(), full_object, ledger });
         };
         let Journaled { source, fingerprint, mut found } = journaled;
         if resume.restart && let Some(old) = found.take() {
@@ -468,18 +496,20 @@ impl Uploader {
             };
             j.parts = j.confirmed_by(&listed);
             resume.store.save(&j)?;
-            let (part_size, alg) = (j.part_size, j.checksum);
-            return Ok(Opened { upload, part_size, alg, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) });
+            let (part_size, alg, full_object) = (j.part_size, j.checksum, j.full_object);
+            let ledger = Ledger::new(events.clone(), Some((resume.store.clone(), j)));
+            return Ok(Opened { upload, part_size, alg, full_object, ledger });
         }
         // Record the intent first, so a crash right after the create can be cleaned up.
         let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &source };
         let alg = self.config.effective_checksum();
         let mut j = JournalStore::start(&key, String::new(), part_size, alg, fingerprint);
         resume.store.save(&j)?;
-        let upload = self.create(req, events, cancel).await?;
+        let (upload, full_object) = self.create(req, events, cancel).await?;
         j.upload_id.clone_from(&upload.upload_id);
+        j.full_object = full_object;
         resume.store.save(&j)?;
-        Ok(Opened { upload, part_size, alg, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) })
+        Ok(Opened { upload, part_size, alg, full_object, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) })
     }
 
     /// The journal names an upload the store no longer has. If a previous run completed it and
@@ -595,7 +625,7 @@ impl Uploader {
         cancel: &CancellationToken,
         keep: impl Fn(&Error) -> bool,
     ) -> Result<UploadOutcome> {
-        let Opened { upload, alg, mut ledger, .. } = opened;
+        let Opened { upload, alg, full_object, mut ledger, .. } = opened;
         let cx = PartContext {
             client: self.client.clone(),
             upload: Arc::new(upload.clone()),
@@ -606,7 +636,7 @@ impl Uploader {
             events: events.clone(),
         };
         let result = match scheduler::schedule(cx, feed, &mut ledger, self.config.concurrency, cancel, self.grace).await {
-            Ok(parts) => self.finish(&upload, parts, events, cancel).await,
+            Ok(parts) => self.finish(&upload, parts, full_object, events, cancel).await,
             Err(e) => Err(e.into()),
         };
         self.settle(&upload, result, &mut ledger, events, keep).await
@@ -617,12 +647,27 @@ impl Uploader {
         &self,
         upload: &UploadRef,
         parts: Vec<PartInfo>,
+        full_object: bool,
         events: &Events,
         cancel: &CancellationToken,
     ) -> std::result::Result<UploadOutcome, Unfinished> {
         let size = parts.iter().map(|p| p.size).sum();
         let list: Vec<(u32, String, Option<Checksum>)> = parts.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
-        let completed = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || self.client.complete(upload, &list)).await;
+        // FULL_OBJECT: the CRC of all the bytes, combined from the parts' CRCs (no second read).
+        let whole = if full_object {
+            let sized: Option<Vec<(Checksum, u64)>> = parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
+            let whole = sized.as_deref().and_then(crate::checksum::combine_full_object);
+            if whole.is_none() {
+                return Err(Error::Integrity("a part of a FULL_OBJECT upload has no CRC to combine".into()).into());
+            }
+            whole
+        } else {
+            None
+        };
+        let completed = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
+            self.client.complete(upload, &list, whole.as_ref())
+        })
+        .await;
         match completed {
             Ok(_) => {}
             // A retry of a Complete whose answer was lost finds the upload gone (AWS, MinIO): the

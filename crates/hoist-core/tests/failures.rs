@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
 use hoist_core::config::MIB;
 use hoist_core::retry::RetryConfig;
 use hoist_core::{
@@ -108,6 +109,19 @@ fn failed(events: &[ProgressEvent]) -> (bool, Option<String>, bool, Option<Strin
 }
 
 const LEN: usize = 12 * 1024 * 1024 + 345;
+
+/// At most `concurrency` parts are in flight, and that many are (the stream feeds the same loop).
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_in_flight_are_bounded_by_the_concurrency() {
+    let f = fixture(4 * 5 * 1024 * 1024 + 1).await;
+    for concurrency in [1, 3] {
+        let client = Arc::new(f.failing().await);
+        let up = Uploader::shared(client.clone(), config().concurrency(concurrency));
+        let (r, _) = upload(&up, &f.path, "bounded", OnFailure::Abort).await;
+        assert_eq!(r.unwrap().parts, 5);
+        assert_eq!(client.max_in_flight(Op::UploadPart), u32::try_from(concurrency).unwrap());
+    }
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_part_failure_aborts_and_never_completes() {
@@ -270,7 +284,9 @@ async fn resume_retries_list_parts() {
 
     let again = Arc::new(f.failing().await.fail(Op::ListParts, 1, 1, When::Before, service(503, "SlowDown")));
     let (r, _) = upload(&f.uploader(&again, true), &f.path, "resumed", OnFailure::Auto).await;
-    r.unwrap();
+    let out = r.unwrap();
+    let want = Checksum::of(ChecksumAlgorithm::Crc32c, &f.data).to_base64();
+    assert_eq!(out.checksum, Some(format!("crc32c:{want}")), "the resumed upload completes FULL_OBJECT, as it was created");
     assert_eq!(again.calls(Op::ListParts), 2);
     assert_eq!(again.calls(Op::UploadPart), 1, "only the part the first run did not send");
     assert_eq!(f.read_back("resumed").await, f.data);
@@ -330,4 +346,34 @@ async fn a_put_that_left_the_older_object_there_fails_verification() {
     let e = r.unwrap_err();
     assert_eq!(e.category(), Category::Integrity, "{e}");
     assert_eq!(f.read_back("stale").await, older, "the test's premise: the older object is still there");
+}
+
+/// Issue 16: with a CRC, a multipart object gets the CRC of all its bytes (`FULL_OBJECT`), which
+/// the engine combines from the part CRCs, sends with Complete and checks with HEAD.
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_objects_get_the_full_object_crc() {
+    let f = fixture(LEN).await;
+    for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+        let client = Arc::new(f.failing().await);
+        let up = Uploader::shared(client.clone(), config().checksum(Some(alg)));
+        let key = format!("full-{alg}");
+        let (r, _) = upload(&up, &f.path, &key, OnFailure::Abort).await;
+        let want = Checksum::of(alg, &f.data).to_base64();
+        assert_eq!(r.unwrap().checksum, Some(format!("{alg}:{want}")), "{alg}");
+        let head = f.store.client().head_object().bucket(BUCKET).key(&key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled);
+        let head = head.send().await.unwrap();
+        assert_eq!(head.checksum_type(), Some(&aws_sdk_s3::types::ChecksumType::FullObject), "{alg}");
+    }
+}
+
+/// A store that refuses `FULL_OBJECT` at Create gets a `COMPOSITE` upload instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_refusing_full_object_checksums_gets_composite_ones() {
+    let f = fixture(LEN).await;
+    let client = Arc::new(f.failing().await.fail(Op::Create, 1, 1, When::Before, service(400, "InvalidRequest")));
+    let (r, _) = upload(&f.uploader(&client, false), &f.path, "composite", OnFailure::Abort).await;
+    let out = r.unwrap();
+    assert!(out.checksum.as_deref().is_some_and(|c| c.starts_with("crc32c:") && c.ends_with("-3")), "{out:?}");
+    assert_eq!(client.calls(Op::Create), 2);
+    assert_eq!(f.read_back("composite").await, f.data);
 }

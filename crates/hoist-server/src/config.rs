@@ -193,6 +193,10 @@ pub struct ServerConfig {
     pub pipeline: PipelineConfig,
     /// Where events are delivered (`[[webhooks]]` in the file).
     pub webhooks: Vec<WebhookEndpoint>,
+    /// The secret an external `hoist store --notify …/v1/events/s3 --notify-secret …` signs its
+    /// event notifications with; they are then accepted without an API key and belong to the key
+    /// whose prefix holds the object. (The embedded store's secret is made at each start.)
+    pub s3_events_secret: Option<String>,
 }
 
 /// One webhook endpoint from the operator's config.
@@ -302,6 +306,7 @@ impl ServerConfig {
             part_size: DEFAULT_PART_SIZE,
             pipeline: PipelineConfig::default(),
             webhooks: Vec::new(),
+            s3_events_secret: None,
             header_read_timeout: hoist_store::conn::HEADER_READ_TIMEOUT,
         }
     }

@@ -272,15 +272,25 @@ async fn external_client(endpoint: Option<&String>, region: Option<&String>, pro
     .await?)
 }
 
+/// The name of the embedded store's notification target that is the service's own event intake.
+pub const EVENTS_TARGET: &str = "hoist-serve";
+
 /// The service's S3: the embedded store (started here, its bucket made, its URL written for
-/// `hoist worker`s) or an external one whose bucket must exist. Answers the client, how part
-/// URLs address the bucket, and the store's handle when it runs here.
-async fn connect_s3(config: &ServerConfig, origins: Vec<String>) -> Result<(S3Client, Endpoint, Option<hoist_store::StoreHandle>), Error> {
+/// `hoist worker`s, its event notifications sent to `events` signed with `events_secret`) or an
+/// external one whose bucket must exist. Answers the client, how part URLs address the bucket,
+/// and the store's handle when it runs here.
+async fn connect_s3(
+    config: &ServerConfig,
+    origins: Vec<String>,
+    events: &str,
+    events_secret: &str,
+) -> Result<(S3Client, Endpoint, Option<hoist_store::StoreHandle>), Error> {
     match &config.s3 {
         S3Target::Embedded { listen } => {
             let store = hoist_store::Store::builder(config.data_dir.join("store"))
                 .cors_origins(origins)
                 .header_read_timeout(config.header_read_timeout)
+                .notify(hoist_store::NotifyTarget::new(EVENTS_TARGET, events, events_secret)?)
                 .build()?;
             let creds = store.credentials().clone();
             let handle = store.start(listen).await?;
@@ -325,7 +335,20 @@ impl Server {
         }
         origins.extend(config.cors_origins.iter().cloned());
 
-        let (s3, endpoint, store) = connect_s3(&config, origins).await?;
+        // Objects any client writes to the embedded store reach the pipeline through the store's
+        // event notifications, POSTed to this service's own intake (over loopback when the API
+        // listens on every address), signed with a secret made now.
+        let intake_ip = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let intake = format!("http://{}/v1/events/s3", SocketAddr::new(intake_ip, addr.port()));
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let embedded_secret = hex::encode(secret);
+        let (s3, endpoint, store) = connect_s3(&config, origins, &intake, &embedded_secret).await?;
+        let store_events_secret = if store.is_some() { Some(embedded_secret) } else { config.s3_events_secret.clone() };
         // Part URLs are signed with the same credentials and region as the service's own calls.
         let provider = s3
             .credentials_provider()
@@ -359,6 +382,7 @@ impl Server {
             outbox,
             stream_key,
             webhooks,
+            store_events_secret,
         });
         let router = api::router(Arc::clone(&state), config.cors_origins.clone());
         Ok(Self {

@@ -55,6 +55,21 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// The policy an object written by some other client belongs to: the one whose prefix is the
+    /// longest prefix of `key` (ties go to the name that sorts first, so the answer never
+    /// depends on table order); `None` when no key's prefix holds it.
+    #[must_use]
+    pub fn owner_of(&self, key: &str) -> Option<Arc<KeyPolicy>> {
+        self.by_hash
+            .values()
+            .chain(self.anonymous.iter())
+            .filter(|p| key.starts_with(&p.prefix))
+            .min_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then_with(|| a.name.cmp(&b.name)))
+            .cloned()
+    }
+}
+
 /// SHA-256 of a token, as configured in `token_sha256`.
 #[must_use]
 pub fn sha256(token: &str) -> [u8; 32] {

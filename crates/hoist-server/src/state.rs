@@ -46,4 +46,8 @@ pub struct AppState {
     pub stream_key: [u8; 32],
     /// Webhook deliveries: enqueue in the transaction that raises an event, wake after commit.
     pub webhooks: Arc<Webhooks>,
+    /// The secret S3 event notifications are signed with by a store that sends them to
+    /// `POST /v1/events/s3` without an API key (`hoist_store::notify`'s signature): the embedded
+    /// store's (made at each start), or `s3_events_secret` for an external `hoist store`.
+    pub store_events_secret: Option<String>,
 }

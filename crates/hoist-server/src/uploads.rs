@@ -26,7 +26,7 @@ use std::str::FromStr as _;
 use std::time::{Instant, SystemTime};
 
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
-use hoist_core::client::{ObjectMeta, PartInfo};
+use hoist_core::client::{ObjectMeta, PartInfo, UploadChecksum};
 use hoist_core::UploadRef;
 use hoist_core::plan::PlanError;
 use rand::RngCore as _;
@@ -155,7 +155,8 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
     let meta = ObjectMeta { content_type: Some(&content_type), metadata: &req.metadata };
     let upload_id = st
         .s3
-        .create_upload(&st.bucket, &key, meta, algorithm)
+        // The service completes from ListParts, part checksums only: COMPOSITE.
+        .create_upload(&st.bucket, &key, meta, algorithm.map(|algorithm| UploadChecksum { algorithm, full_object: false }))
         .await
         .map_err(|e| ApiError::store("create the multipart upload", e))?
         .upload_id;
@@ -324,7 +325,7 @@ async fn send_complete(st: &AppState, s: &Session, chosen: &[PartInfo]) -> ApiRe
     let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
     let backoff = hoist_core::retry::RetryConfig::default();
     for attempt in 1..=COMPLETE_ATTEMPTS {
-        match st.s3.complete(&upload_of(s), &list).await {
+        match st.s3.complete(&upload_of(s), &list, None).await {
             Ok(_) => return Ok(None),
             Err(e) if is_no_such_upload(&e) => {
                 tracing::warn!(id = %s.id, "Complete answered NoSuchUpload; checking whether the object is there");

@@ -503,3 +503,134 @@ async fn four_workers_on_postgres_run_fifty_jobs_each_exactly_once() {
     assert_eq!(count(&url, "SELECT COUNT(*) FROM events WHERE kind = $1", &["job.succeeded"]).await, 50);
     svc.stop().await;
 }
+
+/// The jobs in the service's database (`SQLite` in the data dir, read on a connection of the
+/// test's own): (source key, API key, upload id), by key.
+async fn jobs_in_db(svc: &Service) -> Vec<(String, String, Option<String>)> {
+    use sqlx::{Connection as _, Row as _};
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", svc.db_path.display())).await.unwrap();
+    let rows = sqlx::query("SELECT source_key, api_key, upload_id FROM jobs ORDER BY source_key").fetch_all(&mut db).await.unwrap();
+    rows.iter().map(|r| (r.get("source_key"), r.get("api_key"), r.get("upload_id"))).collect()
+}
+
+/// Polls until the service's jobs are `n` (or 20 s pass), then waits a little for any extra.
+async fn wait_jobs(svc: &Service, n: usize) -> Vec<(String, String, Option<String>)> {
+    let until = Instant::now() + Duration::from_secs(20);
+    while jobs_in_db(svc).await.len() < n && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    jobs_in_db(svc).await
+}
+
+/// The embedded store's queue for the service's intake (events not yet accepted).
+fn store_queue(data: &Path) -> usize {
+    std::fs::read_dir(data.join("store/notify").join(hoist_server::EVENTS_TARGET)).map_or(0, Iterator::count)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_written_straight_to_the_embedded_store_start_one_job_each() {
+    // No workers: the test looks at the queue only, so no ffmpeg is needed.
+    let svc = Service::start_with(pipeline(0)).await;
+    let s3 = svc.s3();
+    let put = |key: &'static str, ct: &'static str| {
+        s3.put_object().bucket("hoist").key(key).content_type(ct).body(vec![1u8; 1024].into()).send()
+    };
+    put("bob/cam/direct clip.mp4", "video/mp4").await.unwrap();
+    put("nobody/x.mp4", "video/mp4").await.unwrap();
+    put("bob/cam/readme.txt", "text/plain").await.unwrap();
+    let id = s3.create_multipart_upload().bucket("hoist").key("bob/cam/multi.mp4").content_type("video/mp4").send().await.unwrap().upload_id.unwrap();
+    let mut parts = Vec::new();
+    for (n, len) in [(1, 5 * MIB), (2, 1024)] {
+        let e = s3.upload_part().bucket("hoist").key("bob/cam/multi.mp4").upload_id(&id).part_number(n).body(vec![2u8; len].into()).send().await.unwrap().e_tag;
+        parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(n).set_e_tag(e).build());
+    }
+    let done = aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+    s3.complete_multipart_upload().bucket("hoist").key("bob/cam/multi.mp4").upload_id(&id).multipart_upload(done).send().await.unwrap();
+    let jobs = wait_jobs(&svc, 2).await;
+    let expected = |key: &str| (key.to_owned(), "bob".to_owned(), None);
+    assert_eq!(jobs, [expected("bob/cam/direct clip.mp4"), expected("bob/cam/multi.mp4")], "one job each; none outside a key's prefix or without a rule");
+
+    // An upload through the API is reported twice (its Complete and the store's event): one job, the upload's.
+    upload(&svc, BOB, "api.mp4", "video/mp4", &[3u8; 2048]).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while store_queue(svc.data.path()) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store_queue(svc.data.path()), 0, "the store's events were accepted");
+    let jobs = wait_jobs(&svc, 3).await;
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let api = jobs.iter().find(|j| j.0.ends_with("/api.mp4")).unwrap();
+    // The key is `bob/{upload id}/api.mp4`.
+    assert_eq!(api.2.as_deref(), api.0.split('/').nth(1), "the job is the upload's: {jobs:?}");
+
+    // A notification signed with another secret is refused.
+    let body = br#"{"Records":[]}"#;
+    let forged = reqwest::Client::new()
+        .post(format!("{}/v1/events/s3", svc.url))
+        .header("content-type", "application/json")
+        .header(hoist_store::notify::SIGNATURE_HEADER, hoist_store::notify::signature("guess", body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_events_pending_at_a_stop_start_jobs_after_the_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = Service::config(data.path());
+    pipeline(0)(&mut c);
+    // Started but never run: the store takes writes, the API does not answer its events.
+    let server = hoist_server::Server::start(c).await.unwrap();
+    let (creds, _) = hoist_store::Credentials::load_or_generate(&data.path().join("store")).unwrap();
+    let s3 = hoist_testkit::sdk_client(&server.store_endpoint().unwrap(), &creds);
+    s3.put_object().bucket("hoist").key("bob/early.mp4").content_type("video/mp4").body(vec![1u8; 10].into()).send().await.unwrap();
+    assert_eq!(store_queue(data.path()), 1, "the event waits on disk");
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store_queue(data.path()), 1, "a stop keeps it");
+
+    let dir = data.path().to_path_buf();
+    let svc = Service::start_with(move |c| {
+        *c = Service::config(&dir);
+        pipeline(0)(c);
+    })
+    .await;
+    let jobs = wait_jobs(&svc, 1).await;
+    assert_eq!(jobs, [("bob/early.mp4".to_owned(), "bob".to_owned(), None)]);
+    assert_eq!(store_queue(data.path()), 0);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_hoist_store_notifies_a_service_that_knows_its_secret() {
+    // The service's port is chosen first: the store must know where to send.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store_dir = tempfile::tempdir().unwrap();
+    let target = hoist_store::NotifyTarget::new("serve", &format!("http://127.0.0.1:{port}/v1/events/s3"), "ext-secret").unwrap();
+    let store = hoist_store::Store::builder(store_dir.path()).notify(target).build().unwrap();
+    let creds = store.credentials().clone();
+    let handle = store.start("127.0.0.1:0").await.unwrap();
+    let s3 = hoist_testkit::sdk_client(&handle.endpoint_url(), &creds);
+    s3.create_bucket().bucket("hoist").send().await.unwrap();
+    let endpoint = handle.endpoint_url();
+    let svc = Service::start_with(move |c| {
+        pipeline(0)(c);
+        c.listen = format!("127.0.0.1:{port}");
+        c.s3 = hoist_server::config::S3Target::External {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            profile: None,
+            credentials: Some((creds.access_key.clone(), creds.secret_key.clone())),
+        };
+        c.s3_events_secret = Some("ext-secret".into());
+    })
+    .await;
+    s3.put_object().bucket("hoist").key("bob/ext.mp4").content_type("video/mp4").body(vec![1u8; 10].into()).send().await.unwrap();
+    assert_eq!(wait_jobs(&svc, 1).await, [("bob/ext.mp4".to_owned(), "bob".to_owned(), None)]);
+    svc.stop().await;
+    handle.shutdown().await;
+}

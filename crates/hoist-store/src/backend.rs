@@ -33,6 +33,21 @@ pub(crate) enum ChecksumKind {
     FullObject,
 }
 
+impl ChecksumKind {
+    /// The name S3 gives it (`x-amz-checksum-type`).
+    pub(crate) fn s3_name(self) -> &'static str {
+        match self {
+            Self::Composite => "COMPOSITE",
+            Self::FullObject => "FULL_OBJECT",
+        }
+    }
+
+    /// Parses S3's name (any case).
+    pub(crate) fn from_s3_name(name: &str) -> Option<Self> {
+        [Self::Composite, Self::FullObject].into_iter().find(|k| k.s3_name().eq_ignore_ascii_case(name))
+    }
+}
+
 /// A checksum kept with an object or part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredChecksum {
@@ -42,12 +57,16 @@ pub(crate) struct StoredChecksum {
     pub(crate) kind: ChecksumKind,
 }
 
-/// A piece of an object's data: a file under the data dir and its length.
+/// A piece of an object's data: a file under the data dir and its length. A multipart object has
+/// one per part, in object order: the parts `partNumber` and `GetObjectAttributes` name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Segment {
     /// Path relative to the data dir, always one the store generated.
     pub(crate) path: String,
     pub(crate) len: u64,
+    /// The part's own checksum (multipart objects; manifests written before it existed lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) checksum: Option<StoredChecksum>,
 }
 
 /// An object's manifest.
@@ -96,6 +115,23 @@ pub(crate) struct UploadRecord {
     pub(crate) content_type: Option<String>,
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// How the parts' checksums make the object's (`x-amz-checksum-type`); `None` in records
+    /// written before it was kept (see [`UploadRecord::checksum_kind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) checksum_type: Option<ChecksumKind>,
+}
+
+impl UploadRecord {
+    /// The checksum type of the upload: as created, or S3's default for its algorithm
+    /// (`FULL_OBJECT` for `CRC64NVME`, which has no composite form; `COMPOSITE` otherwise).
+    pub(crate) fn checksum_kind(&self) -> Option<ChecksumKind> {
+        let alg = self.checksum_algorithm?;
+        Some(self.checksum_type.unwrap_or(if alg.supports_composite() {
+            ChecksumKind::Composite
+        } else {
+            ChecksumKind::FullObject
+        }))
+    }
 }
 
 /// A stored part.
@@ -215,16 +251,29 @@ impl Backend {
         self.state().buckets.iter().map(|(n, b)| (n.clone(), b.created)).collect()
     }
 
-    /// DeleteBucket: only when it holds no objects and no uploads.
+    /// DeleteBucket: only when it holds no objects. Incomplete multipart uploads do not keep a
+    /// bucket alive (AWS deletes the bucket and drops them): each upload's record is removed
+    /// first (once gone, the upload does not come back after a restart), then its parts.
     pub(crate) fn delete_bucket(&self, name: &str) -> Result<()> {
         let mut st = self.state();
         let bucket = st.buckets.get(name).ok_or_else(|| Error::NoSuchBucket(name.to_owned()))?;
-        if !bucket.objects.is_empty() || st.uploads.values().any(|u| u.record.bucket == name) {
+        if !bucket.objects.is_empty() {
             return Err(Error::BucketNotEmpty(name.to_owned()));
+        }
+        let uploads: Vec<String> =
+            st.uploads.iter().filter(|(_, u)| u.record.bucket == name).map(|(id, _)| id.clone()).collect();
+        for id in &uploads {
+            remove_durable(&self.layout.upload_dir(id).join("upload.json"))?;
+            st.uploads.remove(id);
         }
         remove_durable(&self.layout.bucket_record(name))?;
         fs::remove_dir_all(self.layout.bucket_dir(name))?;
         st.buckets.remove(name);
+        drop(st);
+        for id in &uploads {
+            let _ = fs::remove_dir_all(self.layout.upload_dir(id));
+        }
+        tracing::info!(bucket = name, uploads = uploads.len(), "bucket deleted with its incomplete uploads");
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Decisions:
 //! - Two sources, asked in this order. The global `--cors-origin` list (`*` for any origin)
-//!   applies to every path and, as before bucket rules existed, the origin alone decides: the
+//!   applies to every path and there the origin alone decides: the
 //!   answer allows every method and requested header. Then the rules of the bucket named by the
 //!   path's first segment (the store serves path-style addressing only).
 //! - A bucket rule applies as on AWS: the first rule whose `AllowedOrigin`, `AllowedMethod` and (for

@@ -2,7 +2,7 @@
 //!
 //! Owns how a temp file is opened and written; knows nothing of requests or digests (`ingest`).
 //!
-//! Why: after MD5 went to the vector lanes, most of the store's CPU per GiB was the kernel
+//! Why: next to MD5 (hashed in vector lanes), most of the store's CPU per GiB is the kernel
 //! putting each written byte in the page cache — allocating and charging a page per 4 KiB, then
 //! copying — and, on a disk, writing the dirty pages back later. A written part is not read
 //! again soon (a multipart upload's parts are read once, at the earliest when the object is
@@ -17,7 +17,7 @@
 //!   `BUFFER` long, so offsets stay aligned; the last buffer's unaligned tail is written after
 //!   turning `O_DIRECT` off for that file (`fcntl`);
 //! - not every filesystem accepts it: where `open` or a write answers `EINVAL` the file is
-//!   written through the page cache as before (tmpfs accepts the flag and caches anyway);
+//!   written through the page cache (tmpfs accepts the flag and caches anyway);
 //! - durability is unchanged: the request still fsyncs the file (metadata and the device's
 //!   cache) and its directory before answering.
 

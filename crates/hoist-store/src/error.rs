@@ -36,9 +36,16 @@ pub enum Error {
     /// A checksum or Content-MD5 did not match the body.
     #[error("the {0} you specified did not match the calculated checksum")]
     BadDigest(String),
-    /// A checksum or Content-MD5 value is not well formed.
+    /// A Content-MD5 value is not well formed.
     #[error("the {0} you specified is not valid")]
     InvalidDigest(String),
+    /// An `x-amz-checksum-*` value is not the base64 of a digest of the algorithm's length (S3
+    /// answers `BadDigest`, not `InvalidDigest` as for Content-MD5).
+    #[error(
+        "the {} value you specified is not valid: send the base64 of the {}-byte big-endian digest",
+        .0.header_name(), .0.digest_len()
+    )]
+    MalformedChecksum(hoist_core::checksum::ChecksumAlgorithm),
     /// The body was shorter or longer than Content-Length.
     #[error("the body had {got} bytes but Content-Length said {expected}")]
     IncompleteBody {
@@ -66,6 +73,20 @@ pub enum Error {
     /// unsupported method, ...).
     #[error("{0}")]
     InvalidRequest(String),
+    /// A conditional write's `If-None-Match` / `If-Match` does not hold.
+    #[error("at least one of the preconditions you specified did not hold: {0}")]
+    PreconditionFailed(String),
+    /// `partNumber` names a part the object does not have.
+    #[error("part {requested} is not satisfiable: the object has {parts} part(s)")]
+    InvalidPartNumber {
+        /// The part asked for.
+        requested: i32,
+        /// How many the object has.
+        parts: usize,
+    },
+    /// A request header the store does not implement in the form sent.
+    #[error("{0}")]
+    NotImplemented(String),
     /// The Range header cannot be satisfied.
     #[error("the requested range is not satisfiable")]
     InvalidRange,
@@ -127,6 +148,9 @@ pub enum Error {
     /// The body's SHA-256 is not the `x-amz-content-sha256` the request signed.
     #[error("the x-amz-content-sha256 header does not match the SHA-256 of the body that was sent")]
     ContentSha256Mismatch,
+    /// A `--notify` target is not usable (bad name or URL, no secret, given twice).
+    #[error("{0}")]
+    NotifyTarget(String),
     /// The disk failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -147,16 +171,23 @@ impl From<Error> for S3Error {
             Error::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, "{msg}"),
             Error::InvalidBucketName(_) => s3_error!(InvalidBucketName, "{msg}"),
             Error::KeyTooLong(_) => s3_error!(KeyTooLongError, "{msg}"),
-            Error::BadDigest(_) => s3_error!(BadDigest, "{msg}"),
+            Error::BadDigest(_) | Error::MalformedChecksum(_) => s3_error!(BadDigest, "{msg}"),
             Error::InvalidDigest(_) => s3_error!(InvalidDigest, "{msg}"),
             Error::IncompleteBody { .. } | Error::Body(_) => s3_error!(IncompleteBody, "{msg}"),
             Error::InvalidPart(_) => s3_error!(InvalidPart, "{msg}"),
             Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
-            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } | Error::NotifyTarget(_) => s3_error!(InvalidArgument, "{msg}"),
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
+            Error::PreconditionFailed(_) => s3_error!(PreconditionFailed, "{msg}"),
+            Error::InvalidPartNumber { .. } => {
+                let mut e = S3Error::with_message(S3ErrorCode::Custom("InvalidPartNumber".into()), msg);
+                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                e
+            }
+            Error::NotImplemented(_) => s3_error!(NotImplemented, "{msg}"),
             Error::HeadersNotSigned(_) => s3_error!(AccessDenied, "{msg}"),
             Error::XmlBodyTooLarge { .. } => s3_error!(MaxMessageLengthExceeded, "{msg}"),
             Error::HeaderSectionTooLarge { .. } => s3_error!(RequestHeaderSectionTooLarge, "{msg}"),

@@ -7,11 +7,13 @@
 //!   tmp/                          files being written; emptied at start-up
 //!   blobs/<id>                    object data (single PUTs; completed parts are renamed here)
 //!   buckets/<name>/bucket.json    bucket record: creation time, CORS rules
+//!   buckets/<name>/notification.json   event notification rules (see `notify`)
 //!   buckets/<name>/objects/<sha256(key)>.json   object manifest: key, size, ETag, segments
 //!   uploads/<upload id>/upload.json             multipart upload record
 //!   uploads/<upload id>/part-<n>.json           part record (points at its data file)
 //!   uploads/<upload id>/<id>.part               part data
 //!   completed/<upload id>.json    result of a completed upload, so a repeated Complete succeeds
+//!   notify/<target>/<sequencer>.json  an event notification not yet accepted by its target
 //! ```
 //!
 //! Decisions: keys never become paths (a key's file name is its SHA-256), bucket names are
@@ -78,6 +80,15 @@ impl Layout {
 
     pub(crate) fn bucket_record(&self, bucket: &str) -> PathBuf {
         self.bucket_dir(bucket).join("bucket.json")
+    }
+
+    pub(crate) fn notification_record(&self, bucket: &str) -> PathBuf {
+        self.bucket_dir(bucket).join("notification.json")
+    }
+
+    /// The queue directory of a notification target (names are checked by `notify`).
+    pub(crate) fn notify_queue(&self, target: &str) -> PathBuf {
+        self.root.join("notify").join(target)
     }
 
     pub(crate) fn objects_dir(&self, bucket: &str) -> PathBuf {

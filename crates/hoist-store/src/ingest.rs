@@ -19,28 +19,25 @@
 //!    hands the file back; the request fsyncs it on tokio's blocking pool (not on the hub, where a
 //!    slow disk would stall every other upload's hashing) and checks the length.
 //!
-//! Decisions, measured with `bench/store_bench.py --put-only --part-sizes 8,16,64` on the
-//! 2-core machine, old and new builds interleaved in one run (BENCHMARKS.md, 2026-11-25):
-//! - Before, each body had a thread of its own, fed hyper's chunks (≤ 400 KiB) through a
-//!   16-slot channel, hashing one MD5 stream: ≈ 3.2–3.4 s of store CPU per GiB (2.4 user +
-//!   0.7–1.0 sys on a quiet moment). A profile put 63 % of the store's CPU in MD5; the system
-//!   time is mostly the two copies the kernel must make (socket → user, user → file) and the
-//!   scheduler, not page faults (≈ 1 %) nor syscall counts (≈ 3 reads of 370 KB per MiB).
-//!   Now: ≈ 2.1–2.35 s/GiB (1.35–1.45 user), the MD5 share in lock-step lanes ≈ 40 %.
-//! - Copying into pooled 1 MiB buffers costs one memcpy (≈ 5 % of the CPU; the `BufWriter`
-//!   before made the same copy), gives block-aligned data for the lanes, releases hyper's read
-//!   buffer at once (so it is reused, not reallocated), and makes one hand-off per MiB.
+//! Decisions (the measurements behind them, before and after, are in BENCHMARKS.md, "Store CPU
+//! per GiB", `bench/store_bench.py --put-only --part-sizes 8,16,64`):
+//! - MD5 dominates the store's CPU (a part's ETag is the MD5 of its bytes, serial within one
+//!   stream), so the parts received at the same time are hashed in lock-step lanes; the kernel's
+//!   share is the two copies it must make (socket → user, user → file), not page faults or
+//!   syscall counts.
+//! - Copying into pooled 1 MiB buffers costs one memcpy (≈ 5 % of the CPU), gives block-aligned
+//!   data for the lanes, releases hyper's read buffer at once (so it is reused, not
+//!   reallocated), and makes one hand-off per MiB.
 //! - One hub per 4 cores (at least one) rather than a thread per request: the lanes need the
 //!   requests in one place, and fewer threads wake less. On a bigger machine the hubs share the
 //!   requests round-robin.
-//! - Waiting up to `MAX_WAIT` before hashing a lane without the others cut the share of
-//!   single-lane MD5 from ≈ 11 % to ≈ 4 % of the store's CPU samples.
+//! - Waiting up to `MAX_WAIT` before hashing a lane without the others keeps single-lane MD5
+//!   rare (≈ 4 % of the store's CPU samples).
 //! - `CREDITS` × `BUFFER` = 4 MiB per request in flight, enough to keep every lane fed at
 //!   loopback speed; the pool keeps up to `POOL_IDLE` idle buffers.
 //! - Temp files are written with `O_DIRECT` where the filesystem takes it (`direct_io`): the
-//!   page cache's per-page allocation and copy were the largest cost left once MD5 was in the
-//!   lanes; the pooled buffers are 4 KiB-aligned and 1 MiB long, so every write but a body's
-//!   last is aligned.
+//!   page cache's per-page allocation and copy are the largest cost next to MD5; the pooled
+//!   buffers are 4 KiB-aligned and 1 MiB long, so every write but a body's last is aligned.
 //! - The `md-5` crate's `asm` feature was measured ≈ 5 % faster than its portable code on one
 //!   stream; not worth a C build step next to the lanes.
 
@@ -262,8 +259,7 @@ pub(crate) fn verify(
         }
     }
     for (alg, value) in claimed {
-        let want = Checksum::from_base64(*alg, value)
-            .ok_or_else(|| Error::InvalidDigest(format!("x-amz-checksum-{}", alg.cli_name())))?;
+        let want = Checksum::from_base64(*alg, value).ok_or(Error::MalformedChecksum(*alg))?;
         if got.checksum(*alg) != Some(&want) {
             return Err(Error::BadDigest(format!("x-amz-checksum-{}", alg.cli_name())));
         }

@@ -28,10 +28,14 @@
 //! - `access`: every request signed, every `x-amz-*` header covered by its signature.
 //! - `refusals`: limits given to s3s, checks before it routes, messages for its bare refusals.
 //! - `cors`: bucket CORS rules (validation, matching), preflight and CORS headers.
+//! - `post_form`: browser POST forms: the file's name, for `${filename}` in the key.
+//! - [`notify`]: S3 event notifications: bucket rules, the durable per-target queue, signed
+//!   delivery with backoff.
 
 pub mod conn;
 pub mod drain;
 pub mod error;
+pub mod notify;
 
 mod access;
 mod backend;
@@ -42,6 +46,7 @@ mod ingest;
 mod md5_lanes;
 mod multipart;
 mod objects;
+mod post_form;
 mod quiet;
 mod refusals;
 mod s3;
@@ -59,6 +64,7 @@ use tokio::net::TcpListener;
 use tracing::instrument::WithSubscriber as _;
 
 pub use error::{Error, Result};
+pub use notify::{NotifyOptions, NotifyTarget};
 
 /// An access key pair the store accepts (SigV4).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,9 +120,27 @@ pub struct StoreBuilder {
     cors_origins: Vec<String>,
     min_part_size: u64,
     header_read_timeout: Duration,
+    notify: Vec<NotifyTarget>,
+    notify_options: NotifyOptions,
 }
 
 impl StoreBuilder {
+    /// Sends S3 event notifications to `target` (repeatable; see [`notify`] for which events go
+    /// where). Events wait in `DATA/notify/NAME/` until the target accepts them.
+    #[must_use]
+    pub fn notify(mut self, target: NotifyTarget) -> Self {
+        self.notify.push(target);
+        self
+    }
+
+    /// Retry backoff, attempt timeout and queue cap of notifications (default
+    /// [`NotifyOptions::default`]; tests shorten the backoff).
+    #[must_use]
+    pub fn notify_options(mut self, options: NotifyOptions) -> Self {
+        self.notify_options = options;
+        self
+    }
+
     /// The key pair clients must sign with (default: [`Credentials::load_or_generate`]).
     #[must_use]
     pub fn credentials(mut self, c: Credentials) -> Self {
@@ -155,13 +179,15 @@ impl StoreBuilder {
             None => Credentials::load_or_generate(&self.data_dir)?.0,
         };
         let backend = Arc::new(backend::Backend::open(&self.data_dir, self.min_part_size)?);
-        let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend: Arc::clone(&backend) });
+        let notifier = Arc::new(notify::Notifier::open(&backend.layout, self.notify, self.notify_options)?);
+        let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend: Arc::clone(&backend), notifier: Arc::clone(&notifier) });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
         b.set_access(access::SignedRequestsOnly);
         b.set_config(refusals::s3s_config());
         Ok(Store {
             service: b.build(),
             backend,
+            notifier,
             cors: cors::Cors::new(self.cors_origins),
             credentials,
             header_read_timeout: self.header_read_timeout,
@@ -176,6 +202,8 @@ pub struct Store {
     service: S3Service,
     /// The state behind `service`, read here for bucket CORS rules.
     backend: Arc<backend::Backend>,
+    /// Event notifications; its delivery loops run while [`Store::serve`] does.
+    notifier: Arc<notify::Notifier>,
     cors: cors::Cors,
     credentials: Credentials,
     header_read_timeout: Duration,
@@ -198,6 +226,8 @@ impl Store {
             cors_origins: Vec::new(),
             min_part_size: multipart::MIN_PART_SIZE,
             header_read_timeout: conn::HEADER_READ_TIMEOUT,
+            notify: Vec::new(),
+            notify_options: NotifyOptions::default(),
         }
     }
 
@@ -207,11 +237,19 @@ impl Store {
         &self.credentials
     }
 
-    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves (see [`conn::serve`]).
+    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves (see [`conn::serve`]), and
+    /// delivers event notifications meanwhile (an attempt cut off by the stop is made again by
+    /// the next run: the event stays queued on disk).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let timeout = self.header_read_timeout;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let deliveries = self.notifier.spawn(&stop);
         let svc = hyper::service::service_fn(move |req| self.clone().handle(req));
         conn::serve(listener, svc, timeout, shutdown).await;
+        stop.cancel();
+        for d in deliveries {
+            let _ = d.await;
+        }
         Ok(())
     }
 
@@ -244,10 +282,18 @@ impl Store {
                 Some(fault) if resp.status() == http::StatusCode::INTERNAL_SERVER_ERROR => refusals::respond(fault),
                 _ => resp,
             }
+        } else if let Some(file_name) = post_form::FileName::for_request(&parts) {
+            let mut parts = parts;
+            parts.extensions.insert(file_name.clone());
+            let req = http::Request::from_parts(parts, s3s::Body::http_body(file_name.watch(body)));
+            let mut resp = self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?;
+            file_name.rewrite_answer(&mut resp);
+            resp
         } else {
             let req = http::Request::from_parts(parts, s3s::Body::http_body(body));
             self.service.call(req).with_subscriber(self.s3s_logs.clone()).await?
         };
+        refusals::policy_failure_as_s3(&method, &mut resp);
         refusals::explain(&mut resp);
         if resp.status().is_client_error() {
             drain::drain(leftover).await;

@@ -6,6 +6,14 @@
 //! parts returns the first result. Upload ids begin with their creation time, so that one key's
 //! uploads list in the order they began and page by id (see `list_uploads`).
 //!
+//! Checksum types (`x-amz-checksum-type`, as S3 has them since 2025): an upload created with a
+//! CRC algorithm and `FULL_OBJECT` gets the CRC of the whole object, combined at Complete from
+//! the parts' CRCs and lengths (`checksum::combine_full_object`, no data re-read); `COMPOSITE`
+//! (the default, except for `CRC64NVME` which has only the full-object form) gets the checksum of
+//! the part checksums, `-N`. A whole-object value sent with Complete is checked against the
+//! result (`BadDigest`); so are `x-amz-checksum-type` and `x-amz-mp-object-size` when sent.
+//! Every refusal, a failed write condition included, leaves the upload in place.
+//!
 //! Complete is O(parts): the object's manifest lists the part files, and the upload's directory
 //! is renamed into `blobs/` in one step. Order on disk: completed record and object manifest first,
 //! then the rename; start-up finishes a rename a crash interrupted (see `backend::load`).
@@ -21,6 +29,7 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::fs::{is_id, new_id, new_ordered_id, remove_durable, rename_durable, write_json};
 use crate::ingest::Ingested;
+use crate::objects::WriteCondition;
 
 /// S3's smallest part (except the last), from core's one definition of S3's limits.
 pub(crate) const MIN_PART_SIZE: u64 = hoist_core::ProviderLimits::AWS.min_part_size;
@@ -33,6 +42,73 @@ pub(crate) const MAX_PART_NUMBER: i32 = hoist_core::ProviderLimits::AWS.max_part
 pub(crate) struct CompletePart {
     pub(crate) number: i32,
     pub(crate) etag: String,
+}
+
+/// What a Complete asks for besides its part list.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompleteOptions {
+    /// `If-None-Match` / `If-Match`.
+    pub(crate) condition: WriteCondition,
+    /// `x-amz-checksum-type`, when sent: it must be the upload's.
+    pub(crate) checksum_type: Option<ChecksumKind>,
+    /// A whole-object checksum the client computed (`x-amz-checksum-*`).
+    pub(crate) checksum: Option<(ChecksumAlgorithm, String)>,
+    /// `x-amz-mp-object-size`, when sent: the object's size must be it.
+    pub(crate) object_size: Option<i64>,
+}
+
+impl CompleteOptions {
+    /// What is checked before the parts: the write condition against the key's current object,
+    /// and the checksum type against the upload's.
+    fn check_before(&self, upload: &UploadRecord, current: Option<&ObjectRecord>) -> Result<()> {
+        self.condition.check(&upload.key, current)?;
+        if let Some(asked) = self.checksum_type
+            && upload.checksum_kind() != Some(asked)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "the upload was created with checksum type {}; Complete must send the same x-amz-checksum-type",
+                upload.checksum_kind().map_or("none", ChecksumKind::s3_name)
+            )));
+        }
+        Ok(())
+    }
+
+    /// What is checked of the object the parts make: its size and whole-object checksum.
+    fn check_result(&self, size: u64, made: Option<&StoredChecksum>) -> Result<()> {
+        if let Some(want) = self.object_size
+            && u64::try_from(want).ok() != Some(size)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "x-amz-mp-object-size is {want} but the listed parts hold {size} bytes"
+            )));
+        }
+        match &self.checksum {
+            Some((alg, value)) => check_whole_checksum(*alg, value, made),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The checksum type for an upload created with `algorithm` and `requested` type, as S3 rules:
+/// a type needs an algorithm, `FULL_OBJECT` needs a CRC, `COMPOSITE` is not for `CRC64NVME`.
+pub(crate) fn checksum_type_for(
+    algorithm: Option<ChecksumAlgorithm>,
+    requested: Option<ChecksumKind>,
+) -> Result<Option<ChecksumKind>> {
+    match (algorithm, requested) {
+        (None, Some(_)) => Err(Error::InvalidRequest(
+            "x-amz-checksum-type needs x-amz-checksum-algorithm: name the algorithm (for example CRC32C) too".into(),
+        )),
+        (Some(a), Some(ChecksumKind::FullObject)) if !a.supports_full_object() => Err(Error::InvalidRequest(format!(
+            "the FULL_OBJECT checksum type is not supported with {}: use CRC32, CRC32C or CRC64NVME, or COMPOSITE",
+            a.s3_name()
+        ))),
+        (Some(a), Some(ChecksumKind::Composite)) if !a.supports_composite() => Err(Error::InvalidRequest(format!(
+            "the COMPOSITE checksum type is not supported with {}: use FULL_OBJECT",
+            a.s3_name()
+        ))),
+        (_, requested) => Ok(requested),
+    }
 }
 
 /// Checks a part number from a request.
@@ -51,7 +127,7 @@ fn unquote(etag: &str) -> &str {
 }
 
 impl Backend {
-    /// CreateMultipartUpload → the new upload id.
+    /// CreateMultipartUpload → the new upload's record.
     pub(crate) fn create_upload(
         &self,
         bucket: &str,
@@ -59,9 +135,11 @@ impl Backend {
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
         checksum_algorithm: Option<ChecksumAlgorithm>,
-    ) -> Result<String> {
+        checksum_type: Option<ChecksumKind>,
+    ) -> Result<UploadRecord> {
         check_key(key)?;
         self.head_bucket(bucket)?;
+        let checksum_type = checksum_type_for(checksum_algorithm, checksum_type)?;
         let id = new_ordered_id();
         let record = UploadRecord {
             id: id.clone(),
@@ -71,13 +149,14 @@ impl Backend {
             content_type,
             metadata,
             checksum_algorithm,
+            checksum_type,
         };
         let dir = self.layout.upload_dir(&id);
         std::fs::create_dir(&dir)?;
         write_json(&self.layout, &dir.join("upload.json"), &record)?;
         crate::fs::sync_parent(&dir)?;
-        self.state().uploads.insert(id.clone(), UploadState { record, parts: BTreeMap::new() });
-        Ok(id)
+        self.state().uploads.insert(id, UploadState { record: record.clone(), parts: BTreeMap::new() });
+        Ok(record)
     }
 
     /// The upload's record, checking it belongs to `bucket`/`key`.
@@ -170,9 +249,9 @@ impl Backend {
     ///
     /// Decision: S3 lists one key's uploads in the order they began, and pages them by id. Both
     /// hold only if ids sort in the order uploads begin, so upload ids start with their creation
-    /// time (`fs::new_ordered_id`). Ordering by the initiation time (whole seconds) and paging by
-    /// a random id, as before, skipped an upload whose id sorted below the marker's but began a
-    /// second later. Uploads made by an older store (random ids) are still each listed once, in
+    /// time (`fs::new_ordered_id`): ordering by the initiation time (whole seconds) while paging
+    /// by a random id would skip an upload whose id sorted below the marker's but began a second
+    /// later. Uploads made by an older store (random ids) are still each listed once, in
     /// id order.
     pub(crate) fn list_uploads(
         &self,
@@ -209,6 +288,7 @@ impl Backend {
         key: &str,
         id: &str,
         parts: &[CompletePart],
+        options: &CompleteOptions,
     ) -> Result<CompletedRecord> {
         if parts.is_empty() {
             return Err(Error::MalformedXml(
@@ -229,6 +309,8 @@ impl Backend {
             .get(id)
             .filter(|u| u.record.bucket == bucket && u.record.key == key)
             .ok_or_else(|| Error::NoSuchUpload(id.to_owned()))?;
+        let bucket_state = st.buckets.get(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+        options.check_before(&upload.record, bucket_state.objects.get(key))?;
         let mut chosen: Vec<&PartRecord> = Vec::with_capacity(parts.len());
         for (i, (number, etag)) in given.iter().enumerate() {
             if i > 0 && *number <= given[i - 1].0 {
@@ -245,7 +327,9 @@ impl Backend {
         }
         let md5s: Vec<[u8; 16]> = chosen.iter().filter_map(|p| checksum::etag_to_md5(&p.md5)).collect();
         let etag = checksum::multipart_etag(&md5s);
-        let object_checksum = combined_checksum(upload.record.checksum_algorithm, &chosen);
+        let size: u64 = chosen.iter().map(|p| p.size).sum();
+        let object_checksum = combined_checksum(&upload.record, &chosen);
+        options.check_result(size, object_checksum.as_ref())?;
         let done = CompletedRecord {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -255,7 +339,7 @@ impl Backend {
         };
         let record = ObjectRecord {
             key: key.to_owned(),
-            size: chosen.iter().map(|p| p.size).sum(),
+            size,
             etag,
             last_modified: now(),
             content_type: upload.record.content_type.clone(),
@@ -263,7 +347,7 @@ impl Backend {
             checksum: object_checksum,
             segments: chosen
                 .iter()
-                .map(|p| Segment { path: format!("blobs/{id}/{}", p.file), len: p.size })
+                .map(|p| Segment { path: format!("blobs/{id}/{}", p.file), len: p.size, checksum: p.checksum.clone() })
                 .collect(),
             parts_dir: Some(format!("blobs/{id}")),
         };
@@ -305,9 +389,11 @@ impl Backend {
     }
 }
 
-/// The object checksum S3 reports after Complete: composite (or full-object for CRC64NVME) of
-/// the parts' checksums, when every part carried one of the upload's algorithm.
-fn combined_checksum(algorithm: Option<ChecksumAlgorithm>, parts: &[&PartRecord]) -> Option<StoredChecksum> {
+/// The object checksum S3 reports after Complete, when every part carried one of the upload's
+/// algorithm: of the upload's type (see [`UploadRecord::checksum_kind`]); for an upload created
+/// without an algorithm, composite of the parts' common one (full-object for `CRC64NVME`).
+fn combined_checksum(upload: &UploadRecord, parts: &[&PartRecord]) -> Option<StoredChecksum> {
+    let algorithm = upload.checksum_algorithm;
     let parsed: Vec<(Checksum, u64)> = parts
         .iter()
         .map(|p| {
@@ -322,14 +408,41 @@ fn combined_checksum(algorithm: Option<ChecksumAlgorithm>, parts: &[&PartRecord]
     if parsed.iter().any(|(c, _)| c.algorithm() != alg) {
         return None;
     }
-    if alg.supports_composite() {
-        let only: Vec<Checksum> = parsed.into_iter().map(|(c, _)| c).collect();
-        checksum::composite(&only).map(|value| StoredChecksum { algorithm: alg, value, kind: ChecksumKind::Composite })
+    let kind = upload.checksum_kind().unwrap_or(if alg.supports_composite() {
+        ChecksumKind::Composite
     } else {
-        checksum::combine_full_object(&parsed).map(|c| StoredChecksum {
+        ChecksumKind::FullObject
+    });
+    match kind {
+        ChecksumKind::Composite => {
+            let only: Vec<Checksum> = parsed.into_iter().map(|(c, _)| c).collect();
+            checksum::composite(&only).map(|value| StoredChecksum { algorithm: alg, value, kind })
+        }
+        ChecksumKind::FullObject => checksum::combine_full_object(&parsed).map(|c| StoredChecksum {
             algorithm: alg,
             value: c.to_base64(),
-            kind: ChecksumKind::FullObject,
-        })
+            kind,
+        }),
     }
+}
+
+/// Checks the whole-object checksum a Complete sent against the one the parts make. A composite
+/// value may be sent with or without its `-N`.
+fn check_whole_checksum(alg: ChecksumAlgorithm, sent: &str, made: Option<&StoredChecksum>) -> Result<()> {
+    let header = alg.header_name();
+    let Some(made) = made.filter(|m| m.algorithm == alg) else {
+        return Err(Error::InvalidRequest(format!(
+            "Complete sent {header}, but the parts do not make an object checksum of that algorithm: create the \
+             upload with x-amz-checksum-algorithm {} and send that checksum with every part",
+            alg.s3_name()
+        )));
+    };
+    let sent = sent.trim();
+    let matches = match made.kind {
+        ChecksumKind::FullObject => {
+            Checksum::from_base64(alg, sent).is_some_and(|c| c.to_base64() == made.value)
+        }
+        ChecksumKind::Composite => sent == made.value || made.value.split_once('-').is_some_and(|(v, _)| v == sent),
+    };
+    if matches { Ok(()) } else { Err(Error::BadDigest(header.to_owned())) }
 }

@@ -3,6 +3,10 @@
 //! An object is a manifest of segments (files under the data dir). A single PUT has one segment;
 //! a completed multipart upload has one per part, so Complete never copies data.
 //!
+//! Conditional writes (`If-None-Match: *`, `If-Match: "etag"` on PutObject and Complete, as S3
+//! has them since 2024): the condition is checked under the state lock, in the same step that
+//! installs the new version, so of two writes racing with `If-None-Match: *` exactly one wins.
+//!
 //! Listing: a page's continuation token is its last entry, a key or a common prefix, as plain
 //! text; a page resumed after a common prefix skips every key under it (see `list_objects`).
 
@@ -31,16 +35,45 @@ pub(crate) struct Listing {
     pub(crate) next: Option<String>,
 }
 
+/// What a conditional write requires of the key's current object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct WriteCondition {
+    /// `If-None-Match: *`: the key must not exist.
+    pub(crate) if_none_match: bool,
+    /// `If-Match`: the key must exist, and have this `ETag` (without quotes) unless it is `*`.
+    pub(crate) if_match: Option<String>,
+}
+
+impl WriteCondition {
+    /// Checks the condition against the key's current object: `NoSuchKey` when `If-Match` finds
+    /// no object (S3's answer), `PreconditionFailed` when either condition fails.
+    pub(crate) fn check(&self, key: &str, current: Option<&ObjectRecord>) -> Result<()> {
+        if self.if_none_match && current.is_some() {
+            return Err(Error::PreconditionFailed(format!("If-None-Match: * but the key {key:?} exists")));
+        }
+        if let Some(want) = &self.if_match {
+            let Some(current) = current else { return Err(Error::NoSuchKey(key.to_owned())) };
+            if want != "*" && *want != current.etag {
+                return Err(Error::PreconditionFailed(format!(
+                    "If-Match: \"{want}\" but the key {key:?} has ETag \"{}\"",
+                    current.etag
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Backend {
-    /// PutObject of an ingested body (already verified).
+    /// PutObject of an ingested body (already verified), with its content type and metadata.
     pub(crate) fn put_object(
         &self,
         bucket: &str,
         key: &str,
         body: &Ingested,
-        content_type: Option<String>,
-        metadata: std::collections::BTreeMap<String, String>,
+        (content_type, metadata): (Option<String>, std::collections::BTreeMap<String, String>),
         checksum: Option<StoredChecksum>,
+        condition: &WriteCondition,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         self.head_bucket(bucket)?;
@@ -55,21 +88,23 @@ impl Backend {
             content_type,
             metadata,
             checksum,
-            segments: vec![Segment { path: format!("blobs/{blob}"), len: body.len }],
+            segments: vec![Segment { path: format!("blobs/{blob}"), len: body.len, checksum: None }],
             parts_dir: None,
         };
-        if let Err(e) = self.install_object(bucket, record.clone()) {
+        if let Err(e) = self.install_object(bucket, record.clone(), condition) {
             let _ = std::fs::remove_file(&blob_path);
             return Err(e);
         }
         Ok(record)
     }
 
-    /// Makes `record` the current version of its key (durably), then frees the old data.
-    pub(crate) fn install_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
+    /// Makes `record` the current version of its key (durably) if `condition` holds, then frees
+    /// the old data.
+    fn install_object(&self, bucket: &str, record: ObjectRecord, condition: &WriteCondition) -> Result<()> {
         let old = {
             let mut st = self.state();
             let b = st.buckets.get_mut(bucket).ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))?;
+            condition.check(&record.key, b.objects.get(&record.key))?;
             write_json(&self.layout, &self.layout.object_record(bucket, &record.key), &record)?;
             b.objects.insert(record.key.clone(), record)
         };

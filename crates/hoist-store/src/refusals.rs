@@ -29,6 +29,10 @@
 //!   `MaxMessageLengthExceeded`, `MissingContentLength`, `InvalidURI`, ... An error that reaches a
 //!   client as "Unknown" says nothing about what to fix, so [`explain`] adds S3's message for the
 //!   code (and the limit, where one was hit) to any error response s3s sent without one.
+//! - **Browser POST policy failures as S3 answers them.** s3s refuses a form that breaks its
+//!   policy (a failed condition, a `bucket` field that is not the URL's) with `400
+//!   InvalidPolicyDocument`; S3 with `403 AccessDenied`, "Invalid according to Policy", and
+//!   [`policy_failure_as_s3`] makes it so. A policy that does not parse stays a 400.
 //! - **Limits.** XML bodies (Complete, DeleteObjects) are read whole before parsing, so they are
 //!   capped at [`MAX_XML_BODY`]; a longer one is `MaxMessageLengthExceeded`. s3s 0.14 holds a
 //!   browser POST's file in memory, whole, before it checks the policy's size range and before
@@ -324,6 +328,41 @@ fn message_for(code: &str) -> Option<String> {
         "InternalError" => "We encountered an internal error; see the store's log.".to_owned(),
         _ => return None,
     })
+}
+
+/// The start of the messages s3s 0.14 gives a browser POST whose form breaks its policy: a
+/// failed `eq` / `starts-with` condition, or a `bucket` field that is not the URL's bucket.
+const POLICY_CONDITION_FAILURES: [&str; 2] = ["Policy condition", "Bucket in form field"];
+
+/// A browser POST refused because its form breaks its policy: s3s answers `400
+/// InvalidPolicyDocument`, S3 `403 AccessDenied` ("Invalid according to Policy"), and browser
+/// code tells the two apart. A policy that does not parse stays `InvalidPolicyDocument` (so it
+/// is on S3).
+pub(crate) fn policy_failure_as_s3(method: &http::Method, resp: &mut Response<s3s::Body>) {
+    if method != http::Method::POST || resp.status() != StatusCode::BAD_REQUEST {
+        return;
+    }
+    let Some(body) = resp.body().bytes() else { return };
+    let Ok(xml) = std::str::from_utf8(&body) else { return };
+    let inner = |tag: &str| {
+        let (_, after) = xml.split_once(&format!("<{tag}>"))?;
+        after.split_once(&format!("</{tag}>")).map(|(v, _)| v)
+    };
+    let Some(message) = inner("Message").filter(|_| inner("Code") == Some("InvalidPolicyDocument")) else { return };
+    let message = unescape_xml(message);
+    if !POLICY_CONDITION_FAILURES.iter().any(|p| message.starts_with(p)) {
+        return;
+    }
+    let e = S3Error::with_message(
+        S3ErrorCode::AccessDenied,
+        format!("Invalid according to Policy: Policy Condition failed: {message}"),
+    );
+    *resp = to_response(e);
+}
+
+/// Text of an XML element as s3s escapes it (the five predefined entities).
+fn unescape_xml(s: &str) -> String {
+    s.replace("&apos;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 /// Adds S3's message to an error response s3s wrote without one (see the module doc).

@@ -1,8 +1,8 @@
 //! Browser POST uploads (`multipart/form-data` with a SigV4-signed POST policy) against the real
 //! store: the form and its signature are built by hand in `hoist_testkit::post_form`, sent with
 //! reqwest. s3s 0.14 parses the form, checks the signature and the policy, then calls the
-//! store's `put_object`; these tests pin what a browser gets either way, and that a refused form
-//! stores nothing.
+//! store's `put_object`; these tests pin what a browser gets either way (as on AWS: a form that
+//! breaks its policy is `403 AccessDenied`), and that a refused form stores nothing.
 
 use hoist_testkit::post_form::{PostForm, multipart_around_file, multipart_body};
 use hoist_testkit::{TestStore, pattern};
@@ -83,6 +83,78 @@ async fn a_signed_post_stores_the_object_and_answers_204_or_the_asked_status() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn success_action_redirect_and_status_200_are_honoured() {
+    let store = start().await;
+    let creds = store.credentials();
+    let form = usual()
+        .condition(r#"["starts-with", "$success_action_redirect", "https://app.example.com/"]"#)
+        .field("key", "user/r.txt")
+        .field("Content-Type", "text/plain")
+        .field("success_action_redirect", "https://app.example.com/done?x=1")
+        .sign(&creds);
+    let (content_type, body) = multipart_body(&form, "photo.bin", b"redirected");
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_follow
+        .post(format!("{}/bkt", store.endpoint_url()))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let etag = hex::encode(md5::Md5::digest(b"redirected"));
+    assert!(location.starts_with("https://app.example.com/done?x=1&bucket=bkt&key=user%2Fr.txt"), "{location}");
+    assert!(location.contains(&etag), "{location}");
+    store.client().head_object().bucket("bkt").key("user/r.txt").send().await.expect("stored");
+
+    let form = usual()
+        .condition(r#"{"success_action_status": "200"}"#)
+        .field("key", "user/s.txt")
+        .field("Content-Type", "text/plain")
+        .field("success_action_status", "200")
+        .sign(&creds);
+    let (status, body) = post(&store, "bkt", &form, b"ok").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filename_in_the_key_is_the_file_name() {
+    let store = start().await;
+    let form = usual().field("key", "user/${filename}").field("Content-Type", "text/plain").sign(&store.credentials());
+    let (status, body) = post(&store, "bkt", &form, b"named").await;
+    assert_eq!(status, 204, "{body}");
+    let got = store.client().get_object().bucket("bkt").key("user/photo.bin").send().await.expect("stored under the file's name");
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"named");
+    let listed = store.client().list_objects_v2().bucket("bkt").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["user/photo.bin"]);
+
+    // The answers name the stored key: 201's XML and 303's Location.
+    let form = usual()
+        .condition(r#"{"success_action_status": "201"}"#)
+        .field("key", "user/${filename}")
+        .field("Content-Type", "text/plain")
+        .field("success_action_status", "201")
+        .sign(&store.credentials());
+    let (status, body) = post(&store, "bkt", &form, b"named").await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("<Key>user/photo.bin</Key>"), "{body}");
+    let form = usual()
+        .condition(r#"["starts-with", "$success_action_redirect", "https://app.example.com/"]"#)
+        .field("key", "user/${filename}")
+        .field("Content-Type", "text/plain")
+        .field("success_action_redirect", "https://app.example.com/done")
+        .sign(&store.credentials());
+    let (content_type, body) = multipart_body(&form, "photo.bin", b"named");
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_follow.post(format!("{}/bkt", store.endpoint_url())).header("content-type", content_type).body(body);
+    let r = r.send().await.unwrap();
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(location.contains("key=user%2Fphoto%2Ebin") || location.contains("key=user%2Fphoto.bin"), "{location}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_expired_policy_is_refused() {
     let store = start().await;
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
@@ -126,7 +198,7 @@ async fn a_key_outside_starts_with_is_refused() {
     let store = start().await;
     let form = usual().field("key", "admin/a.txt").field("Content-Type", "text/plain").sign(&store.credentials());
     let (status, body) = post(&store, "bkt", &form, b"data").await;
-    assert_eq!((status, code_of(&body)), (400, "InvalidPolicyDocument"), "{body}");
+    assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "{body}");
     assert!(message_of(&body).contains("'key'") && message_of(&body).contains("user/"), "{body}");
     assert_nothing_stored(&store, "key outside starts-with").await;
 }
@@ -137,7 +209,7 @@ async fn a_content_type_outside_its_condition_is_refused() {
     let creds = store.credentials();
     let form = usual().field("key", "user/a.txt").field("Content-Type", "text/html").sign(&creds);
     let (status, body) = post(&store, "bkt", &form, b"<script>").await;
-    assert_eq!((status, code_of(&body)), (400, "InvalidPolicyDocument"), "eq: {body}");
+    assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "eq: {body}");
     assert!(message_of(&body).contains("content-type"), "{body}");
 
     let images = PostForm::new()
@@ -146,11 +218,11 @@ async fn a_content_type_outside_its_condition_is_refused() {
         .condition(r#"["starts-with", "$Content-Type", "image/"]"#);
     let form = images.clone().field("key", "user/a.png").field("Content-Type", "text/html").sign(&creds);
     let (status, body) = post(&store, "bkt", &form, b"<script>").await;
-    assert_eq!((status, code_of(&body)), (400, "InvalidPolicyDocument"), "starts-with: {body}");
+    assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "starts-with: {body}");
     // A form that leaves the field out does not satisfy the condition either.
     let form = images.clone().field("key", "user/a.png").sign(&creds);
     let (status, body) = post(&store, "bkt", &form, b"<script>").await;
-    assert_eq!((status, code_of(&body)), (400, "InvalidPolicyDocument"), "missing field: {body}");
+    assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "missing field: {body}");
     assert_nothing_stored(&store, "content type").await;
 
     let form = images.field("key", "user/a.png").field("Content-Type", "image/png").sign(&creds);
@@ -180,12 +252,12 @@ async fn a_policy_for_another_bucket_is_refused() {
     let other = PostForm::new().condition(r#"{"bucket": "other-bkt"}"#).condition(r#"["starts-with", "$key", ""]"#);
     let form = other.clone().field("key", "a.txt").sign(&creds);
     let (status, body) = post(&store, "bkt", &form, b"data").await;
-    assert_eq!((status, code_of(&body)), (400, "InvalidPolicyDocument"), "{body}");
+    assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "{body}");
     assert!(message_of(&body).contains("bucket"), "{body}");
     // A bucket form field that disagrees with the URL.
     let form = other.field("key", "a.txt").field("bucket", "other-bkt").sign(&creds);
     let (status, body) = post(&store, "bkt", &form, b"data").await;
-    assert_eq!((status, code_of(&body)), (400, "InvalidPolicyDocument"), "{body}");
+    assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "{body}");
     assert_nothing_stored(&store, "bucket condition").await;
     let other_listed = store.client().list_objects_v2().bucket("other-bkt").send().await.unwrap();
     assert!(other_listed.contents().is_empty());

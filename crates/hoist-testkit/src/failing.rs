@@ -3,7 +3,8 @@
 //! UploadPart, every abort, the first Complete… Each rule fails its calls with the error the test
 //! gives, either before the call reaches the store (the request was lost) or after (the store
 //! acted, the answer was lost). Calls are counted per operation so a test can check afterwards
-//! that nothing leaked: abort called, Complete never, no stray upload.
+//! that nothing leaked: abort called, Complete never, no stray upload; and the most calls of an
+//! operation in flight at once are recorded, so a test can check a concurrency bound.
 //!
 //! The idea follows awslabs/mountpoint-s3's `failure_client.rs`: fail, then assert on what the
 //! code under test did about it.
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
-use hoist_core::client::{CompletedPartSpec, ListedObject, ObjectInfo, PartChecksum, PartInfo, UploadInfo};
+use hoist_core::client::{CompletedPartSpec, ListedObject, ObjectInfo, PartChecksum, PartInfo, UploadChecksum, UploadInfo};
 use hoist_core::{Error, ObjectClient, ObjectMeta, Result, UploadRef};
 
 /// The calls of [`ObjectClient`], for choosing which to fail and counting them.
@@ -75,6 +76,8 @@ pub struct FailingClient {
     inner: Arc<dyn ObjectClient>,
     rules: Vec<Rule>,
     calls: Mutex<BTreeMap<Op, u32>>,
+    /// Per operation: calls in flight now, and the most there were at once.
+    in_flight: Mutex<BTreeMap<Op, (u32, u32)>>,
 }
 
 impl std::fmt::Debug for FailingClient {
@@ -86,7 +89,7 @@ impl std::fmt::Debug for FailingClient {
 impl FailingClient {
     /// Passes every call to `inner` until rules are added.
     pub fn new(inner: impl ObjectClient + 'static) -> Self {
-        Self { inner: Arc::new(inner), rules: Vec::new(), calls: Mutex::new(BTreeMap::new()) }
+        Self { inner: Arc::new(inner), rules: Vec::new(), calls: Mutex::new(BTreeMap::new()), in_flight: Mutex::new(BTreeMap::new()) }
     }
 
     /// Fails calls `first..first+times` (1-based) of `op`, `when` said, with what `error` makes.
@@ -105,6 +108,26 @@ impl FailingClient {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner).get(&op).copied().unwrap_or(0)
     }
 
+    /// The most calls of `op` that were in flight at once.
+    #[must_use]
+    pub fn max_in_flight(&self, op: Op) -> u32 {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).get(&op).map_or(0, |(_, max)| *max)
+    }
+
+    fn enter(&self, op: Op) {
+        let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let (now, max) = map.entry(op).or_default();
+        *now += 1;
+        *max = (*max).max(*now);
+    }
+
+    fn leave(&self, op: Op) {
+        let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((now, _)) = map.get_mut(&op) {
+            *now -= 1;
+        }
+    }
+
     /// Counts the call and answers the rule that fails it, if one does.
     fn count(&self, op: Op) -> Option<(When, Error)> {
         let n = {
@@ -121,6 +144,9 @@ impl FailingClient {
 
     /// Runs `call` unless a rule fails it before; replaces its answer when a rule fails it after.
     async fn run<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.enter(op);
+        // Leaves on every exit, a dropped (cancelled) call included.
+        let _leave = Leave(self, op);
         match self.count(op) {
             None => call.await,
             Some((When::Before, e)) => Err(e),
@@ -130,6 +156,14 @@ impl FailingClient {
                 Err(e)
             }
         }
+    }
+}
+
+struct Leave<'a>(&'a FailingClient, Op);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.leave(self.1);
     }
 }
 
@@ -174,7 +208,7 @@ impl ObjectClient for FailingClient {
         self.run(Op::CreateBucket, self.inner.create_bucket(bucket)).await
     }
 
-    async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta<'_>, checksum: Option<ChecksumAlgorithm>) -> Result<UploadRef> {
+    async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta<'_>, checksum: Option<UploadChecksum>) -> Result<UploadRef> {
         self.run(Op::Create, self.inner.create_upload(bucket, key, meta, checksum)).await
     }
 
@@ -194,8 +228,8 @@ impl ObjectClient for FailingClient {
         self.run(Op::UploadPart, self.inner.upload_part_bytes(upload, number, data, checksum)).await
     }
 
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec]) -> Result<String> {
-        self.run(Op::Complete, self.inner.complete(upload, parts)).await
+    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String> {
+        self.run(Op::Complete, self.inner.complete(upload, parts, whole)).await
     }
 
     async fn abort(&self, upload: &UploadRef) -> Result<()> {

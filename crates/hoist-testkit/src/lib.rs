@@ -15,7 +15,10 @@
 //! - [`post_form`]: browser POST uploads: a SigV4-signed POST policy and its form body, by hand.
 //! - [`receiver`]: an HTTP server that records what it is sent and answers from a script
 //!   (webhook receivers).
+//! - [`conformance`]: where conformance cases run: the embedded store, or an external endpoint
+//!   named by `HOIST_CONFORMANCE_*` variables.
 
+pub mod conformance;
 pub mod failing;
 pub mod fault_proxy;
 pub mod post_form;

@@ -62,13 +62,22 @@ impl Receiver {
     /// # Panics
     /// When no port on 127.0.0.1 can be bound.
     pub async fn start(replies: Vec<Reply>) -> Self {
+        Self::start_on("127.0.0.1:0", replies).await
+    }
+
+    /// Like [`start`](Self::start), on `addr` (a receiver that comes back on the port a sender
+    /// already knows).
+    ///
+    /// # Panics
+    /// When `addr` cannot be bound.
+    pub async fn start_on(addr: &str, replies: Vec<Reply>) -> Self {
         let script = Arc::new(Mutex::new(Script { replies: replies.into(), hits: Vec::new() }));
         let s = Arc::clone(&script);
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
             let s = Arc::clone(&s);
             async move { answer(&s, Hit { path: uri.path().to_owned(), headers, body: body.to_vec(), at: Instant::now() }).await }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the receiver's address");
         let url = format!("http://{}/hooks/hoist", listener.local_addr().expect("local address"));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -87,6 +87,11 @@ pub(crate) struct ServeArgs {
     /// [default: 0, or 1 with --dev when ffmpeg is found].
     #[arg(long, env = "HOIST_WORKERS", value_name = "N")]
     pub(crate) workers: Option<usize>,
+    /// With --s3-endpoint: the secret a `hoist store --notify URL/v1/events/s3 --notify-secret`
+    /// signs its event notifications with, so objects any client writes there start jobs (the
+    /// embedded store is wired up without it).
+    #[arg(long, env = "HOIST_S3_EVENTS_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub(crate) s3_events_secret: Option<String>,
 }
 
 fn default_data_dir() -> Result<PathBuf, CliError> {
@@ -155,6 +160,9 @@ fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
     c.dev |= args.dev;
     c.allow_anonymous |= args.allow_anonymous;
     c.cors_origins.extend(args.cors_origin);
+    if let Some(v) = args.s3_events_secret.filter(|s| !s.is_empty()) {
+        c.s3_events_secret = Some(v);
+    }
     Ok(c)
 }
 

@@ -20,10 +20,16 @@ pub(crate) struct StoreProc {
 
 impl StoreProc {
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A store with more flags (`--notify …`).
+    pub(crate) fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(HOIST)
             .args(["store", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.path())
+            .args(flags)
             .env("HOIST_STORE_ACCESS_KEY", ACCESS)
             .env("HOIST_STORE_SECRET_KEY", SECRET)
             .stdout(Stdio::piped())

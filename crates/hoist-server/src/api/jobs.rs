@@ -10,13 +10,19 @@
 //!   `Last-Event-ID` gets only what changed since (the current state, not every past tick).
 //!   Changes are found by reading the row when this process signals a change, and every
 //!   [`STREAM_POLL`] for changes made by other processes (`hoist worker`, other replicas).
+//! - `POST /v1/events/s3` takes an API key (the objects must be under its prefix), or, with no
+//!   `Authorization`, a store's signature (`hoist_store::notify::SIGNATURE_HEADER`, checked
+//!   against `AppState::store_events_secret`): then each object belongs to the API key whose
+//!   prefix holds it (the longest), and objects under no key's prefix are ignored.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::{FromRequest as _, FromRequestParts as _, Path, Query, Request, State};
 use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,12 +30,14 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, MAX_BODY};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::pipeline::events::{S3Notification, is_derived};
+use hoist_store::notify::SIGNATURE_HEADER;
 use crate::pipeline::jobs::{self, Job, JobState};
 use crate::pipeline::{jobs::NewJob, stream_token};
+use crate::config::KeyPolicy;
 use crate::policy::Caller;
 use crate::state::AppState;
 use crate::uploads::JobRef;
@@ -223,10 +231,33 @@ struct Ignored {
     reason: &'static str,
 }
 
+/// Who sent S3 event notifications.
+enum Sender {
+    /// A caller with an API key: only objects under its prefix.
+    Key(Arc<KeyPolicy>),
+    /// A store that signed the body with the service's store secret: objects of every key.
+    Store,
+}
+
 /// `POST /v1/events/s3`: S3 event notifications (AWS's or MinIO's JSON) start jobs for objects
-/// written by any client, within the caller's prefix.
-async fn s3_events(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body): ApiJson<S3Notification>) -> ApiResult<Json<serde_json::Value>> {
-    let policy = &caller.0;
+/// written by any client, within the caller's prefix (or, from a store, the prefix of the key
+/// that owns the object).
+async fn s3_events(State(st): State<Arc<AppState>>, req: Request) -> ApiResult<Json<serde_json::Value>> {
+    let (mut parts, body) = req.into_parts();
+    let signature = parts.headers.get(SIGNATURE_HEADER).map(|v| v.to_str().unwrap_or_default().to_owned());
+    let (sender, body) = match signature {
+        Some(sig) if !parts.headers.contains_key(AUTHORIZATION) => {
+            let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::BodyTooLarge(MAX_BODY))?;
+            let signed = st.store_events_secret.as_deref().is_some_and(|secret| hoist_store::notify::verify(secret, &bytes, &sig));
+            if !signed {
+                tracing::warn!("S3 event notification with a signature that does not match the store secret: refused");
+                return Err(ApiError::Unauthorized);
+            }
+            (Sender::Store, Body::from(bytes))
+        }
+        _ => (Sender::Key(Caller::from_request_parts(&mut parts, &st).await?.0), body),
+    };
+    let ApiJson(body) = ApiJson::<S3Notification>::from_request(Request::from_parts(parts, body), &st).await?;
     let mut accepted = Vec::new();
     let mut ignored = Vec::new();
     for record in &body.records {
@@ -234,21 +265,28 @@ async fn s3_events(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body
             ignored.push(Ignored { key: record.s3.object.key.clone(), reason: "the key is not valid URL-encoded UTF-8" });
             continue;
         };
+        let owner = match &sender {
+            Sender::Key(policy) => key.starts_with(&policy.prefix).then(|| Arc::clone(policy)),
+            Sender::Store => st.keys.owner_of(&key),
+        };
         let reason = if !record.is_created() {
             Some("only ObjectCreated events start jobs")
         } else if record.s3.bucket.name != st.bucket {
             Some("the bucket is not this service's bucket")
-        } else if !key.starts_with(&policy.prefix) {
-            Some("the key is outside this API key's prefix")
+        } else if owner.is_none() {
+            Some(match sender {
+                Sender::Key(_) => "the key is outside this API key's prefix",
+                Sender::Store => "no API key's prefix holds the key",
+            })
         } else if is_derived(&key) {
             Some("the object is a pipeline output")
         } else {
             None
         };
-        if let Some(reason) = reason {
-            ignored.push(Ignored { key, reason });
+        let (None, Some(policy)) = (reason, owner) else {
+            ignored.push(Ignored { key, reason: reason.unwrap_or_default() });
             continue;
-        }
+        };
         let head = match st.s3.head(&st.bucket, &key).await {
             Ok(h) => h,
             Err(hoist_core::Error::Service { status: 404, .. }) => {
@@ -278,6 +316,11 @@ async fn s3_events(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body
         } else {
             st.outbox.wake();
             accepted.push(json!({ "key": key, "etag": head.etag, "jobs": queued }));
+        }
+    }
+    if matches!(sender, Sender::Store) {
+        for i in &ignored {
+            tracing::debug!(key = %i.key, reason = i.reason, "store event notification starts no job");
         }
     }
     Ok(Json(json!({ "accepted": accepted, "ignored": ignored })))

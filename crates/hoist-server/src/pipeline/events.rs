@@ -13,6 +13,10 @@
 //!   `derived/` segment (the pipeline's own outputs) are ignored so outputs never feed back in.
 //!   The object is looked up (`HEAD`) before a job is queued (the event may be stale or forged): the job
 //!   names the `ETag` the store has now, and the job queue's idempotency makes duplicates one job.
+//!   The embedded store sends its own notifications here (`hoist_store::notify`, target
+//!   `hoist-serve`), signed with a secret made at each start, so an object written to it by any
+//!   client (`hoist put`, the AWS SDK, a browser form) starts processing; an upload through the
+//!   API is then reported twice (Complete, and the store's event) and is still one job.
 
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;

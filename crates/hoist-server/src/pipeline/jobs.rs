@@ -264,7 +264,9 @@ fn idem_key(j: &NewJob) -> String {
 }
 
 /// Queues `j` on `conn` (the caller's transaction), or finds the job that already exists for
-/// the same object version and preset. Answers the job and whether it was new.
+/// the same object version and preset. Answers the job and whether it was new. A job queued
+/// first by an S3 event (no upload) is claimed by the upload that made the object when that
+/// upload's Complete comes second: it gets the upload's id and API key, so the upload lists it.
 pub async fn enqueue(conn: &mut AnyConnection, j: &NewJob) -> Result<(Job, bool), sqlx::Error> {
     let now = now_ms();
     let key = idem_key(j);
@@ -290,6 +292,14 @@ pub async fn enqueue(conn: &mut AnyConnection, j: &NewJob) -> Result<(Job, bool)
     .await?
     .rows_affected()
         > 0;
+    if !inserted && let Some(upload_id) = &j.upload_id {
+        sqlx::query("UPDATE jobs SET upload_id = $1, api_key = $2 WHERE idem_key = $3 AND upload_id IS NULL")
+            .bind(upload_id)
+            .bind(&j.api_key)
+            .bind(&key)
+            .execute(&mut *conn)
+            .await?;
+    }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE idem_key = $1")).bind(&key).fetch_one(&mut *conn).await?;
     Ok((from_row(&row)?, inserted))
 }
@@ -624,6 +634,16 @@ mod tests {
         assert!(new && other.id != a.id, "another preset is another job");
         assert_eq!(for_upload(db, &a.api_key, a.upload_id.as_deref().unwrap()).await.unwrap().len(), 2);
         assert!(get(db, "someone-else", &a.id).await.unwrap().is_none(), "another key's job is invisible");
+        // An S3 event queues a job first (no upload); the upload's Complete then claims it.
+        let made = NewJob { upload_id: Some(format!("{tag}up2")), source_key: format!("{tag}/other.mp4"), ..new_job(tag, "mp4-720p") };
+        let event = NewJob { upload_id: None, api_key: format!("{tag}other"), ..made.clone() };
+        let (from_event, _) = queue(db, &event).await;
+        assert_eq!(from_event.upload_id, None);
+        let (claimed, new) = queue(db, &made).await;
+        assert!(!new && claimed.id == from_event.id, "one job for the object version");
+        assert_eq!((claimed.upload_id, claimed.api_key), (Some(format!("{tag}up2")), format!("{tag}key")));
+        let (still, _) = queue(db, &event).await;
+        assert_eq!(still.upload_id, Some(format!("{tag}up2")), "a later event leaves the upload's job alone");
 
         // Claim, heartbeat, lose the lease to the janitor, get fenced off.
         let first = claim_job(db, &a.id).await;

@@ -30,7 +30,8 @@
 //!   timeout; connection error) is retried.
 //! - Logs name the endpoint by host and path only (a query string may hold a token) and never
 //!   print secrets, signatures or bodies.
-//! - HTTP: hyper's client with hyper-rustls, rustls on the aws-lc-rs provider and the system's
+//! - HTTP: `hoist_store::notify::http_client` (the store's event notifications use the same):
+//!   hyper's client with hyper-rustls, rustls on the aws-lc-rs provider and the system's
 //!   roots: the crates aws-sdk-s3 already builds, so https endpoints add no crate. Not reqwest:
 //!   its rustls features would make every reqwest client in the workspace default to rustls with
 //!   no crypto provider installed. hyper never follows redirects; the timeout covers connecting,
@@ -275,8 +276,7 @@ impl Webhooks {
             .iter()
             .map(|e| Ok(Target { endpoint: e.clone(), key: e.signing_key()?, name: e.target() }))
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()).https_or_http().enable_http1().build();
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+        let client = hoist_store::notify::http_client();
         Ok(Self { targets, client, schedule: Schedule::default(), timeout: DEFAULT_TIMEOUT, notify: Notify::new() })
     }
 
@@ -597,23 +597,6 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
-}
-
-/// rustls with the aws-lc-rs provider aws-sdk-s3 already builds, and the system's root
-/// certificates.
-fn tls_config() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        tracing::warn!("webhooks: no system root certificates found: https endpoints will fail (install ca-certificates)");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
-        Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
-        // The default provider supports the default versions; kept total all the same.
-        Err(_) => rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth(),
-    }
 }
 
 /// Deliveries, newest first: all, or only the failed ones.

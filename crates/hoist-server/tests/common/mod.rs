@@ -23,6 +23,8 @@ pub struct Service {
     pub dev_token: String,
     pub state: std::sync::Arc<hoist_server::state::AppState>,
     pub data: tempfile::TempDir,
+    /// The service's `SQLite` database.
+    pub db_path: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -47,9 +49,9 @@ impl Service {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut c = ServerConfig::new(data.path());
+    /// The tests' config on `data`: API on any free port, dev mode, the keys above.
+    pub fn config(data: &std::path::Path) -> ServerConfig {
+        let mut c = ServerConfig::new(data);
         c.listen = "127.0.0.1:0".into();
         c.dev = true;
         c.part_size = 5 * MIB as u64;
@@ -58,7 +60,14 @@ impl Service {
             key("bob", BOB, 64 * MIB as u64, &["*/*"], 100_000, None),
             key("tiny", TINY, 64 * MIB as u64, &["*/*"], 3, None),
         ];
+        c
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = Self::config(data.path());
         adjust(&mut c);
+        let db_path = c.data_dir.join("hoist.db");
         let server = Server::start(c).await.unwrap();
         let url = format!("http://{}", server.addr());
         // Empty when the service talks to an external S3 endpoint.
@@ -69,7 +78,7 @@ impl Service {
         let task = tokio::spawn(async move {
             server.run(async { let _ = rx.await; }).await.unwrap();
         });
-        Self { url, store_url, dev_token, state, data, stop: Some(stop), task: Some(task) }
+        Self { url, store_url, dev_token, state, data, db_path, stop: Some(stop), task: Some(task) }
     }
 
     /// An aws-sdk-s3 client straight to the embedded store (to check what S3 holds).
