@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 /// Format version written into every journal.
 const VERSION: u32 = 1;
 
+/// How a journal names a stream's source: this prefix, then the stream's resume key.
+pub const STREAM_SOURCE_PREFIX: &str = "stdin:";
+
 /// Identity of a source file: size, modification time, and CRC32C of its first and last MiB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {

@@ -255,6 +255,13 @@ impl StreamFeed {
         .await
     }
 
+    /// Whether the rest of the stream is exactly the parts `ledger` records (each read and checked
+    /// against its record, as a resume does): how a stream fed again proves that an upload the
+    /// store no longer has completed with these bytes.
+    pub(crate) async fn matches_record(mut self, ledger: &Ledger) -> Result<bool> {
+        Ok(self.next(ledger).await?.is_none())
+    }
+
     async fn next(&mut self, ledger: &Ledger) -> Result<Option<Job>> {
         loop {
             if self.finished {

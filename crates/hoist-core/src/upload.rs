@@ -45,7 +45,7 @@ use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::client::{ObjectClient, ObjectInfo, ObjectMeta, PartInfo, PartsMatch, UploadChecksum, UploadRef};
 use crate::config::UploadConfig;
 use crate::error::{Error, Result};
-use crate::journal::{Fingerprint, Journal, JournalKey, JournalStore};
+use crate::journal::{Fingerprint, Journal, JournalKey, JournalStore, STREAM_SOURCE_PREFIX};
 use crate::plan;
 use crate::progress::{Events, ProgressEvent};
 use crate::scheduler::{self, Feed, Ledger, PartContext, StreamFeed, blocking, retry};
@@ -525,17 +525,52 @@ impl Uploader {
         cancel: &CancellationToken,
     ) -> Result<UploadOutcome> {
         let gone = || Error::UploadGone(id.clone());
-        let Some(resume) = &self.journal else { return Err(gone()) };
         let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
-        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source: &abs };
-        let Some(j) = resume.store.load(&key)? else { return Err(gone()) };
+        let Some((resume, j)) = self.gone_journal(req, &abs)? else { return Err(gone()) };
+        // The fingerprint vouches for the file; the journal must hold every planned part.
         let count = j.fingerprint.size.div_ceil(j.part_size.max(1));
         if !(1..=count).all(|n| u32::try_from(n).is_ok_and(|n| j.parts.contains_key(&n))) {
             return Err(gone());
         }
-        let parts = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
-        let Some(outcome) = self.object_matches(&journal_upload(&j), j.fingerprint.size, &parts, cancel).await? else {
+        self.confirm_completed(resume, j, id, cancel).await
+    }
+
+    /// [`Self::completed_before`] for a stream fed again with its resume key (`source` names its
+    /// journal): a stream has no fingerprint, so it is read again and must be exactly the
+    /// recorded parts (size and checksum each) before the object is compared with them.
+    async fn stream_completed_before(
+        &self,
+        req: &UploadRequest,
+        stream: StreamFeed,
+        source: Option<&Path>,
+        id: String,
+        cancel: &CancellationToken,
+    ) -> Result<UploadOutcome> {
+        let gone = || Error::UploadGone(id.clone());
+        let Some((resume, j)) = source.map(|s| self.gone_journal(req, s)).transpose()?.flatten() else {
             return Err(gone());
+        };
+        let ledger = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone())));
+        if !stream.parts_of(j.part_size, j.checksum).matches_record(&ledger).await? {
+            return Err(gone());
+        }
+        self.confirm_completed(resume, j, id, cancel).await
+    }
+
+    /// The journal of `source` for `req` (when uploads are journaled and it exists).
+    fn gone_journal(&self, req: &UploadRequest, source: &Path) -> Result<Option<(&Resume, Journal)>> {
+        let Some(resume) = &self.journal else { return Ok(None) };
+        let key = JournalKey { endpoint: &resume.endpoint, bucket: &req.bucket, key: &req.key, source };
+        Ok(resume.store.load(&key)?.map(|j| (resume, j)))
+    }
+
+    /// Succeeds when the object at the key is the one journal `j`'s parts make (its upload `id`
+    /// is gone from the store: a previous run completed it), and removes the journal.
+    async fn confirm_completed(&self, resume: &Resume, j: Journal, id: String, cancel: &CancellationToken) -> Result<UploadOutcome> {
+        let parts = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
+        let size = parts.iter().map(|p| p.size).sum();
+        let Some(outcome) = self.object_matches(&journal_upload(&j), size, &parts, cancel).await? else {
+            return Err(Error::UploadGone(id));
         };
         tracing::info!(upload_id = %id, "the interrupted upload had already completed");
         resume.store.remove(&j)?;
@@ -589,11 +624,17 @@ impl Uploader {
         let journaled = match (resume_key, &self.journal) {
             (Some(k), Some(resume)) => {
                 let fingerprint = Fingerprint { size: 0, mtime_ns: 0, head_tail_crc32c: String::new() };
-                Some(resume.find(req, PathBuf::from(format!("stdin:{k}")), fingerprint)?)
+                Some(resume.find(req, PathBuf::from(format!("{STREAM_SOURCE_PREFIX}{k}")), fingerprint)?)
             }
             _ => None,
         };
-        let opened = self.open(req, journaled, self.config.part_size, events, cancel).await?;
+        let source = journaled.as_ref().map(|j| j.source.clone());
+        let opened = match self.open(req, journaled, self.config.part_size, events, cancel).await {
+            Err(Error::UploadGone(id)) => {
+                return self.stream_completed_before(req, stream, source.as_deref(), id, cancel).await;
+            }
+            other => other?,
+        };
         let resumable = opened.ledger.journaled();
         let first_len = plan::stream_part_size(1, opened.part_size, &self.config.limits);
         let id = Some(opened.upload.upload_id.clone());

@@ -10,8 +10,6 @@ use crate::exit::CliError;
 use crate::parse::S3Url;
 use crate::render::say;
 
-/// How the engine's journals name a stream's source: `stdin:` and its resume key.
-const STDIN_SOURCE: &str = "stdin:";
 
 /// Flags of `hoist resume`.
 #[derive(Debug, clap::Args)]
@@ -60,7 +58,7 @@ pub(crate) async fn run(args: ResumeArgs) -> Result<(), CliError> {
         })?;
     let dest = S3Url { bucket: j.bucket.clone(), key: j.key.clone() };
     let label = j.source.display().to_string();
-    if let Some(key) = label.strip_prefix(STDIN_SOURCE) {
+    if let Some(key) = label.strip_prefix(hoist_core::journal::STREAM_SOURCE_PREFIX) {
         return Err(CliError::usage(format!("upload {} reads a stream, which only its producer can feed again", j.upload_id))
             .with_hint(format!("feed the same stream to: hoist put - {} --resume-key {}", shell_quote(&dest.to_string()), shell_quote(key))));
     }
