@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every Hoist test: Rust unit and property tests, integration tests over real HTTP against
+# Runs every Hoist test: the formatting check, Rust unit and property tests, integration tests over real HTTP against
 # the embedded store (engine round trips, fault injection, store conformance, the upload service,
 # the built binary), the service's queries on PostgreSQL, clippy with warnings as errors, and the
 # browser side: web/ unit tests (node:test) and the page in headless Chromium against the built
@@ -21,6 +21,9 @@ if [[ -z "${HOIST_TEST_DATABASE_URL:-}" ]]; then
 fi
 [[ "$HOIST_TEST_DATABASE_URL" == none ]] && unset HOIST_TEST_DATABASE_URL
 export HOIST_TEST_DATABASE_URL
+
+echo "== cargo fmt --check (rustfmt.toml)"
+cargo fmt --all --check
 
 echo "== cargo test (workspace)"
 cargo test --workspace --all-targets --locked

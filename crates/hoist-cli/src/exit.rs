@@ -91,11 +91,15 @@ impl From<hoist_core::Error> for CliError {
             ),
             Category::Auth if matches!(e, hoist_core::Error::NoCredentials(_)) => (
                 Exit::Auth,
-                Some("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pick a profile with --profile, or run `aws configure`"),
+                Some(
+                    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pick a profile with --profile, or run `aws configure`",
+                ),
             ),
             Category::Auth => (
                 Exit::Auth,
-                Some("check your credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, --profile, or ~/.aws/credentials"),
+                Some(
+                    "check your credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, --profile, or ~/.aws/credentials",
+                ),
             ),
             Category::Network => (
                 Exit::Network,
@@ -106,7 +110,9 @@ impl From<hoist_core::Error> for CliError {
             Category::Interrupted => (Exit::Interrupted, None),
             Category::Internal => (
                 Exit::Failure,
-                Some("this is a bug in hoist: please report it with the command you ran, this message and `hoist --version`"),
+                Some(
+                    "this is a bug in hoist: please report it with the command you ran, this message and `hoist --version`",
+                ),
             ),
             Category::Other => (Exit::Failure, None),
         };

@@ -27,13 +27,14 @@ fn main() -> std::process::ExitCode {
     // Few blocking threads: each thread that frees buffers keeps its own glibc malloc arena
     // resident; with tokio's default (up to 512) a 1 GiB upload peaked at ~48 MiB RSS, with 4 at
     // ~22 MiB and the same speed (file reads from the page cache are short; see BENCHMARKS.md).
-    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(BLOCKING_THREADS).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hoist: cannot start the async runtime: {e}");
-            return exit::Exit::Failure.into();
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(BLOCKING_THREADS).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("hoist: cannot start the async runtime: {e}");
+                return exit::Exit::Failure.into();
+            }
+        };
     match runtime.block_on(cmd::run(cli.command)) {
         Ok(()) => exit::Exit::Ok.into(),
         Err(err) => err.report(),
@@ -51,8 +52,5 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -16,9 +16,8 @@ pub(crate) struct S3Url {
 impl S3Url {
     /// Parses `s3://bucket/key` (key may be empty or a prefix).
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        let rest = s.strip_prefix("s3://").ok_or_else(|| {
-            format!("{s:?} is not an S3 URL: write it as s3://BUCKET/KEY")
-        })?;
+        let rest =
+            s.strip_prefix("s3://").ok_or_else(|| format!("{s:?} is not an S3 URL: write it as s3://BUCKET/KEY"))?;
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(format!("{s:?} has no bucket: write it as s3://BUCKET/KEY"));
@@ -38,9 +37,7 @@ impl S3Url {
             return Err(format!("{s:?} names no object key: write it as s3://BUCKET/KEY"));
         }
         if url.key.ends_with('/') {
-            return Err(format!(
-                "{s:?} ends with '/', which names a folder: add the object name after it"
-            ));
+            return Err(format!("{s:?} ends with '/', which names a folder: add the object name after it"));
         }
         Ok(url)
     }
@@ -56,13 +53,10 @@ pub(crate) use hoist_core::units::{parse_duration, parse_size};
 
 /// Parses one `key=value` metadata pair (key: letters, digits, `-` and `_`).
 pub(crate) fn parse_metadata(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not key=value: write metadata as --metadata name=value"))?;
+    let (k, v) =
+        s.split_once('=').ok_or_else(|| format!("{s:?} is not key=value: write metadata as --metadata name=value"))?;
     if !hoist_core::config::is_valid_metadata_name(k) {
-        return Err(format!(
-            "metadata name {k:?} is not allowed: use letters, digits, '-' and '_'"
-        ));
+        return Err(format!("metadata name {k:?} is not allowed: use letters, digits, '-' and '_'"));
     }
     Ok((k.to_ascii_lowercase(), v.to_owned()))
 }

@@ -24,7 +24,16 @@ fn put_file_and_json_events() {
     let dir = tempfile::tempdir().unwrap();
     let f = file(dir.path(), 12 * 1024 * 1024 + 3);
     let f = f.to_str().unwrap();
-    let o = store.hoist(&["put", f, "s3://cli-bucket/a/b.bin", "--part-size", "5MiB", "--single-put-threshold", "5MiB", "--json"]);
+    let o = store.hoist(&[
+        "put",
+        f,
+        "s3://cli-bucket/a/b.bin",
+        "--part-size",
+        "5MiB",
+        "--single-put-threshold",
+        "5MiB",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -46,7 +55,16 @@ fn put_from_stdin() {
     let data: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i: usize| (i % 253) as u8).collect();
     let mut child = store
         .hoist_env(&mut Command::new(HOIST))
-        .args(["put", "-", "s3://cli-bucket/stdin.bin", "--part-size", "5MiB", "--single-put-threshold", "5MiB", "--json"])
+        .args([
+            "put",
+            "-",
+            "s3://cli-bucket/stdin.bin",
+            "--part-size",
+            "5MiB",
+            "--single-put-threshold",
+            "5MiB",
+            "--json",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -83,7 +101,11 @@ fn bad_inputs_have_clear_errors_and_exit_codes() {
         (&["put", f, "s3://cli-bucket/k", "--max-object-size", "500"], 2, "object limit of 500 bytes"),
         (&["put", f, "s3://cli-bucket/k", "--max-object-size", "lots"], 2, "--max-object-size"),
         (&["put", f, "s3://cli-bucket/k", "--provider", "gcs"], 2, "[possible values: aws, s3-compatible, r2]"),
-        (&["put", f, "s3://cli-bucket/k", "--checksum", "md5"], 2, "[possible values: crc32, crc32c, crc64nvme, sha1, sha256, none]"),
+        (
+            &["put", f, "s3://cli-bucket/k", "--checksum", "md5"],
+            2,
+            "[possible values: crc32, crc32c, crc64nvme, sha1, sha256, none]",
+        ),
         (&["put", f, "s3://cli-bucket/k", "--checksum-mode", "never"], 2, "[possible values: always, when_required]"),
         (&["put", f, "s3://cli-bucket/k", "--on-failure", "retry"], 2, "[possible values: keep, abort]"),
         (&["put", f, "s3://cli-bucket/k", "--request-timeout", "0s"], 2, "--request-timeout must be more than zero"),
@@ -145,7 +167,14 @@ fn put_without_credentials_exits_4_at_once_naming_where_it_looked() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(err.contains("no credentials found"), "{err}");
-    for place in ["AWS_ACCESS_KEY_ID", &format!("{}/.aws/credentials", home.path().display()), ".aws/config", "SSO", "instance metadata", "container"] {
+    for place in [
+        "AWS_ACCESS_KEY_ID",
+        &format!("{}/.aws/credentials", home.path().display()),
+        ".aws/config",
+        "SSO",
+        "instance metadata",
+        "container",
+    ] {
         assert!(err.contains(place), "the message names {place}: {err}");
     }
     assert!(err.contains("hint:"), "{err}");
@@ -176,11 +205,21 @@ fn demo_uploads_verifies_and_reads_back() {
 fn store_notify_reports_a_hoist_put_to_a_receiver() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rx = rt.block_on(hoist_testkit::receiver::Receiver::start(vec![]));
-    let store = StoreProc::start_with(&["--notify", &format!("app={}", rx.url), "--notify-secret", "cli-notify-secret"]);
+    let store =
+        StoreProc::start_with(&["--notify", &format!("app={}", rx.url), "--notify-secret", "cli-notify-secret"]);
     store.mb("cli-bucket");
     let dir = tempfile::tempdir().unwrap();
     let f = file(dir.path(), 6 * 1024 * 1024);
-    let o = store.hoist(&["put", f.to_str().unwrap(), "s3://cli-bucket/in/a b.bin", "--part-size", "5MiB", "--single-put-threshold", "5MiB", "-q"]);
+    let o = store.hoist(&[
+        "put",
+        f.to_str().unwrap(),
+        "s3://cli-bucket/in/a b.bin",
+        "--part-size",
+        "5MiB",
+        "--single-put-threshold",
+        "5MiB",
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let hits = rt.block_on(rx.wait_for(1, std::time::Duration::from_secs(10)));
     assert_eq!(hits.len(), 1, "{hits:?}");
@@ -189,10 +228,19 @@ fn store_notify_reports_a_hoist_put_to_a_receiver() {
     let v: serde_json::Value = serde_json::from_slice(&hits[0].body).unwrap();
     let r = &v["Records"][0];
     assert_eq!(r["eventName"], "ObjectCreated:CompleteMultipartUpload", "{v}");
-    assert_eq!((r["s3"]["object"]["key"].as_str(), r["s3"]["object"]["size"].as_u64()), (Some("in/a+b.bin"), Some(6 * 1024 * 1024)));
+    assert_eq!(
+        (r["s3"]["object"]["key"].as_str(), r["s3"]["object"]["size"].as_u64()),
+        (Some("in/a+b.bin"), Some(6 * 1024 * 1024))
+    );
 
     let data = tempfile::tempdir().unwrap();
-    let o = Command::new(HOIST).args(["store", "--listen", "127.0.0.1:0", "--notify", "http://127.0.0.1:1/"]).arg("--data").arg(data.path()).env_remove("HOIST_NOTIFY_SECRET").output().unwrap();
+    let o = Command::new(HOIST)
+        .args(["store", "--listen", "127.0.0.1:0", "--notify", "http://127.0.0.1:1/"])
+        .arg("--data")
+        .arg(data.path())
+        .env_remove("HOIST_NOTIFY_SECRET")
+        .output()
+        .unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--notify needs a secret") && err.contains("--notify-secret"), "{err}");

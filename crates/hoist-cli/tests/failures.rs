@@ -20,7 +20,17 @@ fn proxy(rt: &tokio::runtime::Runtime, store: &StoreProc) -> FaultProxy {
 fn put(store: &StoreProc, state: &Path, src: &Path, endpoint: &str) -> std::process::Output {
     let mut c = Command::new(HOIST);
     store.hoist_env(&mut c).env("HOIST_STATE_DIR", state);
-    c.args(["put", src.to_str().unwrap(), "s3://fail-bkt/obj", "--endpoint-url", endpoint, "--part-size", "5MiB", "--single-put-threshold", "5MiB"]);
+    c.args([
+        "put",
+        src.to_str().unwrap(),
+        "s3://fail-bkt/obj",
+        "--endpoint-url",
+        endpoint,
+        "--part-size",
+        "5MiB",
+        "--single-put-threshold",
+        "5MiB",
+    ]);
     c.output().unwrap()
 }
 
@@ -42,7 +52,10 @@ fn a_refused_abort_names_the_pending_upload_and_keeps_its_journal() {
     let out = put(&store, &state, &src, &proxy.endpoint_url());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("could not be aborted") && err.contains("hoist uploads abort s3://fail-bkt/obj --upload-id"), "{err}");
+    assert!(
+        err.contains("could not be aborted") && err.contains("hoist uploads abort s3://fail-bkt/obj --upload-id"),
+        "{err}"
+    );
     assert!(!err.contains("parts are kept"), "{err}");
     let journals = std::fs::read_dir(state.join("journals")).map_or(0, Iterator::count);
     assert_eq!(journals, 1, "the journal of the pending upload must stay");

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::HOIST;
 use hoist_testkit::TestStore;
-use hoist_testkit::fault_proxy::{REFUSE_FOR, Fault, FaultProxy, Op, Rule};
+use hoist_testkit::fault_proxy::{Fault, FaultProxy, Op, REFUSE_FOR, Rule};
 use rand::{Rng as _, SeedableRng as _};
 
 const BUCKET: &str = "matrix";
@@ -141,7 +141,9 @@ struct Setup {
 }
 
 fn setup(case: Case) -> Setup {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(case.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (case.op as u64) << 8 ^ case.fault as u64);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        case.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (case.op as u64) << 8 ^ case.fault as u64,
+    );
     let single = match case.op {
         Op::Put => true,
         Op::Head => rng.random_bool(0.5),
@@ -154,13 +156,18 @@ fn setup(case: Case) -> Setup {
     let target = Rule { op: case.op, nth, fault: case.fault };
     let (prepare, rules) = match case.op {
         // An abort follows a fatal error: 403 on a part first.
-        Op::Abort => (vec![], vec![Rule { op: Op::Part, nth: rng.random_range(1..=3), fault: Fault::Forbidden }, target]),
+        Op::Abort => {
+            (vec![], vec![Rule { op: Op::Part, nth: rng.random_range(1..=3), fault: Fault::Forbidden }, target])
+        }
         // ListParts runs when a journal names an upload: a kept failure leaves one.
         Op::ListParts => (vec![Rule { op: Op::Part, nth: 2, fault: Fault::Forbidden }], vec![target]),
         // ListMultipartUploads looks for uploads a lost Create response left: lose one, then
         // fail the retried Create, keeping the journal.
         Op::ListUploads => (
-            vec![Rule { op: Op::Create, nth: 1, fault: Fault::LostResponse }, Rule { op: Op::Create, nth: 2, fault: Fault::Forbidden }],
+            vec![
+                Rule { op: Op::Create, nth: 1, fault: Fault::LostResponse },
+                Rule { op: Op::Create, nth: 2, fault: Fault::Forbidden },
+            ],
             vec![target],
         ),
         _ => (vec![], vec![target]),
@@ -198,13 +205,24 @@ impl World {
     fn uploads(&self, key: &str) -> Vec<String> {
         self.rt.block_on(async {
             let l = self.s3.list_multipart_uploads().bucket(BUCKET).prefix(key).send().await.unwrap();
-            l.uploads().iter().filter(|u| u.key() == Some(key)).filter_map(|u| u.upload_id().map(str::to_owned)).collect()
+            l.uploads()
+                .iter()
+                .filter(|u| u.key() == Some(key))
+                .filter_map(|u| u.upload_id().map(str::to_owned))
+                .collect()
         })
     }
 }
 
 /// One `hoist put` through the proxy; `None` if it had to be killed after [`RUN_LIMIT`].
-fn hoist_put(world: &World, proxy: &str, state: &Path, src: &Source, key: &str, extra: &[&str]) -> (Option<i32>, String) {
+fn hoist_put(
+    world: &World,
+    proxy: &str,
+    state: &Path,
+    src: &Source,
+    key: &str,
+    extra: &[&str],
+) -> (Option<i32>, String) {
     let creds = world.store.credentials();
     let mut c = Command::new(HOIST);
     c.env("AWS_ACCESS_KEY_ID", &creds.access_key)
@@ -275,7 +293,8 @@ fn journals(state: &Path) -> Vec<String> {
     dir.filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .map(|e| {
-            let j: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap_or_default()).unwrap_or_default();
+            let j: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap_or_default()).unwrap_or_default();
             j["upload_id"].as_str().unwrap_or_default().to_owned()
         })
         .collect()
@@ -422,11 +441,16 @@ fn env_number(name: &str, default: u64) -> u64 {
 #[test]
 fn every_fault_at_every_operation_ends_clean_or_typed_and_a_rerun_succeeds() {
     let seeds = env_number("HOIST_FAULT_MATRIX_SEEDS", CI_SEEDS);
-    let jobs = usize::try_from(env_number("HOIST_FAULT_MATRIX_JOBS", DEFAULT_JOBS as u64)).unwrap_or(DEFAULT_JOBS).max(1);
+    let jobs =
+        usize::try_from(env_number("HOIST_FAULT_MATRIX_JOBS", DEFAULT_JOBS as u64)).unwrap_or(DEFAULT_JOBS).max(1);
     let only: Option<String> = std::env::var("HOIST_FAULT_MATRIX_ONLY").ok();
     let cases: Vec<Case> = (0..seeds)
-        .flat_map(|seed| OPS.iter().flat_map(move |&op| faults_for(op).into_iter().map(move |fault| Case { op, fault, seed })))
-        .filter(|c| only.as_ref().is_none_or(|o| format!("{:?}-{:?}", c.op, c.fault).to_lowercase().contains(&o.to_lowercase())))
+        .flat_map(|seed| {
+            OPS.iter().flat_map(move |&op| faults_for(op).into_iter().map(move |fault| Case { op, fault, seed }))
+        })
+        .filter(|c| {
+            only.as_ref().is_none_or(|o| format!("{:?}-{:?}", c.op, c.fault).to_lowercase().contains(&o.to_lowercase()))
+        })
         .collect();
     let world = World::start();
     let scratch = tempfile::tempdir().unwrap();
@@ -460,6 +484,12 @@ fn every_fault_at_every_operation_ends_clean_or_typed_and_a_rerun_succeeds() {
     for (cell, seeds) in &dirty {
         println!("failing cell: {cell} (seeds {seeds:?})");
     }
-    assert!(dirty.is_empty(), "{} of {} runs broke the rules (see above): {}", dirty.values().map(Vec::len).sum::<usize>(), tally.runs, tally.line());
+    assert!(
+        dirty.is_empty(),
+        "{} of {} runs broke the rules (see above): {}",
+        dirty.values().map(Vec::len).sum::<usize>(),
+        tally.runs,
+        tally.line()
+    );
     assert_eq!(tally.not_reached, 0, "some faults never had their request: {}", tally.line());
 }

@@ -72,7 +72,14 @@ impl Upload<'_> {
             .arg("put")
             .arg(self.src.as_ref().map_or("-".as_ref(), |p| p.as_os_str()))
             .arg(format!("s3://{BUCKET}/{}", self.key))
-            .args(["--endpoint-url", &self.world.proxy.endpoint_url(), "--part-size", "5MiB", "--single-put-threshold", "5MiB"])
+            .args([
+                "--endpoint-url",
+                &self.world.proxy.endpoint_url(),
+                "--part-size",
+                "5MiB",
+                "--single-put-threshold",
+                "5MiB",
+            ])
             .args(["--concurrency", &self.concurrency.to_string(), "--json"])
             .args(extra)
             .stdin(if self.src.is_none() { Stdio::piped() } else { Stdio::null() })
@@ -156,7 +163,11 @@ fn finish(mut run: Run) -> (Option<i32>, u64) {
     let mut resumed = 0;
     loop {
         if let Ok(Some(status)) = run.child.try_wait() {
-            resumed = run.events.try_iter().find(|v| v["event"] == "started").map_or(resumed, |v| v["resumed_parts"].as_u64().unwrap_or(0));
+            resumed = run
+                .events
+                .try_iter()
+                .find(|v| v["event"] == "started")
+                .map_or(resumed, |v| v["resumed_parts"].as_u64().unwrap_or(0));
             return (status.code(), resumed);
         }
         if started.elapsed() > RUN_LIMIT {
@@ -219,7 +230,8 @@ fn one_upload(world: &World, scratch: &Path, rng: &mut rand::rngs::StdRng, t: &m
         p
     });
     let up = Upload { world, key: format!("obj{}", t.uploads), data, src, concurrency: rng.random_range(1..=4) };
-    let what = format!("{} ({len} bytes, {}, concurrency {})", up.key, if stdin { "stdin" } else { "file" }, up.concurrency);
+    let what =
+        format!("{} ({len} bytes, {}, concurrency {})", up.key, if stdin { "stdin" } else { "file" }, up.concurrency);
     let before = part_bytes(&world.proxy);
     let planned = if rng.random_ratio(1, 3) { 2 } else { 1 };
     let mut moments = Vec::new();
@@ -285,7 +297,8 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_resends_little() {
     while t.kills < target_kills {
         one_upload(&world, scratch.path(), &mut rng, &mut t);
     }
-    let left = world.rt.block_on(async { world.store.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap() });
+    let left =
+        world.rt.block_on(async { world.store.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap() });
     let resent = &t.resent_per_resume;
     let mean = resent.iter().sum::<u64>().checked_div(resent.len() as u64).unwrap_or(0);
     println!(

@@ -87,13 +87,18 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
         let mut recorded: BTreeSet<u64> = BTreeSet::new();
         // Two kills at random moments, then run to completion.
         for attempt in 0..3 {
-            let kill = (attempt < 2).then(|| (rng.random_range(0..=8usize), Duration::from_millis(rng.random_range(0..40))));
+            let kill =
+                (attempt < 2).then(|| (rng.random_range(0..=8usize), Duration::from_millis(rng.random_range(0..40))));
             let (done, resumed, completed, _) = run_put(put_cmd(&store, &state, &src, &key), kill);
             if attempt > 0 {
                 resumed_runs += 1;
                 let again: Vec<_> = done.intersection(&recorded).collect();
                 assert!(again.is_empty(), "round {round}: parts {again:?} were recorded and uploaded again");
-                assert!(resumed >= recorded.len() as u64 || completed, "round {round}: resumed {resumed} < {}", recorded.len());
+                assert!(
+                    resumed >= recorded.len() as u64 || completed,
+                    "round {round}: resumed {resumed} < {}",
+                    recorded.len()
+                );
                 skipped_total += resumed;
             }
             if kill.is_some() {
@@ -115,9 +120,12 @@ fn kill_9_at_random_moments_then_resume_is_byte_identical_and_never_resends_reco
         });
         assert_eq!(got.as_ref(), std::fs::read(&src).unwrap().as_slice(), "round {round}");
     }
-    println!("kill -9 loop: {kills} kills, {resumed_runs} resumed runs, {skipped_total} parts skipped on resume, all byte-identical");
+    println!(
+        "kill -9 loop: {kills} kills, {resumed_runs} resumed runs, {skipped_total} parts skipped on resume, all byte-identical"
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let left = rt.block_on(async { sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").send().await.unwrap() });
+    let left =
+        rt.block_on(async { sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").send().await.unwrap() });
     assert!(left.uploads().is_empty(), "uploads left behind: {:?}", left.uploads());
 }
 
@@ -158,7 +166,13 @@ fn resume_refuses_what_it_cannot_trust() {
     rt.block_on(async {
         let ups = s3.list_multipart_uploads().bucket("resume-bkt").send().await.unwrap();
         for u in ups.uploads() {
-            s3.abort_multipart_upload().bucket("resume-bkt").key(u.key().unwrap()).upload_id(u.upload_id().unwrap()).send().await.unwrap();
+            s3.abort_multipart_upload()
+                .bucket("resume-bkt")
+                .key(u.key().unwrap())
+                .upload_id(u.upload_id().unwrap())
+                .send()
+                .await
+                .unwrap();
         }
     });
     let o = put_cmd(&store, &state, &src, "gone").output().unwrap();
@@ -178,7 +192,8 @@ fn resume_refuses_what_it_cannot_trust() {
     let o = put_cmd(&store, &state, &src, "corrupt").output().unwrap();
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
-    let ups = rt.block_on(async { s3.list_multipart_uploads().bucket("resume-bkt").prefix("corrupt").send().await.unwrap() });
+    let ups =
+        rt.block_on(async { s3.list_multipart_uploads().bucket("resume-bkt").prefix("corrupt").send().await.unwrap() });
     assert_eq!(ups.uploads().len(), 1, "the interrupted upload must still be there");
 
     // A plain re-run says that it resumes, and finishes.
@@ -258,11 +273,20 @@ fn a_completed_upload_whose_journal_survived_a_crash_is_recognised() {
     let journals = hoist_core::JournalStore::new(state.join("journals"));
     let abs = src.canonicalize().unwrap();
     let key = JournalKey { endpoint: &store.endpoint, bucket: "resume-bkt", key: "done", source: &abs };
-    let mut j = hoist_core::JournalStore::start(&key, "gone-upload-id".into(), 5 * MIB as u64, Some(ChecksumAlgorithm::Crc32c), Fingerprint::of(&src).unwrap());
+    let mut j = hoist_core::JournalStore::start(
+        &key,
+        "gone-upload-id".into(),
+        5 * MIB as u64,
+        Some(ChecksumAlgorithm::Crc32c),
+        Fingerprint::of(&src).unwrap(),
+    );
     let data = std::fs::read(&src).unwrap();
     for (i, chunk) in data.chunks(5 * MIB).enumerate() {
         let crc = Checksum::of(ChecksumAlgorithm::Crc32c, chunk).to_base64();
-        j.parts.insert(u32::try_from(i + 1).unwrap(), JournalPart { size: chunk.len() as u64, etag: "unknown".into(), checksum: Some(crc) });
+        j.parts.insert(
+            u32::try_from(i + 1).unwrap(),
+            JournalPart { size: chunk.len() as u64, etag: "unknown".into(), checksum: Some(crc) },
+        );
     }
     journals.save(&j).unwrap();
     let o = put_cmd(&store, &state, &src, "done").output().unwrap();
@@ -277,11 +301,28 @@ fn a_completed_upload_whose_journal_survived_a_crash_is_recognised() {
 }
 
 /// `hoist put - --resume-key K` fed from `src`; killed after `kill_after` recorded parts if given.
-fn stdin_put(store: &StoreProc, state: &Path, src: &Path, kill_after: Option<usize>) -> (BTreeSet<u64>, u64, bool, Option<i32>) {
+fn stdin_put(
+    store: &StoreProc,
+    state: &Path,
+    src: &Path,
+    kill_after: Option<usize>,
+) -> (BTreeSet<u64>, u64, bool, Option<i32>) {
     let mut c = Command::new(HOIST);
     store.hoist_env(&mut c).env("HOIST_STATE_DIR", state).args([
-        "put", "-", "s3://resume-bkt/stream", "--endpoint-url", &store.endpoint, "--part-size", "5MiB",
-        "--single-put-threshold", "5MiB", "--concurrency", "2", "--json", "--resume-key", "nightly-backup",
+        "put",
+        "-",
+        "s3://resume-bkt/stream",
+        "--endpoint-url",
+        &store.endpoint,
+        "--part-size",
+        "5MiB",
+        "--single-put-threshold",
+        "5MiB",
+        "--concurrency",
+        "2",
+        "--json",
+        "--resume-key",
+        "nightly-backup",
     ]);
     c.stdin(std::fs::File::open(src).unwrap());
     run_put(c, kill_after.map(|k| (k, Duration::ZERO)))
@@ -297,7 +338,12 @@ fn stdin_with_a_resume_key_resumes_when_fed_the_same_stream() {
     let (first, _, completed, _) = stdin_put(&store, &state, &src, Some(3));
     assert!(!completed && first.len() >= 3);
     // `hoist resume` cannot feed a stream: it says who can, and how.
-    let o = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).args(["resume", "1"]).output().unwrap();
+    let o = store
+        .hoist_env(&mut Command::new(HOIST))
+        .env("HOIST_STATE_DIR", &state)
+        .args(["resume", "1"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("reads a stream"), "{}", stderr(&o));
     assert!(stderr(&o).contains("hoist put - s3://resume-bkt/stream --resume-key"), "{}", stderr(&o));
@@ -310,7 +356,11 @@ fn stdin_with_a_resume_key_resumes_when_fed_the_same_stream() {
     let (second, resumed, completed, _) = stdin_put(&store, &state, &src, None);
     assert!(completed);
     assert!(resumed >= first.len() as u64, "resumed {resumed}, recorded {}", first.len());
-    assert!(second.is_disjoint(&first), "recorded parts sent again: {:?}", second.intersection(&first).collect::<Vec<_>>());
+    assert!(
+        second.is_disjoint(&first),
+        "recorded parts sent again: {:?}",
+        second.intersection(&first).collect::<Vec<_>>()
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let got = rt.block_on(async {
         let o = sdk(&store.endpoint).get_object().bucket("resume-bkt").key("stream").send().await.unwrap();
@@ -326,7 +376,8 @@ fn ctrl_c_keeps_parts_and_hoist_resume_finishes_the_upload() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let src = file(dir.path(), "sigint", 40 * MIB, 8);
-    let mut child = put_cmd(&store, &state, &src, "sigint").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        put_cmd(&store, &state, &src, "sigint").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut done = 0;
     for line in out.lines() {
@@ -341,7 +392,11 @@ fn ctrl_c_keeps_parts_and_hoist_resume_finishes_the_upload() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    assert!(stderr(&o).contains("uploaded parts were kept") && stderr(&o).contains("resume with: hoist put"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("uploaded parts were kept") && stderr(&o).contains("resume with: hoist put"),
+        "{}",
+        stderr(&o)
+    );
 
     // `hoist resume` lists it with its number; `hoist resume N` finishes it.
     let list = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
@@ -377,28 +432,36 @@ fn aborting_an_interrupted_upload_removes_its_journal() {
     let state = dir.path().join("state");
     // Finished journals only: a kill during a write may leave a temp file (cleaned after a minute).
     let journals = || {
-        std::fs::read_dir(state.join("journals"))
-            .map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count())
+        std::fs::read_dir(state.join("journals")).map_or(0, |d| {
+            d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count()
+        })
     };
     for (key, how) in [("by-abort", "abort"), ("by-prune", "prune")] {
         let src = file(dir.path(), key, 30 * MIB, 6);
         interrupted(&store, &state, &src, key);
         assert_eq!(journals(), 1, "{how}: the interrupted upload has a journal");
-        let listed = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+        let listed =
+            store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
         assert!(String::from_utf8_lossy(&listed.stdout).contains(key), "{listed:?}");
         let rt = tokio::runtime::Runtime::new().unwrap();
         let id = rt.block_on(async {
-            let ups = sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").prefix(key).send().await.unwrap();
+            let ups =
+                sdk(&store.endpoint).list_multipart_uploads().bucket("resume-bkt").prefix(key).send().await.unwrap();
             ups.uploads()[0].upload_id().unwrap().to_owned()
         });
         let args: Vec<String> = match how {
-            "abort" => ["uploads", "abort", &format!("s3://resume-bkt/{key}"), "--upload-id", &id].map(String::from).to_vec(),
-            _ => ["uploads", "prune", &format!("s3://resume-bkt/{key}"), "--older-than", "0s"].map(String::from).to_vec(),
+            "abort" => {
+                ["uploads", "abort", &format!("s3://resume-bkt/{key}"), "--upload-id", &id].map(String::from).to_vec()
+            }
+            _ => {
+                ["uploads", "prune", &format!("s3://resume-bkt/{key}"), "--older-than", "0s"].map(String::from).to_vec()
+            }
         };
         let o = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).args(&args).output().unwrap();
         assert!(o.status.success(), "{how}: {}", stderr(&o));
         assert_eq!(journals(), 0, "{how}: the journal of the aborted upload must be removed");
-        let listed = store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
+        let listed =
+            store.hoist_env(&mut Command::new(HOIST)).env("HOIST_STATE_DIR", &state).arg("resume").output().unwrap();
         assert!(!String::from_utf8_lossy(&listed.stdout).contains(key), "{how}: {listed:?}");
     }
 }

@@ -10,7 +10,8 @@ use common::HOIST;
 
 /// Starts `hoist serve` with `args`, returns the child and the first lines of stdout.
 fn spawn(args: &[&str], want: &[&str]) -> (std::process::Child, Vec<String>) {
-    let mut child = Command::new(HOIST).arg("serve").args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut child =
+        Command::new(HOIST).arg("serve").args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut lines = Vec::new();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     while !want.iter().all(|w| lines.iter().any(|l: &String| l.starts_with(w))) {
@@ -30,7 +31,10 @@ fn value<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 fn dev_mode_prints_address_and_token_and_keeps_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (mut child, lines) = spawn(&["--dev", "--listen", "127.0.0.1:0", "--data", data], &["listening on ", "pipeline: ", "dev token: ", "open "]);
+    let (mut child, lines) = spawn(
+        &["--dev", "--listen", "127.0.0.1:0", "--data", data],
+        &["listening on ", "pipeline: ", "dev token: ", "open "],
+    );
     let url = value(&lines, "listening on ").to_owned();
     // One line says what --dev made of the pipeline: on with ffmpeg, or why it is off.
     let pipeline = value(&lines, "pipeline: ");
@@ -78,13 +82,22 @@ fn bad_settings_are_refused_before_anything_starts() {
     let taken_addr = taken.local_addr().unwrap().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--listen", "127.0.0.1:0", "--data", data], "no API keys are configured"),
-        (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", "/no/such.toml"], "cannot read config file"),
+        (
+            vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", "/no/such.toml"],
+            "cannot read config file",
+        ),
         (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", cfg.to_str().unwrap()], "colour"),
         (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--part-url-ttl", "30d"], "7d"),
         (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--bucket", "Bad_Bucket"], "bucket name"),
         (vec!["--dev", "--listen", &taken_addr, "--data", data], "cannot listen"),
-        (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", preset.to_str().unwrap()], "unknown preset \"4k-hdr\": use one of mp4-720p, hls"),
-        (vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", lease.to_str().unwrap()], "at least twice pipeline.heartbeat"),
+        (
+            vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", preset.to_str().unwrap()],
+            "unknown preset \"4k-hdr\": use one of mp4-720p, hls",
+        ),
+        (
+            vec!["--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", lease.to_str().unwrap()],
+            "at least twice pipeline.heartbeat",
+        ),
     ];
     for (args, needle) in cases {
         let o = Command::new(HOIST).arg("serve").args(&args).output().unwrap();

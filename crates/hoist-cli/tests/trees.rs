@@ -33,7 +33,10 @@ fn hoist_unprivileged(store: &StoreProc, state: &Path, probe: &Path, args: &[&st
 }
 
 fn events(o: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
@@ -48,7 +51,8 @@ fn objects(store: &StoreProc, bucket: &str, prefix: &str) -> BTreeMap<String, Ve
         let mut out = BTreeMap::new();
         let mut token = None;
         loop {
-            let page = s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.unwrap();
+            let page =
+                s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.unwrap();
             for o in page.contents() {
                 let key = o.key().unwrap().to_owned();
                 let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap().body.collect().await.unwrap();
@@ -64,7 +68,8 @@ fn objects(store: &StoreProc, bucket: &str, prefix: &str) -> BTreeMap<String, Ve
 
 fn no_uploads_left(store: &StoreProc, bucket: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let left = rt.block_on(async { sdk(&store.endpoint).list_multipart_uploads().bucket(bucket).send().await.unwrap() });
+    let left =
+        rt.block_on(async { sdk(&store.endpoint).list_multipart_uploads().bucket(bucket).send().await.unwrap() });
     assert!(left.uploads().is_empty(), "uploads left behind: {:?}", left.uploads());
 }
 
@@ -99,17 +104,21 @@ fn put_uploads_trees_and_files_under_a_prefix_byte_identical() {
     let root = dir.path().join("root");
     let want = tree(&root);
     let loose = file(dir.path(), "loose file.txt", 321, 9);
-    let o = hoist(&store, &state, &[
-        "put",
-        root.to_str().unwrap(),
-        loose.to_str().unwrap(),
-        "s3://trees/backup",
-        "--part-size",
-        "5MiB",
-        "--single-put-threshold",
-        "5MiB",
-        "--json",
-    ])
+    let o = hoist(
+        &store,
+        &state,
+        &[
+            "put",
+            root.to_str().unwrap(),
+            loose.to_str().unwrap(),
+            "s3://trees/backup",
+            "--part-size",
+            "5MiB",
+            "--single-put-threshold",
+            "5MiB",
+            "--json",
+        ],
+    )
     .output()
     .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -144,15 +153,20 @@ fn put_uploads_trees_and_files_under_a_prefix_byte_identical() {
     assert!(objects(&store, "trees", "one/").contains_key("one/loose file.txt"));
 
     // Include and exclude.
-    let o = hoist(&store, &state, &["put", root.to_str().unwrap(), "s3://trees/picked/", "--include", "*.txt", "--exclude", "日本/**", "-q"])
-        .output()
-        .unwrap();
+    let o = hoist(
+        &store,
+        &state,
+        &["put", root.to_str().unwrap(), "s3://trees/picked/", "--include", "*.txt", "--exclude", "日本/**", "-q"],
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let picked: Vec<String> = objects(&store, "trees", "picked/").into_keys().collect();
     assert_eq!(picked, vec!["picked/top.txt", "picked/ünïcode dir/with spaces & signs+=.txt"]);
 
     // A bad glob is a usage error naming it.
-    let o = hoist(&store, &state, &["put", root.to_str().unwrap(), "s3://trees/x/", "--include", "[abc"]).output().unwrap();
+    let o =
+        hoist(&store, &state, &["put", root.to_str().unwrap(), "s3://trees/x/", "--include", "[abc"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("[abc"), "{}", stderr(&o));
 }
@@ -173,9 +187,10 @@ fn unreadable_files_are_reported_and_the_rest_go_on() {
     file(&root.join("locked"), "inside", 10, 3);
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::set_permissions(root.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
-    let o = hoist_unprivileged(&store, &state, &secret, &["put", root.to_str().unwrap(), "s3://trees/u/", "--no-progress"])
-        .output()
-        .unwrap();
+    let o =
+        hoist_unprivileged(&store, &state, &secret, &["put", root.to_str().unwrap(), "s3://trees/u/", "--no-progress"])
+            .output()
+            .unwrap();
     std::fs::set_permissions(root.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
     let err = stderr(&o);
@@ -204,15 +219,20 @@ fn links_and_special_files() {
     let o = hoist(&store, &state, &["put", root.to_str().unwrap(), "s3://trees/nofollow/", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let ev = events(&o);
-    let ignored: Vec<String> = of_kind(&ev, "ignored").iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
+    let ignored: Vec<String> =
+        of_kind(&ev, "ignored").iter().map(|e| e["reason"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ignored.iter().filter(|r| r.contains("not followed")).count(), 2, "{ignored:?}");
     assert_eq!(ignored.iter().filter(|r| r.contains("FIFO")).count(), 1, "{ignored:?}");
     assert_eq!(objects(&store, "trees", "nofollow/").into_keys().collect::<Vec<_>>(), vec!["nofollow/sub/real"]);
 
     // Following: the link's target is uploaded under the link's name; the loop is cut.
-    let o = hoist(&store, &state, &["put", root.to_str().unwrap(), "s3://trees/follow/", "--follow-symlinks", "--no-progress"])
-        .output()
-        .unwrap();
+    let o = hoist(
+        &store,
+        &state,
+        &["put", root.to_str().unwrap(), "s3://trees/follow/", "--follow-symlinks", "--no-progress"],
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("loop"), "{}", stderr(&o));
     let got = objects(&store, "trees", "follow/");
@@ -230,18 +250,22 @@ fn a_file_that_changes_while_it_is_uploaded_is_reported_not_recorded() {
     std::fs::create_dir_all(&root).unwrap();
     let growing = file(&root, "growing.bin", 64 * MIB, 1);
     file(&root, "calm.txt", 100, 2);
-    let mut child = hoist(&store, &state, &[
-        "put",
-        root.to_str().unwrap(),
-        "s3://trees/c/",
-        "--part-size",
-        "5MiB",
-        "--single-put-threshold",
-        "5MiB",
-        "--concurrency",
-        "1",
-        "--json",
-    ])
+    let mut child = hoist(
+        &store,
+        &state,
+        &[
+            "put",
+            root.to_str().unwrap(),
+            "s3://trees/c/",
+            "--part-size",
+            "5MiB",
+            "--single-put-threshold",
+            "5MiB",
+            "--concurrency",
+            "1",
+            "--json",
+        ],
+    )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -326,10 +350,14 @@ fn kill_9_mid_tree_then_rerun_skips_recorded_files_unread_and_resumes_parts() {
         of_kind(seen, "file_done").len() >= 40 && !of_kind(seen, "part_done").is_empty()
     });
     assert!(killed, "the batch ended before the kill");
-    let done_first: BTreeSet<String> = of_kind(&first, "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    let done_first: BTreeSet<String> =
+        of_kind(&first, "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
     let mut parts_first: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for e in of_kind(&first, "part_done") {
-        parts_first.entry(e["key"].as_str().unwrap().to_owned()).or_default().insert(e["part_number"].as_u64().unwrap());
+        parts_first
+            .entry(e["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(e["part_number"].as_u64().unwrap());
     }
     // The files the journal proves must not be read again: make them unreadable.
     for key in &done_first {
@@ -349,9 +377,13 @@ fn kill_9_mid_tree_then_rerun_skips_recorded_files_unread_and_resumes_parts() {
         .collect();
     // Every file reported done before the kill is skipped by the journal; a few more may be too:
     // a file is recorded before it is reported, and the kill can land in between.
-    assert!(skipped.is_superset(&done_first), "every file done before the kill is skipped by the journal: {skipped:?} {done_first:?}");
+    assert!(
+        skipped.is_superset(&done_first),
+        "every file done before the kill is skipped by the journal: {skipped:?} {done_first:?}"
+    );
     assert!(skipped.len() <= done_first.len() + 3, "at most the files in flight were recorded unreported: {skipped:?}");
-    let done_second: BTreeSet<String> = of_kind(&second, "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    let done_second: BTreeSet<String> =
+        of_kind(&second, "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
     assert!(done_second.is_disjoint(&skipped));
     assert_eq!(done_second.len() + skipped.len(), local.len());
     // Parts stored before the kill are not sent again.
@@ -359,7 +391,10 @@ fn kill_9_mid_tree_then_rerun_skips_recorded_files_unread_and_resumes_parts() {
     for e in of_kind(&second, "part_done") {
         let key = e["key"].as_str().unwrap();
         let n = e["part_number"].as_u64().unwrap();
-        assert!(!parts_first.get(key).is_some_and(|p| p.contains(&n)) || skipped.contains(key), "{key} part {n} sent twice");
+        assert!(
+            !parts_first.get(key).is_some_and(|p| p.contains(&n)) || skipped.contains(key),
+            "{key} part {n} sent twice"
+        );
     }
     for (key, parts) in &parts_first {
         if !done_first.contains(key) {
@@ -404,7 +439,16 @@ fn skip_existing_and_sync_compare_with_objects_another_client_wrote() {
         let mut parts = Vec::new();
         for (i, chunk) in data.chunks(5 * MIB).enumerate() {
             let n = i32::try_from(i + 1).unwrap();
-            let p = s3.upload_part().bucket("trees").key("s/big.bin").upload_id(id).part_number(n).body(chunk.to_vec().into()).send().await.unwrap();
+            let p = s3
+                .upload_part()
+                .bucket("trees")
+                .key("s/big.bin")
+                .upload_id(id)
+                .part_number(n)
+                .body(chunk.to_vec().into())
+                .send()
+                .await
+                .unwrap();
             parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(n).e_tag(p.e_tag().unwrap()).build());
         }
         s3.complete_multipart_upload()
@@ -416,9 +460,13 @@ fn skip_existing_and_sync_compare_with_objects_another_client_wrote() {
             .await
             .unwrap();
     });
-    let o = hoist(&store, &state, &["put", root.to_str().unwrap(), "s3://trees/s/", "--skip-existing", "--part-size", "5MiB", "--json"])
-        .output()
-        .unwrap();
+    let o = hoist(
+        &store,
+        &state,
+        &["put", root.to_str().unwrap(), "s3://trees/s/", "--skip-existing", "--part-size", "5MiB", "--json"],
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let ev = events(&o);
     let skipped: BTreeMap<String, String> = of_kind(&ev, "file_skipped")
@@ -436,10 +484,14 @@ fn skip_existing_and_sync_compare_with_objects_another_client_wrote() {
     }
 
     // sync: nothing changed, nothing sent; then by size and time (no file read).
-    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--part-size", "5MiB", "--json"]).output().unwrap();
+    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--part-size", "5MiB", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(of_kind(&events(&o), "file_done").is_empty());
-    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--size-mtime", "--json"]).output().unwrap();
+    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--size-mtime", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let ev = events(&o);
     assert!(of_kind(&ev, "file_done").is_empty());
@@ -449,19 +501,32 @@ fn skip_existing_and_sync_compare_with_objects_another_client_wrote() {
     assert!(reasons.iter().all(|r| r.contains("unchanged since it was stored")), "{reasons:?}");
     // Same size, other content: sync by checksum sends it; nothing else.
     file(&root, "same.txt", 5000, 42);
-    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--part-size", "5MiB", "--json"]).output().unwrap();
+    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--part-size", "5MiB", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let uploaded: Vec<String> = of_kind(&events(&o), "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    let uploaded: Vec<String> =
+        of_kind(&events(&o), "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
     assert_eq!(uploaded, vec!["s/same.txt"]);
     assert_eq!(objects(&store, "trees", "s/same.txt")["s/same.txt"], std::fs::read(&same).unwrap());
     // Another client overwrites an object with the same size: the listed ETag no longer matches
     // the journal's, so the file is compared again and sent.
     rt.block_on(async {
-        sdk(&store.endpoint).put_object().bucket("trees").key("s/new.txt").body(vec![7u8; 10].into()).send().await.unwrap();
+        sdk(&store.endpoint)
+            .put_object()
+            .bucket("trees")
+            .key("s/new.txt")
+            .body(vec![7u8; 10].into())
+            .send()
+            .await
+            .unwrap();
     });
-    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--part-size", "5MiB", "--json"]).output().unwrap();
+    let o = hoist(&store, &state, &["sync", root.to_str().unwrap(), "s3://trees/s/", "--part-size", "5MiB", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let uploaded: Vec<String> = of_kind(&events(&o), "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    let uploaded: Vec<String> =
+        of_kind(&events(&o), "file_done").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
     assert_eq!(uploaded, vec!["s/new.txt"]);
     assert_eq!(objects(&store, "trees", "s/new.txt")["s/new.txt"], std::fs::read(&new).unwrap());
     // sync takes a directory.
@@ -497,9 +562,13 @@ fn presign_get_and_put_with_length_and_checksum_bound() {
     // PUT bound to 5 bytes and their CRC32C.
     let crc = hoist_core::checksum::Checksum::of(hoist_core::checksum::ChecksumAlgorithm::Crc32c, b"hello").to_base64();
     let bound = format!("crc32c:{crc}");
-    let o = hoist(&store, &state, &["presign", "s3://trees/p/up", "--method", "put", "--content-length", "5", "--checksum", &bound, "--json"])
-        .output()
-        .unwrap();
+    let o = hoist(
+        &store,
+        &state,
+        &["presign", "s3://trees/p/up", "--method", "put", "--content-length", "5", "--checksum", &bound, "--json"],
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let url = v["url"].as_str().unwrap().to_owned();

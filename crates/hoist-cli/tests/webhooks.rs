@@ -35,17 +35,26 @@ fn a_failed_delivery_is_listed_and_redelivered_by_the_running_service() {
     // The receiver refuses the first attempt, then accepts.
     let rx = rt.block_on(Receiver::start(vec![Reply::Status(500)]));
     let cfg = dir.path().join("hoist.toml");
-    std::fs::write(&cfg, format!("[[webhooks]]\nurl = \"{}?token=t0ps3cret\"\nsecret = \"{SECRET}\"\n", rx.url)).unwrap();
-    let endpoint = WebhookEndpoint { url: format!("{}?token=t0ps3cret", rx.url), secret: SECRET.into(), events: Vec::new() };
+    std::fs::write(&cfg, format!("[[webhooks]]\nurl = \"{}?token=t0ps3cret\"\nsecret = \"{SECRET}\"\n", rx.url))
+        .unwrap();
+    let endpoint =
+        WebhookEndpoint { url: format!("{}?token=t0ps3cret", rx.url), secret: SECRET.into(), events: Vec::new() };
 
     // A delivery that ran out of attempts (a one-attempt schedule), on the service's database.
     std::fs::create_dir_all(&data).unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", data.join("hoist.db").display());
-    let event = Event { id: "evt_cli_0001".into(), kind: JOB_FAILED.into(), at_ms: hoist_server::db::now_ms(), data: serde_json::json!({"job": "j1"}) };
+    let event = Event {
+        id: "evt_cli_0001".into(),
+        kind: JOB_FAILED.into(),
+        at_ms: hoist_server::db::now_ms(),
+        data: serde_json::json!({"job": "j1"}),
+    };
     rt.block_on(async {
         let db = Db::connect(&db_url).await.unwrap();
         let pool = sqlx::AnyPool::connect(&db_url).await.unwrap();
-        let hooks = Arc::new(Webhooks::new(std::slice::from_ref(&endpoint)).unwrap().with_schedule(Schedule::new(vec![Duration::ZERO])));
+        let hooks = Arc::new(
+            Webhooks::new(std::slice::from_ref(&endpoint)).unwrap().with_schedule(Schedule::new(vec![Duration::ZERO])),
+        );
         let mut tx = pool.begin().await.unwrap();
         hooks.enqueue(&mut tx, &event).await.unwrap();
         tx.commit().await.unwrap();
@@ -60,7 +69,10 @@ fn a_failed_delivery_is_listed_and_redelivered_by_the_running_service() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 1, "{}", stdout(&o));
-    assert_eq!((rows[0]["state"].as_str(), rows[0]["event_id"].as_str(), rows[0]["last_status"].as_i64()), (Some("failed"), Some("evt_cli_0001"), Some(500)));
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[0]["event_id"].as_str(), rows[0]["last_status"].as_i64()),
+        (Some("failed"), Some("evt_cli_0001"), Some(500))
+    );
     let id = rows[0]["id"].as_str().unwrap().to_owned();
     let o = hoist(&["webhooks", "ls", "--data", data_arg]);
     let text = stdout(&o);

@@ -77,14 +77,28 @@ impl Api {
 
     /// Uploads `bytes` as one part and completes; answers the job id the upload started.
     async fn upload_video(&self, name: &str, bytes: Vec<u8>) -> String {
-        let c = self.call(reqwest::Method::POST, "/v1/uploads", Some(json!({ "filename": name, "size": bytes.len(), "content_type": "video/mp4" }))).await;
+        let c = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/uploads",
+                Some(json!({ "filename": name, "size": bytes.len(), "content_type": "video/mp4" })),
+            )
+            .await;
         let id = c["id"].as_str().unwrap().to_owned();
         assert_eq!(c["part_count"], 1);
-        let s = self.call(reqwest::Method::POST, &format!("/v1/uploads/{id}/parts"), Some(json!({ "part_numbers": [1] }))).await;
+        let s = self
+            .call(reqwest::Method::POST, &format!("/v1/uploads/{id}/parts"), Some(json!({ "part_numbers": [1] })))
+            .await;
         let put = self.http.put(s["parts"][0]["url"].as_str().unwrap()).body(bytes).send().await.unwrap();
         assert_eq!(put.status(), 200);
         let etag = put.headers()["etag"].to_str().unwrap().trim_matches('"').to_owned();
-        let done = self.call(reqwest::Method::POST, &format!("/v1/uploads/{id}/complete"), Some(json!({ "parts": [{ "part_number": 1, "etag": etag }] }))).await;
+        let done = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/uploads/{id}/complete"),
+                Some(json!({ "parts": [{ "part_number": 1, "etag": etag }] })),
+            )
+            .await;
         done["jobs"][0]["id"].as_str().unwrap().to_owned()
     }
 
@@ -133,9 +147,16 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
     let mut text = std::fs::read_to_string(config).unwrap();
     // A webhook receiver for job.succeeded: each job must be announced exactly once.
     let secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes, base64
-    std::fmt::Write::write_fmt(&mut text, format_args!("[[webhooks]]\nurl = \"{}\"\nsecret = \"{secret}\"\nevents = [\"job.succeeded\"]\n", receiver.url)).unwrap();
+    std::fmt::Write::write_fmt(
+        &mut text,
+        format_args!("[[webhooks]]\nurl = \"{}\"\nsecret = \"{secret}\"\nevents = [\"job.succeeded\"]\n", receiver.url),
+    )
+    .unwrap();
     std::fs::write(config, text).unwrap();
-    let (_serve, lines) = start(&["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", config, "--janitor-interval", "1s"], "dev token: ");
+    let (_serve, lines) = start(
+        &["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data, "--config", config, "--janitor-interval", "1s"],
+        "dev token: ",
+    );
     let value = |p: &str| lines.iter().find_map(|l| l.strip_prefix(p)).unwrap().trim().to_owned();
     let api = Api { url: value("listening on "), token: value("dev token: "), http: reqwest::Client::new() };
     let video = dir.path().join("v.mp4");
@@ -149,7 +170,11 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
         api.wait(&killed_job, Duration::from_mins(1), "worker A to transcode", |j| running_past(j, 0.1)).await;
         signal(&a, "-KILL");
         let (b, _) = worker();
-        let done = api.wait(&killed_job, Duration::from_mins(2), "the job to succeed", |j| j["state"] != "running" && j["state"] != "queued").await;
+        let done = api
+            .wait(&killed_job, Duration::from_mins(2), "the job to succeed", |j| {
+                j["state"] != "running" && j["state"] != "queued"
+            })
+            .await;
         assert_eq!((done["state"].as_str(), done["attempts"].as_u64()), (Some("succeeded"), Some(2)), "{done}");
         drop(a);
 
@@ -160,7 +185,11 @@ fn a_killed_or_frozen_worker_loses_its_job_to_another_that_finishes_it_once() {
         api.wait(&frozen_job, Duration::from_mins(1), "worker C to transcode", |j| running_past(j, 0.1)).await;
         signal(&c, "-STOP");
         let (_d, _) = worker();
-        let done = api.wait(&frozen_job, Duration::from_mins(2), "the job to succeed", |j| j["state"] != "running" && j["state"] != "queued").await;
+        let done = api
+            .wait(&frozen_job, Duration::from_mins(2), "the job to succeed", |j| {
+                j["state"] != "running" && j["state"] != "queued"
+            })
+            .await;
         assert_eq!((done["state"].as_str(), done["attempts"].as_u64()), (Some("succeeded"), Some(2)), "{done}");
         signal(&c, "-CONT");
         // The woken worker stops at its next heartbeat and writes nothing; give it time to try.

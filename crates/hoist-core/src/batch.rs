@@ -52,15 +52,15 @@ use tokio_util::sync::CancellationToken;
 use crate::batch_journal::{BatchId, BatchJournal, DoneFile};
 use crate::checksum::{self, Checksum};
 use crate::client::ListedObject;
+use crate::client::ObjectMeta;
 use crate::config::MIB;
 use crate::error::{Category, Error, Result};
 use crate::journal::JournalStore;
 use crate::plan;
 use crate::progress::{Events, ProgressEvent};
+use crate::scheduler::{blocking, retry};
 use crate::source::{self, Source};
 use crate::tree::{self, FileEntry, Found, TreeOptions};
-use crate::client::ObjectMeta;
-use crate::scheduler::{blocking, retry};
 use crate::upload::{self, OnFailure, SingleBody, UploadRequest, Uploader};
 
 /// Default requests in flight across a batch. Measured with 10,000 files of 16 KiB into the
@@ -277,10 +277,25 @@ pub struct BatchUploader {
 
 /// How one file ended.
 enum Outcome {
-    Uploaded { entry: FileEntry, size: u64, mtime_ns: i128, etag: String, checksum: Option<String>, parts: u64, seconds: f64 },
+    Uploaded {
+        entry: FileEntry,
+        size: u64,
+        mtime_ns: i128,
+        etag: String,
+        checksum: Option<String>,
+        parts: u64,
+        seconds: f64,
+    },
     /// `etag`: the object's, when the comparison proved the file is in it (recorded).
-    Skipped { entry: FileEntry, reason: String, etag: Option<String> },
-    Failed { entry: FileEntry, error: Error },
+    Skipped {
+        entry: FileEntry,
+        reason: String,
+        etag: Option<String>,
+    },
+    Failed {
+        entry: FileEntry,
+        error: Error,
+    },
 }
 
 /// What every file task shares.
@@ -327,7 +342,12 @@ impl BatchUploader {
     /// Uploads `req`, reporting to `events`, until every file is done or failed, or `cancel`led.
     /// Per-file failures are in the summary; an `Err` is a failure of the batch itself (its
     /// journal, listing the destination, or an error every file would meet).
-    pub async fn run(&self, req: &BatchRequest, events: &Events<BatchEvent>, cancel: &CancellationToken) -> Result<BatchSummary> {
+    pub async fn run(
+        &self,
+        req: &BatchRequest,
+        events: &Events<BatchEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<BatchSummary> {
         let started = Instant::now();
         // Credentials refused or a missing bucket fail once here, not once per file.
         self.uploader.client().head_bucket(&req.bucket).await?;
@@ -365,7 +385,11 @@ impl BatchUploader {
                     continue;
                 }
                 Found::Failed { path, error } => {
-                    events.emit(BatchEvent::FileFailed { path: path.display().to_string(), key: None, error: error.to_string() });
+                    events.emit(BatchEvent::FileFailed {
+                        path: path.display().to_string(),
+                        key: None,
+                        error: error.to_string(),
+                    });
                     summary.fail(&path, &error);
                     continue;
                 }
@@ -379,7 +403,12 @@ impl BatchUploader {
             }
             if let Some(reason) = journal.as_ref().and_then(|j| shared.proven(j, &entry)) {
                 summary.files_skipped += 1;
-                events.emit(BatchEvent::FileSkipped { path: entry.path.display().to_string(), key: entry.key, size: entry.size, reason });
+                events.emit(BatchEvent::FileSkipped {
+                    path: entry.path.display().to_string(),
+                    key: entry.key,
+                    size: entry.size,
+                    reason,
+                });
                 continue;
             }
             let (want_requests, want_bytes) = self.cost(&entry);
@@ -414,7 +443,9 @@ impl BatchUploader {
         summary.interrupted = cancel.is_cancelled();
         match journal {
             // Every file done: the record has served, unless it serves the next sync.
-            Some(j) if summary.files_failed == 0 && !summary.interrupted && req.skip_existing.is_none() => j.remove()?,
+            Some(j) if summary.files_failed == 0 && !summary.interrupted && req.skip_existing.is_none() => {
+                j.remove()?
+            }
             Some(mut j) => j.sync()?,
             None => {}
         }
@@ -482,7 +513,12 @@ fn spawn_walk(req: &BatchRequest) -> Result<(std::thread::JoinHandle<()>, tokio:
 }
 
 /// Takes `b` byte permits then `r` request permits (always in this order, from one loop).
-async fn take(bytes: &Arc<Semaphore>, b: u32, requests: &Arc<Semaphore>, r: u32) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+async fn take(
+    bytes: &Arc<Semaphore>,
+    b: u32,
+    requests: &Arc<Semaphore>,
+    r: u32,
+) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
     // Neither semaphore is ever closed, so acquiring cannot fail.
     let b = bytes.clone().acquire_many_owned(b).await.expect("the byte budget is never closed");
     let r = requests.clone().acquire_many_owned(r).await.expect("the request budget is never closed");
@@ -507,7 +543,13 @@ fn settle(
     match outcome {
         Outcome::Uploaded { entry, size, mtime_ns, etag, checksum, parts, seconds } => {
             if let Some(j) = journal {
-                j.record(&DoneFile { key: entry.key.clone(), size, mtime_ns, etag: etag.clone(), checksum: checksum.clone() })?;
+                j.record(&DoneFile {
+                    key: entry.key.clone(),
+                    size,
+                    mtime_ns,
+                    etag: etag.clone(),
+                    checksum: checksum.clone(),
+                })?;
             }
             summary.files_uploaded += 1;
             summary.bytes_uploaded += size;
@@ -523,10 +565,21 @@ fn settle(
         }
         Outcome::Skipped { entry, reason, etag } => {
             if let (Some(j), Some(etag)) = (journal, etag) {
-                j.record(&DoneFile { key: entry.key.clone(), size: entry.size, mtime_ns: entry.mtime_ns, etag, checksum: None })?;
+                j.record(&DoneFile {
+                    key: entry.key.clone(),
+                    size: entry.size,
+                    mtime_ns: entry.mtime_ns,
+                    etag,
+                    checksum: None,
+                })?;
             }
             summary.files_skipped += 1;
-            events.emit(BatchEvent::FileSkipped { path: entry.path.display().to_string(), key: entry.key, size: entry.size, reason });
+            events.emit(BatchEvent::FileSkipped {
+                path: entry.path.display().to_string(),
+                key: entry.key,
+                size: entry.size,
+                reason,
+            });
         }
         // Cancelled files are neither done nor failed: the next run does them.
         Outcome::Failed { error: Error::Cancelled, .. } => {}
@@ -559,7 +612,10 @@ impl Shared {
             return Some("done in an earlier run (batch journal: same size and modification time)".into());
         };
         let object = listed.get(&entry.key).filter(|o| o.size == done.size && o.etag == done.etag)?;
-        Some(format!("unchanged since it was stored (batch journal: same size and modification time; the store lists the recorded ETag {})", object.etag))
+        Some(format!(
+            "unchanged since it was stored (batch journal: same size and modification time; the store lists the recorded ETag {})",
+            object.etag
+        ))
     }
 
     /// Skips, uploads or fails one file.
@@ -578,7 +634,8 @@ impl Shared {
                 Err(error) => return Outcome::Failed { entry, error },
             }
         }
-        let result = if entry.size <= self.inline_max { self.put_inline(&entry).await } else { self.put_big(&entry).await };
+        let result =
+            if entry.size <= self.inline_max { self.put_inline(&entry).await } else { self.put_big(&entry).await };
         match result {
             Ok((stamp, o)) => Outcome::Uploaded {
                 size: stamp.size,
@@ -618,11 +675,13 @@ impl Shared {
             }
             let specs: Vec<plan::PartSpec> = plan.parts().collect();
             let local = blocking(move || {
-                let md5s = specs.iter().map(|s| source::md5_range(&path, s.offset, s.len)).collect::<Result<Vec<_>>>()?;
+                let md5s =
+                    specs.iter().map(|s| source::md5_range(&path, s.offset, s.len)).collect::<Result<Vec<_>>>()?;
                 Ok(checksum::multipart_etag(&md5s))
             })
             .await?;
-            return Ok((local == object.etag).then(|| format!("same size and multipart ETag ({n} parts of {} bytes)", plan.part_size)));
+            return Ok((local == object.etag)
+                .then(|| format!("same size and multipart ETag ({n} parts of {} bytes)", plan.part_size)));
         }
         // No usable ETag (encrypted objects): the full-object checksum, if the store kept one.
         let head = self.uploader.client().head(&self.bucket, &entry.key).await?;
@@ -649,21 +708,27 @@ impl Shared {
         .await?;
         let client = self.uploader.client();
         let meta = ObjectMeta { content_type: self.content_type.as_deref(), metadata: &self.metadata };
-        let (etag, stored) = retry(&cfg.retry, self.uploader.attempt_limit(stamp.size), &Events::none(), None, &self.cancel, || {
-            client.put_bytes(&self.bucket, &entry.key, data.clone(), meta, checksum.as_ref())
-        })
-        .await?;
+        let (etag, stored) =
+            retry(&cfg.retry, self.uploader.attempt_limit(stamp.size), &Events::none(), None, &self.cancel, || {
+                client.put_bytes(&self.bucket, &entry.key, data.clone(), meta, checksum.as_ref())
+            })
+            .await?;
         // The store's answer vouches for the content only with its checksum and an ETag.
         let outcome = match (&checksum, stored, etag) {
             (Some(sent), Some((alg, value)), Some(etag)) if alg == sent.algorithm() => {
                 if value != sent.to_base64() {
-                    return Err(Error::Integrity(format!("the store's {alg} is {value}, the file's is {}", sent.to_base64())));
+                    return Err(Error::Integrity(format!(
+                        "the store's {alg} is {value}, the file's is {}",
+                        sent.to_base64()
+                    )));
                 }
                 upload::UploadOutcome { size: stamp.size, etag, checksum: Some(sent.to_string()), parts: 0 }
             }
             (_, _, etag) => {
                 let req = self.request(entry);
-                self.uploader.verify_single(&req, SingleBody::Bytes(&data), etag.as_deref(), checksum.as_ref(), &self.cancel).await?
+                self.uploader
+                    .verify_single(&req, SingleBody::Bytes(&data), etag.as_deref(), checksum.as_ref(), &self.cancel)
+                    .await?
             }
         };
         Ok((stamp, outcome))
@@ -672,7 +737,11 @@ impl Shared {
     /// A bigger file: [`Uploader::upload`] (multipart, resumable through its journal), with the
     /// file's size and modification time checked before and after.
     async fn put_big(&self, entry: &FileEntry) -> Result<(Stamp, upload::UploadOutcome)> {
-        let stat = |p: &Path| std::fs::metadata(p).map(|m| Stamp::of(&m)).map_err(|e| Error::Source { path: p.display().to_string(), source: e });
+        let stat = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| Stamp::of(&m))
+                .map_err(|e| Error::Source { path: p.display().to_string(), source: e })
+        };
         let before = stat(&entry.path)?;
         let (events, mut rx) = Events::<ProgressEvent>::channel();
         let (batch_events, key) = (self.events.clone(), entry.key.clone());
@@ -683,7 +752,13 @@ impl Shared {
                         batch_events.emit(BatchEvent::PartDone { key: key.clone(), part_number, size });
                     }
                     ProgressEvent::Retry { part_number, attempt, delay_ms, error } => {
-                        batch_events.emit(BatchEvent::Retry { key: key.clone(), part_number, attempt, delay_ms, error });
+                        batch_events.emit(BatchEvent::Retry {
+                            key: key.clone(),
+                            part_number,
+                            attempt,
+                            delay_ms,
+                            error,
+                        });
                     }
                     _ => {}
                 }

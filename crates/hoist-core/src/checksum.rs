@@ -375,10 +375,7 @@ mod tests {
         // "check" values from the CRC catalogue (reveng.sourceforge.io/crc-catalogue).
         assert_eq!(Checksum::of(ChecksumAlgorithm::Crc32, CHECK).crc_value(), 0xCBF4_3926);
         assert_eq!(Checksum::of(ChecksumAlgorithm::Crc32c, CHECK).crc_value(), 0xE306_9283);
-        assert_eq!(
-            Checksum::of(ChecksumAlgorithm::Crc64Nvme, CHECK).crc_value(),
-            0xAE8B_1486_0A79_9888
-        );
+        assert_eq!(Checksum::of(ChecksumAlgorithm::Crc64Nvme, CHECK).crc_value(), 0xAE8B_1486_0A79_9888);
     }
 
     #[test]
@@ -481,8 +478,7 @@ mod tests {
             tail.update(&zeros);
             whole.update(&zeros);
         }
-        let combined =
-            combine_full_object(&[(head, 3), (tail.finish(), 5 << 30)]).unwrap();
+        let combined = combine_full_object(&[(head, 3), (tail.finish(), 5 << 30)]).unwrap();
         assert_eq!(combined, whole.finish());
     }
 }

@@ -25,9 +25,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
@@ -118,10 +118,21 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
         checksum: PartChecksum<'_>,
     ) -> Result<(String, Option<Checksum>)>;
     /// UploadPart of bytes in memory → `ETag`.
-    async fn upload_part_bytes(&self, upload: &UploadRef, number: u32, data: Bytes, checksum: Option<&Checksum>) -> Result<String>;
+    async fn upload_part_bytes(
+        &self,
+        upload: &UploadRef,
+        number: u32,
+        data: Bytes,
+        checksum: Option<&Checksum>,
+    ) -> Result<String>;
     /// CompleteMultipartUpload with parts in ascending order → the object's `ETag`. `whole`: the
     /// CRC of all the bytes, for an upload created `FULL_OBJECT` (the store checks it).
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String>;
+    async fn complete(
+        &self,
+        upload: &UploadRef,
+        parts: &[CompletedPartSpec],
+        whole: Option<&Checksum>,
+    ) -> Result<String>;
     /// AbortMultipartUpload.
     async fn abort(&self, upload: &UploadRef) -> Result<()>;
     /// ListParts, all pages.
@@ -151,7 +162,8 @@ pub trait ObjectClient: std::fmt::Debug + Send + Sync {
     ) -> Result<(Option<String>, Option<(ChecksumAlgorithm, String)>)>;
     /// ListObjectsV2 under `prefix`, all pages, each object handed to `each` as its page arrives
     /// (a listing of 100,000 keys is never one `Vec` here).
-    async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()>;
+    async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send))
+    -> Result<()>;
     /// HeadObject with checksums requested.
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo>;
     /// GetObject of the version whose `ETag` is `etag` (`If-Match`: a replaced object answers
@@ -276,7 +288,8 @@ impl ObjectInfo {
     /// combine to; a composite one against the checksum of the parts' checksums), else the
     /// multipart `ETag`. `Err` names the mismatch. The size is the caller's to check.
     pub fn compare_with_parts(&self, parts: &[PartInfo]) -> std::result::Result<PartsMatch, String> {
-        let sized: Option<Vec<(Checksum, u64)>> = parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
+        let sized: Option<Vec<(Checksum, u64)>> =
+            parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
         if let Some((alg, got)) = &self.checksum
             && !got.contains('-')
             && let Some(want) = sized.as_deref().and_then(crate::checksum::combine_full_object)
@@ -301,7 +314,11 @@ impl ObjectInfo {
             return Ok(PartsMatch::Unknown);
         }
         let want = crate::checksum::multipart_etag(&md5s);
-        if want == self.etag { Ok(PartsMatch::ETag) } else { Err(format!("the store's ETag is {}, the parts give {want}", self.etag)) }
+        if want == self.etag {
+            Ok(PartsMatch::ETag)
+        } else {
+            Err(format!("the store's ETag is {}, the parts give {want}", self.etag))
+        }
     }
 }
 
@@ -328,9 +345,13 @@ async fn check_credentials(shared: &aws_config::SdkConfig, profile: Option<&str>
         Ok(_) => Ok(()),
         Err(CredentialsError::CredentialsNotLoaded(_)) => Err(Error::NoCredentials(credential_sources(profile))),
         // The chain ends with instance metadata; off EC2 it answers with an error of its own.
-        Err(e @ (CredentialsError::ProviderError(_) | CredentialsError::ProviderTimedOut(_))) => Err(Error::NoCredentials(
-            format!("{}; the last of them answered: {}", credential_sources(profile), DisplayChain(&e)),
-        )),
+        Err(e @ (CredentialsError::ProviderError(_) | CredentialsError::ProviderTimedOut(_))) => {
+            Err(Error::NoCredentials(format!(
+                "{}; the last of them answered: {}",
+                credential_sources(profile),
+                DisplayChain(&e)
+            )))
+        }
         Err(e) => Err(Error::Credentials(format!("cannot load credentials: {}", DisplayChain(&e)))),
     }
 }
@@ -475,7 +496,11 @@ impl S3Client {
         match (&opts.region, &opts.endpoint_url) {
             (Some(r), _) => loader = loader.region(Region::new(r.clone())),
             // A custom endpoint rarely cares about the region; do not probe EC2 metadata for it.
-            (None, Some(_)) if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() && opts.profile.is_none() => {
+            (None, Some(_))
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                    && opts.profile.is_none() =>
+            {
                 loader = loader.region(Region::new("us-east-1"));
             }
             _ => {}
@@ -502,9 +527,7 @@ impl S3Client {
         }
         if let Some(url) = &opts.endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(Error::Config(format!(
-                    "endpoint URL {url:?} must start with http:// or https://"
-                )));
+                return Err(Error::Config(format!("endpoint URL {url:?} must start with http:// or https://")));
             }
             b = b.endpoint_url(url).force_path_style(true);
         }
@@ -526,8 +549,12 @@ impl S3Client {
     /// The current credentials, for signing URLs (`Error::Credentials` when there are none).
     pub async fn credentials(&self) -> Result<aws_credential_types::Credentials> {
         use aws_credential_types::provider::ProvideCredentials as _;
-        let provider = self.credentials.as_ref().ok_or_else(|| Error::Credentials("no credentials to sign with".into()))?;
-        provider.provide_credentials().await.map_err(|e| Error::Credentials(format!("no credentials to sign with: {e}")))
+        let provider =
+            self.credentials.as_ref().ok_or_else(|| Error::Credentials("no credentials to sign with".into()))?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::Credentials(format!("no credentials to sign with: {e}")))
     }
 
     /// The region requests are signed for.
@@ -596,7 +623,10 @@ impl S3Client {
 fn required_etag(etag: Option<String>, what: impl FnOnce() -> String) -> Result<String> {
     match answered_etag(etag) {
         Some(e) => Ok(e),
-        None => Err(Error::Integrity(format!("{} answered success without an ETag; the store did not confirm it kept the data", what()))),
+        None => Err(Error::Integrity(format!(
+            "{} answered success without an ETag; the store did not confirm it kept the data",
+            what()
+        ))),
     }
 }
 
@@ -608,13 +638,11 @@ fn answered_etag(etag: Option<String>) -> Option<String> {
 #[async_trait::async_trait]
 impl ObjectClient for S3Client {
     async fn head_bucket(&self, bucket: &str) -> Result<()> {
-        self.inner.head_bucket().bucket(bucket).send().await.map_err(|e| {
-            match map_err("HeadBucket", &e) {
-                Error::Service { status: 404, operation, message, .. } => {
-                    Error::Service { operation, status: 404, code: "NoSuchBucket".into(), message }
-                }
-                other => other,
+        self.inner.head_bucket().bucket(bucket).send().await.map_err(|e| match map_err("HeadBucket", &e) {
+            Error::Service { status: 404, operation, message, .. } => {
+                Error::Service { operation, status: 404, code: "NoSuchBucket".into(), message }
             }
+            other => other,
         })?;
         Ok(())
     }
@@ -631,8 +659,12 @@ impl ObjectClient for S3Client {
         meta: ObjectMeta<'_>,
         checksum: Option<UploadChecksum>,
     ) -> Result<UploadRef> {
-        let mut req =
-            self.inner.create_multipart_upload().bucket(bucket).key(key).set_content_type(meta.content_type.map(str::to_owned));
+        let mut req = self
+            .inner
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(meta.content_type.map(str::to_owned));
         for (k, v) in meta.metadata {
             req = req.metadata(k, v);
         }
@@ -642,7 +674,8 @@ impl ObjectClient for S3Client {
             req = req.checksum_type(kind);
         }
         let out = req.send().await.map_err(|e| map_err("CreateMultipartUpload", &e))?;
-        let upload_id = out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))?;
+        let upload_id =
+            out.upload_id.ok_or_else(|| Error::Integrity("CreateMultipartUpload returned no upload id".into()))?;
         Ok(UploadRef { bucket: bucket.to_owned(), key: key.to_owned(), upload_id })
     }
 
@@ -667,7 +700,8 @@ impl ObjectClient for S3Client {
             PartChecksum::Trailer(alg) => {
                 let (body, sent) = crate::source::FileRangeBody::with_trailer(path, offset, len, alg)?;
                 let trailer = AwsChunkedTrailer { decoded_len: len, algorithm: alg };
-                let etag = self.upload_part(target, number, ByteStream::from_body_1_x(body), len, None, Some(trailer)).await?;
+                let etag =
+                    self.upload_part(target, number, ByteStream::from_body_1_x(body), len, None, Some(trailer)).await?;
                 // The store answered after reading the whole body, trailer included.
                 let checksum = sent.get().cloned().ok_or_else(|| {
                     Error::Integrity(format!("UploadPart {number} succeeded before its checksum trailer was sent"))
@@ -677,7 +711,13 @@ impl ObjectClient for S3Client {
         }
     }
 
-    async fn upload_part_bytes(&self, target: &UploadRef, number: u32, data: Bytes, checksum: Option<&Checksum>) -> Result<String> {
+    async fn upload_part_bytes(
+        &self,
+        target: &UploadRef,
+        number: u32,
+        data: Bytes,
+        checksum: Option<&Checksum>,
+    ) -> Result<String> {
         let len = data.len() as u64;
         self.upload_part(target, number, ByteStream::from(data), len, checksum, None).await
     }
@@ -715,7 +755,12 @@ impl ObjectClient for S3Client {
         Ok((answered_etag(out.e_tag), stored))
     }
 
-    async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()> {
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        each: &mut (dyn FnMut(ListedObject) + Send),
+    ) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -742,7 +787,12 @@ impl ObjectClient for S3Client {
         }
     }
 
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String> {
+    async fn complete(
+        &self,
+        upload: &UploadRef,
+        parts: &[CompletedPartSpec],
+        whole: Option<&Checksum>,
+    ) -> Result<String> {
         let parts: Vec<CompletedPart> = parts
             .iter()
             .map(|(n, etag, c)| {
@@ -757,11 +807,9 @@ impl ObjectClient for S3Client {
             .key(&upload.key)
             .upload_id(&upload.upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
-        let req = if whole.is_some() { with_checksum!(req, whole).checksum_type(ChecksumType::FullObject) } else { req };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| map_err("CompleteMultipartUpload", &e))?;
+        let req =
+            if whole.is_some() { with_checksum!(req, whole).checksum_type(ChecksumType::FullObject) } else { req };
+        let out = req.send().await.map_err(|e| map_err("CompleteMultipartUpload", &e))?;
         required_etag(out.e_tag, || "CompleteMultipartUpload".to_owned())
     }
 
@@ -874,7 +922,9 @@ impl ObjectClient for S3Client {
         let mut file = tokio::fs::File::create(path).await.map_err(io)?;
         let mut body = out.body;
         let mut written = 0u64;
-        while let Some(chunk) = body.try_next().await.map_err(|e| Error::Transport { operation: "GetObject", message: e.to_string() })? {
+        while let Some(chunk) =
+            body.try_next().await.map_err(|e| Error::Transport { operation: "GetObject", message: e.to_string() })?
+        {
             file.write_all(&chunk).await.map_err(io)?;
             written += chunk.len() as u64;
         }
@@ -895,7 +945,12 @@ mod tests {
     fn parts(alg: ChecksumAlgorithm, chunks: &[&[u8]]) -> Vec<PartInfo> {
         (1u32..)
             .zip(chunks)
-            .map(|(number, c)| PartInfo { number, size: c.len() as u64, etag: "x".into(), checksum: Some(Checksum::of(alg, c)) })
+            .map(|(number, c)| PartInfo {
+                number,
+                size: c.len() as u64,
+                etag: "x".into(),
+                checksum: Some(Checksum::of(alg, c)),
+            })
             .collect()
     }
 
@@ -908,7 +963,10 @@ mod tests {
         let alg = ChecksumAlgorithm::Crc32c;
         let sent = parts(alg, &[b"hello, ", b"world"]);
         let whole = Checksum::of(alg, b"hello, world").to_base64();
-        assert_eq!(object(Some((alg, whole.clone()))).compare_with_parts(&sent), Ok(PartsMatch::Checksum(format!("crc32c:{whole}"))));
+        assert_eq!(
+            object(Some((alg, whole.clone()))).compare_with_parts(&sent),
+            Ok(PartsMatch::Checksum(format!("crc32c:{whole}")))
+        );
         let other = Checksum::of(alg, b"hello, there").to_base64();
         assert!(object(Some((alg, other))).compare_with_parts(&sent).unwrap_err().contains("full-object"));
         let sums: Vec<Checksum> = sent.iter().filter_map(|p| p.checksum.clone()).collect();

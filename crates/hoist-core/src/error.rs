@@ -167,8 +167,9 @@ impl Error {
             Self::Plan(_) | Self::NotAFile(_) | Self::Source { .. } | Self::Config(_) => Category::Usage,
             Self::Service { code, status, .. } => match code.as_str() {
                 "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NotFound" => Category::NotFound,
-                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
-                | "InvalidToken" => Category::Auth,
+                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => {
+                    Category::Auth
+                }
                 "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" => Category::Integrity,
                 "InvalidArgument" | "InvalidBucketName" | "KeyTooLongError" | "EntityTooLarge" => Category::Usage,
                 _ if self.is_retryable() => Category::Network,
@@ -179,7 +180,9 @@ impl Error {
             Self::Transport { .. } | Self::Timeout { .. } => Category::Network,
             Self::RetriesExhausted { last, .. } => last.category(),
             Self::Integrity(_) => Category::Integrity,
-            Self::Journal { .. } | Self::SourceChanged(_) | Self::ChangedDuringUpload(_) | Self::UploadGone(_) => Category::Conflict,
+            Self::Journal { .. } | Self::SourceChanged(_) | Self::ChangedDuringUpload(_) | Self::UploadGone(_) => {
+                Category::Conflict
+            }
             Self::Cancelled => Category::Interrupted,
             Self::Credentials(_) | Self::NoCredentials(_) => Category::Auth,
             Self::Signing { .. } | Self::Internal(_) => Category::Internal,
@@ -216,10 +219,14 @@ mod tests {
 
     #[test]
     fn classification() {
-        for (status, code) in [(503, "SlowDown"), (500, "InternalError"), (502, "x"), (504, "x"), (429, "x"), (400, "RequestTimeout")] {
+        for (status, code) in
+            [(503, "SlowDown"), (500, "InternalError"), (502, "x"), (504, "x"), (429, "x"), (400, "RequestTimeout")]
+        {
             assert!(svc(status, code).is_retryable(), "{status} {code}");
         }
-        for (status, code) in [(403, "AccessDenied"), (404, "NoSuchBucket"), (404, "NoSuchUpload"), (400, "InvalidArgument")] {
+        for (status, code) in
+            [(403, "AccessDenied"), (404, "NoSuchBucket"), (404, "NoSuchUpload"), (400, "InvalidArgument")]
+        {
             assert!(!svc(status, code).is_retryable(), "{status} {code}");
         }
         assert!(Error::Transport { operation: "x", message: "reset".into() }.is_retryable());

@@ -180,7 +180,9 @@ impl JournalStore {
 
     fn path(&self, k: &JournalKey<'_>) -> PathBuf {
         let mut h = Sha256::new();
-        for part in [k.endpoint.as_bytes(), k.bucket.as_bytes(), k.key.as_bytes(), k.source.as_os_str().as_encoded_bytes()] {
+        for part in
+            [k.endpoint.as_bytes(), k.bucket.as_bytes(), k.key.as_bytes(), k.source.as_os_str().as_encoded_bytes()]
+        {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
@@ -199,12 +201,20 @@ impl JournalStore {
         let j: Journal = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Journal { path: path.clone(), problem: format!("it is corrupt ({e})") })?;
         if j.version != VERSION {
-            return Err(Error::Journal { path, problem: format!("it has format version {}, expected {VERSION}", j.version) });
+            return Err(Error::Journal {
+                path,
+                problem: format!("it has format version {}, expected {VERSION}", j.version),
+            });
         }
         if j.endpoint != k.endpoint || j.bucket != k.bucket || j.key != k.key || j.source != k.source {
             return Err(Error::Journal {
                 path,
-                problem: format!("it belongs to another upload (s3://{}/{} from {})", j.bucket, j.key, j.source.display()),
+                problem: format!(
+                    "it belongs to another upload (s3://{}/{} from {})",
+                    j.bucket,
+                    j.key,
+                    j.source.display()
+                ),
             });
         }
         Ok(Some(j))
@@ -317,7 +327,13 @@ mod tests {
         let store = JournalStore::new(dir.path().join("j"));
         let k = key(&src);
         assert_eq!(store.load(&k).unwrap(), None);
-        let mut j = JournalStore::start(&k, "id".into(), 5 * MIB, Some(ChecksumAlgorithm::Crc32c), Fingerprint::of(&src).unwrap());
+        let mut j = JournalStore::start(
+            &k,
+            "id".into(),
+            5 * MIB,
+            Some(ChecksumAlgorithm::Crc32c),
+            Fingerprint::of(&src).unwrap(),
+        );
         j.parts.insert(1, JournalPart { size: 5, etag: "e".into(), checksum: None });
         store.save(&j).unwrap();
         assert_eq!(store.load(&k).unwrap(), Some(j.clone()));

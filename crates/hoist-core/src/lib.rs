@@ -44,8 +44,8 @@ pub use batch::{BatchConfig, BatchEvent, BatchRequest, BatchSummary, BatchUpload
 pub use client::{ClientOptions, ObjectClient, ObjectMeta, S3Client, UploadChecksum, UploadRef};
 pub use config::{ChecksumMode, ChecksumTransport, ProviderLimits, UploadConfig};
 pub use error::{Category, Error, Result};
-pub use progress::{Events, ProgressEvent};
 pub use journal::{Journal, JournalStore};
+pub use progress::{Events, ProgressEvent};
 pub use source::Source;
-pub use upload::{OnFailure, UploadOutcome, UploadRequest, Uploader};
 pub use tokio_util::sync::CancellationToken;
+pub use upload::{OnFailure, UploadOutcome, UploadRequest, Uploader};

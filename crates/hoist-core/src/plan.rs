@@ -62,17 +62,18 @@ pub const STREAM_PARTS_PER_STEP: u32 = 1000;
 /// Checks a requested part size against the limits.
 pub fn check_part_size(requested: u64, limits: &ProviderLimits) -> Result<(), PlanError> {
     if requested < limits.min_part_size || requested > limits.max_part_size {
-        return Err(PlanError::PartSizeOutOfRange {
-            requested,
-            min: limits.min_part_size,
-            max: limits.max_part_size,
-        });
+        return Err(PlanError::PartSizeOutOfRange { requested, min: limits.min_part_size, max: limits.max_part_size });
     }
     Ok(())
 }
 
 /// Plans an upload of `size` bytes.
-pub fn plan(size: u64, requested_part: u64, single_put_threshold: u64, limits: &ProviderLimits) -> Result<Plan, PlanError> {
+pub fn plan(
+    size: u64,
+    requested_part: u64,
+    single_put_threshold: u64,
+    limits: &ProviderLimits,
+) -> Result<Plan, PlanError> {
     check_part_size(requested_part, limits)?;
     if size > limits.max_object_size {
         return Err(PlanError::TooLarge { size, max: limits.max_object_size });

@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode, sign,
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode,
+    sign,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -82,7 +83,8 @@ pub fn presign(
     if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
         return Err(Error::Config(format!("a pre-signed URL lives from 1 s to 7 days; {ttl:?} is out of range")));
     }
-    let now = std::time::UNIX_EPOCH + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
+    let now = std::time::UNIX_EPOCH
+        + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
     let identity: Identity = creds.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -99,8 +101,9 @@ pub fn presign(
         .build()
         .map_err(|e| failed(&e))?
         .into();
-    let request = SignableRequest::new(method, Cow::Borrowed(url), headers.iter().copied(), SignableBody::UnsignedPayload)
-        .map_err(|e| failed(&e))?;
+    let request =
+        SignableRequest::new(method, Cow::Borrowed(url), headers.iter().copied(), SignableBody::UnsignedPayload)
+            .map_err(|e| failed(&e))?;
     // aws-sigv4 traces the canonical request, whose query holds the URL's `X-Amz-Credential`
     // and the rest of what signs it: nothing of a signing is logged.
     let signed = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || sign(request, &params));
@@ -135,10 +138,13 @@ mod tests {
         assert!(get.url.starts_with(&format!("{url}?X-Amz-Algorithm=AWS4-HMAC-SHA256&")), "{}", get.url);
         assert!(get.url.contains("X-Amz-SignedHeaders=host&"), "{}", get.url);
         assert_eq!(get.expires_at, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000) + Duration::from_mins(15));
-        let put = presign(&creds(), "us-east-1", "PUT", &url, &[("content-length", "5")], now, Duration::from_mins(15)).unwrap();
+        let put = presign(&creds(), "us-east-1", "PUT", &url, &[("content-length", "5")], now, Duration::from_mins(15))
+            .unwrap();
         assert!(put.url.contains("X-Amz-SignedHeaders=content-length%3Bhost&"), "{}", put.url);
         let sig = |u: &str| u.split("X-Amz-Signature=").nth(1).unwrap().to_owned();
-        let put6 = presign(&creds(), "us-east-1", "PUT", &url, &[("content-length", "6")], now, Duration::from_mins(15)).unwrap();
+        let put6 =
+            presign(&creds(), "us-east-1", "PUT", &url, &[("content-length", "6")], now, Duration::from_mins(15))
+                .unwrap();
         assert_ne!(sig(&put.url), sig(&put6.url));
         assert_eq!(Endpoint::Aws.object_url("b", "eu-west-1", "k"), "https://b.s3.eu-west-1.amazonaws.com/k");
     }

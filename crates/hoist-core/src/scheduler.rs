@@ -31,7 +31,7 @@ use crate::client::{ObjectClient, PartChecksum, PartInfo, UploadRef};
 use crate::config::{ChecksumTransport, MIB, ProviderLimits};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalPart, JournalStore};
-use crate::plan::{self, Plan, PartSpec};
+use crate::plan::{self, PartSpec, Plan};
 use crate::progress::{Events, ProgressEvent};
 use crate::retry::RetryConfig;
 use crate::source;
@@ -280,7 +280,10 @@ impl StreamFeed {
                 return Ok(None);
             }
             if u64::from(self.number) > self.limits.max_parts {
-                return Err(Error::Plan(plan::PlanError::TooLarge { size: ledger.bytes_done, max: self.limits.max_object_size }));
+                return Err(Error::Plan(plan::PlanError::TooLarge {
+                    size: ledger.bytes_done,
+                    max: self.limits.max_object_size,
+                }));
             }
             let number = self.number;
             self.number += 1;
@@ -415,11 +418,14 @@ impl Ledger {
     fn confirm(&mut self, joined: std::result::Result<Result<PartInfo>, tokio::task::JoinError>) -> Result<()> {
         let part = joined.map_err(|e| crate::error::task_lost("a part task", &e))??;
         if let Some((store, j)) = &mut self.journal {
-            j.parts.insert(part.number, JournalPart {
-                size: part.size,
-                etag: part.etag.clone(),
-                checksum: part.checksum.as_ref().map(Checksum::to_base64),
-            });
+            j.parts.insert(
+                part.number,
+                JournalPart {
+                    size: part.size,
+                    etag: part.etag.clone(),
+                    checksum: part.checksum.as_ref().map(Checksum::to_base64),
+                },
+            );
             store.save(j)?;
         }
         self.bytes_done += part.size;
@@ -452,4 +458,3 @@ impl Ledger {
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| crate::error::task_lost("a blocking file task", &e))?
 }
-

@@ -376,9 +376,20 @@ impl FileRangeBody {
     /// Opens `path` for the range `offset..offset + len` as an `aws-chunked` body that ends with
     /// the `algorithm` checksum of the bytes as a trailer; its length on the wire is
     /// [`aws_chunked_len`]. The checksum is also left in the returned cell once sent.
-    pub fn with_trailer(path: &Path, offset: u64, len: u64, algorithm: ChecksumAlgorithm) -> Result<(Self, TrailerChecksum)> {
+    pub fn with_trailer(
+        path: &Path,
+        offset: u64,
+        len: u64,
+        algorithm: ChecksumAlgorithm,
+    ) -> Result<(Self, TrailerChecksum)> {
         let out = TrailerChecksum::default();
-        let trailer = Trailer { hasher: Some(Checksummer::new(algorithm)), queued: None, started: false, finished: false, out: out.clone() };
+        let trailer = Trailer {
+            hasher: Some(Checksummer::new(algorithm)),
+            queued: None,
+            started: false,
+            finished: false,
+            out: out.clone(),
+        };
         Ok((Self::start(path, offset, len, Some(trailer))?, out))
     }
 
@@ -391,7 +402,8 @@ impl FileRangeBody {
         let mut hasher = self.trailer.as_mut().and_then(|t| t.hasher.take());
         self.offset += want as u64;
         self.remaining -= want as u64;
-        let reused = if self.sent.len() >= SENT_KEPT { self.sent.pop_front().and_then(|b| b.try_into_mut().ok()) } else { None };
+        let reused =
+            if self.sent.len() >= SENT_KEPT { self.sent.pop_front().and_then(|b| b.try_into_mut().ok()) } else { None };
         let mut buf = match reused {
             Some(mut buf) if buf.capacity() >= want => {
                 // Only bytes beyond the old length are zeroed (none for a full-size chunk).
@@ -478,7 +490,8 @@ impl http_body::Body for FileRangeBody {
             None => chunk,
             Some(t) => {
                 t.hasher = hasher;
-                let line = if t.started { format!("\r\n{:x}\r\n", chunk.len()) } else { format!("{:x}\r\n", chunk.len()) };
+                let line =
+                    if t.started { format!("\r\n{:x}\r\n", chunk.len()) } else { format!("{:x}\r\n", chunk.len()) };
                 t.started = true;
                 t.queued = Some(chunk);
                 Bytes::from(line)

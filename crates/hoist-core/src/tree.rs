@@ -183,9 +183,10 @@ fn matches_at(p: &[Token], s: &[char]) -> bool {
         }
         Token::Any => s.first().is_some_and(|c| *c != '/') && matches_at(rest, &s[1..]),
         Token::Char(c) => s.first() == Some(c) && matches_at(rest, &s[1..]),
-        Token::Class { negated, ranges } => s.first().is_some_and(|c| {
-            *c != '/' && ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(c)) != *negated
-        }) && matches_at(rest, &s[1..]),
+        Token::Class { negated, ranges } => {
+            s.first().is_some_and(|c| *c != '/' && ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(c)) != *negated)
+                && matches_at(rest, &s[1..])
+        }
     }
 }
 
@@ -210,7 +211,11 @@ pub struct Walk {
 
 impl std::fmt::Debug for Walk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Walk").field("sources", &self.sources).field("prefix", &self.prefix).field("depth", &self.stack.len()).finish_non_exhaustive()
+        f.debug_struct("Walk")
+            .field("sources", &self.sources)
+            .field("prefix", &self.prefix)
+            .field("depth", &self.stack.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -239,7 +244,12 @@ impl Walk {
         if meta.is_dir() {
             match fs::read_dir(&path) {
                 Ok(entries) => {
-                    self.stack.push(Frame { entries, relative: String::new(), id: (meta.dev(), meta.ino()), dir: path });
+                    self.stack.push(Frame {
+                        entries,
+                        relative: String::new(),
+                        id: (meta.dev(), meta.ino()),
+                        dir: path,
+                    });
                     None
                 }
                 Err(e) => Some(io_failed(path, e)),
@@ -257,7 +267,12 @@ impl Walk {
     /// A regular file at `relative`, if the filter picks it.
     fn pick(&self, path: PathBuf, relative: &str, meta: &fs::Metadata) -> Option<Found> {
         self.options.filter.picks(relative).then(|| {
-            Found::File(FileEntry { path, key: format!("{}{relative}", self.prefix), size: meta.len(), mtime_ns: mtime_ns(meta) })
+            Found::File(FileEntry {
+                path,
+                key: format!("{}{relative}", self.prefix),
+                size: meta.len(),
+                mtime_ns: mtime_ns(meta),
+            })
         })
     }
 
@@ -272,11 +287,16 @@ impl Walk {
         };
         let meta = if file_type.is_symlink() {
             if !self.options.follow_symlinks {
-                return Some(Found::Ignored { path, reason: "symbolic link, not followed (pass --follow-symlinks)".into() });
+                return Some(Found::Ignored {
+                    path,
+                    reason: "symbolic link, not followed (pass --follow-symlinks)".into(),
+                });
             }
             match fs::metadata(&path) {
                 Ok(m) => m,
-                Err(e) => return Some(Found::Ignored { path, reason: format!("symbolic link to nothing readable ({e})") }),
+                Err(e) => {
+                    return Some(Found::Ignored { path, reason: format!("symbolic link to nothing readable ({e})") });
+                }
             }
         } else {
             match entry.metadata() {
@@ -287,7 +307,10 @@ impl Walk {
         if meta.is_dir() {
             let id = (meta.dev(), meta.ino());
             if self.stack.iter().any(|f| f.id == id) {
-                return Some(Found::Ignored { path, reason: "symbolic link loop: it leads back to a directory being uploaded".into() });
+                return Some(Found::Ignored {
+                    path,
+                    reason: "symbolic link loop: it leads back to a directory being uploaded".into(),
+                });
             }
             match fs::read_dir(&path) {
                 Ok(entries) => {
@@ -308,7 +331,10 @@ fn not_utf8(path: PathBuf) -> Found {
     Found::Failed {
         error: Error::Source {
             path: path.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the name is not UTF-8, so it cannot be an S3 key"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the name is not UTF-8, so it cannot be an S3 key",
+            ),
         },
         path,
     }

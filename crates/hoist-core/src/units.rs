@@ -10,9 +10,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size: write a number with a unit, e.g. 64MiB"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size: write a number with a unit, e.g. 64MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -24,9 +22,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
         other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
-            ));
+            return Err(format!("unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"));
         }
     };
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
@@ -38,9 +34,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: write a number and a unit, e.g. 7d or 12h"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("{s:?} is not a duration: write a number and a unit, e.g. 7d or 12h"))?;
     let millis: u64 = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -50,9 +45,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "w" => 604_800_000,
         _ => return Err(format!("{s:?} needs a unit: ms, s, m, h, d or w (e.g. 7d)")),
     };
-    n.checked_mul(millis)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(millis).map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]

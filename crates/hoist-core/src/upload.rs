@@ -89,7 +89,10 @@ impl OnFailure {
         match self {
             Self::Abort => false,
             Self::Keep => true,
-            Self::Auto => matches!(error, Error::Cancelled | Error::RetriesExhausted { .. } | Error::Timeout { .. } | Error::Transport { .. }),
+            Self::Auto => matches!(
+                error,
+                Error::Cancelled | Error::RetriesExhausted { .. } | Error::Timeout { .. } | Error::Transport { .. }
+            ),
         }
     }
 }
@@ -279,7 +282,8 @@ impl Uploader {
         let size = source::file_size(path)?;
         let journaled = match &self.journal {
             Some(resume) => {
-                let abs = path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
+                let abs =
+                    path.canonicalize().map_err(|e| Error::Source { path: path.display().to_string(), source: e })?;
                 Some(resume.find(req, abs, Fingerprint::of(path)?)?)
             }
             None => None,
@@ -287,7 +291,12 @@ impl Uploader {
         // A journal being resumed decides the part size; the plan is made once, with it.
         let resumed_part_size = journaled.as_ref().and_then(|j| j.found.as_ref()).map(|j| j.part_size);
         let part_size = resumed_part_size.filter(|_| !self.journal.as_ref().is_some_and(|r| r.restart));
-        let plan = plan::plan(size, part_size.unwrap_or(self.config.part_size), self.config.single_put_threshold, &self.config.limits)?;
+        let plan = plan::plan(
+            size,
+            part_size.unwrap_or(self.config.part_size),
+            self.config.single_put_threshold,
+            &self.config.limits,
+        )?;
         if plan.is_single_put() {
             return self.put_file(req, path, size, events, cancel).await;
         }
@@ -381,12 +390,20 @@ impl Uploader {
 
     /// HEAD, retried.
     async fn head(&self, bucket: &str, key: &str, cancel: &CancellationToken) -> Result<ObjectInfo> {
-        retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || self.client.head(bucket, key)).await
+        retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || {
+            self.client.head(bucket, key)
+        })
+        .await
     }
 
     /// Creates the multipart upload with `FULL_OBJECT` checksums when the algorithm is a CRC, and
     /// `COMPOSITE` ones when the store refuses that type (or the algorithm has no full-object form).
-    async fn create(&self, req: &UploadRequest, events: &Events, cancel: &CancellationToken) -> Result<(UploadRef, bool)> {
+    async fn create(
+        &self,
+        req: &UploadRequest,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<(UploadRef, bool)> {
         let alg = self.config.effective_checksum();
         if let Some(algorithm) = alg.filter(|a| a.supports_full_object()) {
             match self.create_as(req, Some(UploadChecksum { algorithm, full_object: true }), events, cancel).await {
@@ -430,7 +447,14 @@ impl Uploader {
     /// Aborts the uploads of `key` started at or after `since` (Unix seconds, local clock), except
     /// `keep`: what a create whose answer was lost, or a run that died before recording its
     /// upload id, left behind.
-    async fn abort_strays(&self, bucket: &str, key: &str, since: i64, keep: Option<&str>, cancel: &CancellationToken) -> Result<()> {
+    async fn abort_strays(
+        &self,
+        bucket: &str,
+        key: &str,
+        since: i64,
+        keep: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         let listed = retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || {
             self.client.list_uploads(bucket, key)
         })
@@ -450,7 +474,11 @@ impl Uploader {
 
     /// AbortMultipartUpload, retried; an upload already gone counts as aborted.
     async fn abort(&self, upload: &UploadRef, cancel: &CancellationToken) -> Result<()> {
-        match retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || self.client.abort(upload)).await {
+        match retry(&self.config.retry, self.config.stall_timeout, &Events::none(), None, cancel, || {
+            self.client.abort(upload)
+        })
+        .await
+        {
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
             other => other,
         }
@@ -472,7 +500,9 @@ impl Uploader {
             return Ok(Opened { upload, part_size, alg: self.config.effective_checksum(), full_object, ledger });
         };
         let Journaled { source, fingerprint, mut found } = journaled;
-        if resume.restart && let Some(old) = found.take() {
+        if resume.restart
+            && let Some(old) = found.take()
+        {
             if !old.upload_id.is_empty() {
                 self.abort(&journal_upload(&old), cancel).await?;
             }
@@ -488,7 +518,10 @@ impl Uploader {
                 return Err(Error::SourceChanged(source.display().to_string()));
             }
             let upload = journal_upload(&j);
-            let listed = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || self.client.list_parts(&upload)).await;
+            let listed = retry(&self.config.retry, self.config.stall_timeout, events, None, cancel, || {
+                self.client.list_parts(&upload)
+            })
+            .await;
             let listed = match listed {
                 Ok(l) => l,
                 Err(e) if e.code() == Some("NoSuchUpload") => return Err(Error::UploadGone(j.upload_id.clone())),
@@ -509,7 +542,13 @@ impl Uploader {
         j.upload_id.clone_from(&upload.upload_id);
         j.full_object = full_object;
         resume.store.save(&j)?;
-        Ok(Opened { upload, part_size, alg, full_object, ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))) })
+        Ok(Opened {
+            upload,
+            part_size,
+            alg,
+            full_object,
+            ledger: Ledger::new(events.clone(), Some((resume.store.clone(), j))),
+        })
     }
 
     /// The journal names an upload the store no longer has. If a previous run completed it and
@@ -566,7 +605,13 @@ impl Uploader {
 
     /// Succeeds when the object at the key is the one journal `j`'s parts make (its upload `id`
     /// is gone from the store: a previous run completed it), and removes the journal.
-    async fn confirm_completed(&self, resume: &Resume, j: Journal, id: String, cancel: &CancellationToken) -> Result<UploadOutcome> {
+    async fn confirm_completed(
+        &self,
+        resume: &Resume,
+        j: Journal,
+        id: String,
+        cancel: &CancellationToken,
+    ) -> Result<UploadOutcome> {
         let parts = Ledger::new(Events::none(), Some((resume.store.clone(), j.clone()))).parts();
         let size = parts.iter().map(|p| p.size).sum();
         let Some(outcome) = self.object_matches(&journal_upload(&j), size, &parts, cancel).await? else {
@@ -642,11 +687,19 @@ impl Uploader {
         let feed = Feed::Stream(stream.parts_of(opened.part_size, opened.alg));
         // Without a resume key a stream cannot be fed again: a failed upload is never kept. A
         // stream that differs from the recorded one is refused; the upload stays.
-        self.run(opened, feed, events, cancel, |e| resumable && (matches!(e, Error::SourceChanged(_)) || on_failure.keeps(e)))
-            .await
+        self.run(opened, feed, events, cancel, |e| {
+            resumable && (matches!(e, Error::SourceChanged(_)) || on_failure.keeps(e))
+        })
+        .await
     }
 
-    async fn put_stream(&self, req: &UploadRequest, data: &Bytes, events: &Events, cancel: &CancellationToken) -> Result<UploadOutcome> {
+    async fn put_stream(
+        &self,
+        req: &UploadRequest,
+        data: &Bytes,
+        events: &Events,
+        cancel: &CancellationToken,
+    ) -> Result<UploadOutcome> {
         let size = data.len() as u64;
         events.emit(started(req, Some(size), size, Some(0), None, 0));
         let checksum = self.config.effective_checksum().map(|a| Checksum::of(a, data));
@@ -676,7 +729,8 @@ impl Uploader {
             transport: self.config.checksum_transport,
             events: events.clone(),
         };
-        let result = match scheduler::schedule(cx, feed, &mut ledger, self.config.concurrency, cancel, self.grace).await {
+        let result = match scheduler::schedule(cx, feed, &mut ledger, self.config.concurrency, cancel, self.grace).await
+        {
             Ok(parts) => self.finish(&upload, parts, full_object, events, cancel).await,
             Err(e) => Err(e.into()),
         };
@@ -693,10 +747,12 @@ impl Uploader {
         cancel: &CancellationToken,
     ) -> std::result::Result<UploadOutcome, Unfinished> {
         let size = parts.iter().map(|p| p.size).sum();
-        let list: Vec<(u32, String, Option<Checksum>)> = parts.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+        let list: Vec<(u32, String, Option<Checksum>)> =
+            parts.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
         // FULL_OBJECT: the CRC of all the bytes, combined from the parts' CRCs (no second read).
         let whole = if full_object {
-            let sized: Option<Vec<(Checksum, u64)>> = parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
+            let sized: Option<Vec<(Checksum, u64)>> =
+                parts.iter().map(|p| p.checksum.clone().map(|c| (c, p.size))).collect();
             let whole = sized.as_deref().and_then(crate::checksum::combine_full_object);
             if whole.is_none() {
                 return Err(Error::Integrity("a part of a FULL_OBJECT upload has no CRC to combine".into()).into());

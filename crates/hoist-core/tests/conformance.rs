@@ -5,7 +5,9 @@
 #![allow(clippy::cast_possible_truncation)] // test data patterns keep the low byte on purpose
 
 use hoist_core::config::{ChecksumMode, MIB};
-use hoist_core::{CancellationToken, ClientOptions, Events, OnFailure, S3Client, Source, UploadConfig, UploadRequest, Uploader};
+use hoist_core::{
+    CancellationToken, ClientOptions, Events, OnFailure, S3Client, Source, UploadConfig, UploadRequest, Uploader,
+};
 use hoist_testkit::conformance::Endpoint;
 use hoist_testkit::pattern;
 
@@ -33,8 +35,23 @@ async fn round_trip(ep: &Endpoint, key: &str, data: &[u8], config: UploadConfig)
         content_type: Some("application/octet-stream".into()),
         metadata: vec![],
     };
-    let out = Uploader::new(client(ep).await, config).upload(&req, &events, &CancellationToken::new(), OnFailure::Abort).await.unwrap();
-    let got = ep.client().get_object().bucket(&ep.bucket).key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let out = Uploader::new(client(ep).await, config)
+        .upload(&req, &events, &CancellationToken::new(), OnFailure::Abort)
+        .await
+        .unwrap();
+    let got = ep
+        .client()
+        .get_object()
+        .bucket(&ep.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
     assert!(got == data, "{key}: the object read back differs");
     let open = ep.client().list_multipart_uploads().bucket(&ep.bucket).prefix(key).send().await.unwrap();
     assert!(open.uploads().is_empty(), "{key}: uploads left open");
@@ -59,7 +76,8 @@ async fn engine_multipart_upload_with_checksums_round_trips() {
 async fn engine_upload_without_checksums_round_trips() {
     let ep = Endpoint::from_env().await;
     let data = pattern(6 * MIB as usize, 2);
-    let out = round_trip(&ep, &ep.key("engine-plain.bin"), &data, config().checksum_mode(ChecksumMode::WhenRequired)).await;
+    let out =
+        round_trip(&ep, &ep.key("engine-plain.bin"), &data, config().checksum_mode(ChecksumMode::WhenRequired)).await;
     assert_eq!(out.parts, 2);
     ep.pass("engine_upload_without_checksums_round_trips");
 }

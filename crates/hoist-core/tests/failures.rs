@@ -77,7 +77,12 @@ impl Fixture {
     }
 }
 
-async fn upload(up: &Uploader, path: &Path, key: &str, on_failure: OnFailure) -> (hoist_core::Result<UploadOutcome>, Vec<ProgressEvent>) {
+async fn upload(
+    up: &Uploader,
+    path: &Path,
+    key: &str,
+    on_failure: OnFailure,
+) -> (hoist_core::Result<UploadOutcome>, Vec<ProgressEvent>) {
     let (events, mut rx) = Events::channel();
     let req = UploadRequest {
         source: Source::File(path.to_path_buf()),
@@ -126,7 +131,8 @@ async fn parts_in_flight_are_bounded_by_the_concurrency() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_part_failure_aborts_and_never_completes() {
     let f = fixture(LEN).await;
-    let client = Arc::new(f.failing().await.fail(Op::UploadPart, 2, u32::MAX, When::Before, service(403, "AccessDenied")));
+    let client =
+        Arc::new(f.failing().await.fail(Op::UploadPart, 2, u32::MAX, When::Before, service(403, "AccessDenied")));
     let (r, events) = upload(&f.uploader(&client, false), &f.path, "fatal", OnFailure::Abort).await;
     assert_eq!(r.unwrap_err().category(), Category::Auth);
     assert_eq!(client.calls(Op::Complete), 0);
@@ -138,7 +144,8 @@ async fn a_fatal_part_failure_aborts_and_never_completes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicked_part_is_an_internal_error_and_the_upload_is_aborted() {
     let f = fixture(LEN).await;
-    let client = Arc::new(f.failing().await.fail(Op::UploadPart, 1, 1, When::Before, |_| panic!("injected panic in a part")));
+    let client =
+        Arc::new(f.failing().await.fail(Op::UploadPart, 1, 1, When::Before, |_| panic!("injected panic in a part")));
     let (r, _) = upload(&f.uploader(&client, false), &f.path, "panicked", OnFailure::Auto).await;
     let e = r.unwrap_err();
     assert_eq!(e.category(), Category::Internal, "{e}");
@@ -152,12 +159,14 @@ async fn a_panicked_part_is_an_internal_error_and_the_upload_is_aborted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_abort_keeps_the_journal_and_the_rerun_resumes_the_same_upload() {
     let f = fixture(LEN).await;
-    let client = Arc::new(
-        f.failing()
-            .await
-            .fail(Op::UploadPart, 2, u32::MAX, When::Before, service(403, "AccessDenied"))
-            .fail(Op::Abort, 1, u32::MAX, When::Before, service(403, "AccessDenied")),
-    );
+    let client =
+        Arc::new(f.failing().await.fail(Op::UploadPart, 2, u32::MAX, When::Before, service(403, "AccessDenied")).fail(
+            Op::Abort,
+            1,
+            u32::MAX,
+            When::Before,
+            service(403, "AccessDenied"),
+        ));
     let (r, events) = upload(&f.uploader(&client, true), &f.path, "abort-refused", OnFailure::Auto).await;
     assert_eq!(r.unwrap_err().category(), Category::Auth);
     let (aborted, upload_id, completed, abort_error) = failed(&events);
@@ -179,12 +188,14 @@ async fn a_refused_abort_keeps_the_journal_and_the_rerun_resumes_the_same_upload
 #[tokio::test(flavor = "multi_thread")]
 async fn an_abort_is_retried_like_any_call() {
     let f = fixture(LEN).await;
-    let client = Arc::new(
-        f.failing()
-            .await
-            .fail(Op::UploadPart, 1, u32::MAX, When::Before, service(403, "AccessDenied"))
-            .fail(Op::Abort, 1, 3, When::Before, service(500, "InternalError")),
-    );
+    let client =
+        Arc::new(f.failing().await.fail(Op::UploadPart, 1, u32::MAX, When::Before, service(403, "AccessDenied")).fail(
+            Op::Abort,
+            1,
+            3,
+            When::Before,
+            service(500, "InternalError"),
+        ));
     let (r, events) = upload(&f.uploader(&client, false), &f.path, "abort-retried", OnFailure::Abort).await;
     assert_eq!(r.unwrap_err().category(), Category::Auth);
     assert_eq!(client.calls(Op::Abort), 4);
@@ -197,9 +208,13 @@ async fn an_abort_is_retried_like_any_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_create_answer_leaves_no_stray_upload() {
     let f = fixture(LEN).await;
-    let client = Arc::new(
-        f.failing().await.fail(Op::Create, 1, 1, When::After, reset).fail(Op::ListUploads, 1, 1, When::Before, service(503, "SlowDown")),
-    );
+    let client = Arc::new(f.failing().await.fail(Op::Create, 1, 1, When::After, reset).fail(
+        Op::ListUploads,
+        1,
+        1,
+        When::Before,
+        service(503, "SlowDown"),
+    ));
     let (r, _) = upload(&f.uploader(&client, false), &f.path, "lost-create", OnFailure::Abort).await;
     r.unwrap();
     assert_eq!(client.calls(Op::Create), 2);
@@ -246,12 +261,13 @@ async fn a_check_that_keeps_failing_after_complete_aborts_nothing_and_the_rerun_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_complete_answer_then_no_such_upload_is_a_success() {
     let f = fixture(LEN).await;
-    let client = Arc::new(
-        f.failing()
-            .await
-            .fail(Op::Complete, 1, 1, When::After, reset)
-            .fail(Op::Complete, 2, 1, When::Before, service(404, "NoSuchUpload")),
-    );
+    let client = Arc::new(f.failing().await.fail(Op::Complete, 1, 1, When::After, reset).fail(
+        Op::Complete,
+        2,
+        1,
+        When::Before,
+        service(404, "NoSuchUpload"),
+    ));
     let (r, _) = upload(&f.uploader(&client, true), &f.path, "lost-complete", OnFailure::Auto).await;
     let out = r.unwrap();
     assert_eq!(out.parts, 3);
@@ -286,7 +302,11 @@ async fn resume_retries_list_parts() {
     let (r, _) = upload(&f.uploader(&again, true), &f.path, "resumed", OnFailure::Auto).await;
     let out = r.unwrap();
     let want = Checksum::of(ChecksumAlgorithm::Crc32c, &f.data).to_base64();
-    assert_eq!(out.checksum, Some(format!("crc32c:{want}")), "the resumed upload completes FULL_OBJECT, as it was created");
+    assert_eq!(
+        out.checksum,
+        Some(format!("crc32c:{want}")),
+        "the resumed upload completes FULL_OBJECT, as it was created"
+    );
     assert_eq!(again.calls(Op::ListParts), 2);
     assert_eq!(again.calls(Op::UploadPart), 1, "only the part the first run did not send");
     assert_eq!(f.read_back("resumed").await, f.data);
@@ -296,7 +316,8 @@ async fn resume_retries_list_parts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_skewed_clock_refusal_is_retried() {
     let f = fixture(LEN).await;
-    let client = Arc::new(f.failing().await.fail(Op::UploadPart, 1, 1, When::Before, service(403, "RequestTimeTooSkewed")));
+    let client =
+        Arc::new(f.failing().await.fail(Op::UploadPart, 1, 1, When::Before, service(403, "RequestTimeTooSkewed")));
     let (r, _) = upload(&f.uploader(&client, false), &f.path, "skewed", OnFailure::Auto).await;
     r.unwrap();
     assert_eq!(client.calls(Op::Abort), 0);
@@ -328,7 +349,11 @@ async fn a_put_answered_without_an_etag_is_checked_by_content() {
     let (r, _) = upload(&up, &f.path, "no-etag", OnFailure::Auto).await;
     let out = r.unwrap();
     let head = f.store.client().head_object().bucket(BUCKET).key("no-etag").send().await.unwrap();
-    assert_eq!(Some(format!("\"{}\"", out.etag).as_str()), head.e_tag(), "the stored object's ETag, never an empty one");
+    assert_eq!(
+        Some(format!("\"{}\"", out.etag).as_str()),
+        head.e_tag(),
+        "the stored object's ETag, never an empty one"
+    );
     assert_eq!(f.read_back("no-etag").await, f.data);
 }
 
@@ -360,7 +385,13 @@ async fn multipart_objects_get_the_full_object_crc() {
         let (r, _) = upload(&up, &f.path, &key, OnFailure::Abort).await;
         let want = Checksum::of(alg, &f.data).to_base64();
         assert_eq!(r.unwrap().checksum, Some(format!("{alg}:{want}")), "{alg}");
-        let head = f.store.client().head_object().bucket(BUCKET).key(&key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled);
+        let head = f
+            .store
+            .client()
+            .head_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled);
         let head = head.send().await.unwrap();
         assert_eq!(head.checksum_type(), Some(&aws_sdk_s3::types::ChecksumType::FullObject), "{alg}");
     }

@@ -35,7 +35,12 @@ fn small_config() -> UploadConfig {
     UploadConfig::default().part_size(5 * MIB).single_put_threshold(5 * MIB).concurrency(4)
 }
 
-async fn upload(store: &TestStore, path: &Path, key: &str, config: UploadConfig) -> (hoist_core::Result<hoist_core::UploadOutcome>, Vec<ProgressEvent>) {
+async fn upload(
+    store: &TestStore,
+    path: &Path,
+    key: &str,
+    config: UploadConfig,
+) -> (hoist_core::Result<hoist_core::UploadOutcome>, Vec<ProgressEvent>) {
     let up = Uploader::new(client(store).await, config);
     let (events, mut rx) = Events::channel();
     let req = UploadRequest {
@@ -109,7 +114,8 @@ async fn trailer_and_header_checksums_agree_with_the_data() {
         // A CRC makes a FULL_OBJECT upload (the CRC of the data, combined from the parts'); other
         // algorithms a COMPOSITE one (the checksum of the parts' checksums).
         let parts: Vec<Checksum> = data.chunks(5 * 1024 * 1024).map(|p| Checksum::of(alg, p)).collect();
-        let whole = if alg.supports_full_object() { Checksum::of(alg, &data).to_base64() } else { composite(&parts).unwrap() };
+        let whole =
+            if alg.supports_full_object() { Checksum::of(alg, &data).to_base64() } else { composite(&parts).unwrap() };
         let want = format!("{alg}:{whole}");
         for transport in [ChecksumTransport::Trailer, ChecksumTransport::Header] {
             let key = format!("{alg}-{transport:?}");
@@ -141,7 +147,13 @@ async fn bad_inputs_fail_clearly_and_create_nothing() {
 
     // Bucket that does not exist.
     let up = Uploader::new(client(&store).await, small_config());
-    let req = UploadRequest { source: Source::File(path.clone()), bucket: "missing-bucket".into(), key: "k".into(), content_type: None, metadata: vec![] };
+    let req = UploadRequest {
+        source: Source::File(path.clone()),
+        bucket: "missing-bucket".into(),
+        key: "k".into(),
+        content_type: None,
+        metadata: vec![],
+    };
     let e = up.upload(&req, &Events::none(), &CancellationToken::new(), OnFailure::Abort).await.unwrap_err();
     assert_eq!(e.category(), Category::NotFound, "{e}");
 
@@ -174,7 +186,10 @@ async fn bad_inputs_fail_clearly_and_create_nothing() {
         cap: std::time::Duration::from_millis(5),
         max_attempts: 2,
     });
-    let e = Uploader::new(gone, quick).upload(&req, &Events::none(), &CancellationToken::new(), OnFailure::Abort).await.unwrap_err();
+    let e = Uploader::new(gone, quick)
+        .upload(&req, &Events::none(), &CancellationToken::new(), OnFailure::Abort)
+        .await
+        .unwrap_err();
     assert_eq!(e.category(), Category::Network, "{e}");
 
     let objects = store.client().list_objects_v2().bucket(BUCKET).send().await.unwrap();
@@ -201,7 +216,9 @@ async fn faults_are_survived_or_fail_cleanly() {
     let all = vec![Fault::Reset, Fault::SlowDown, Fault::InternalError, Fault::Stall, Fault::Truncate];
 
     // 1. A third of all requests fail: the upload still comes out byte-identical.
-    let proxy = FaultProxy::start(upstream, FaultConfig { rate: 0.5, seed: 7, faults: all.clone(), only_part_uploads: false }).await;
+    let proxy =
+        FaultProxy::start(upstream, FaultConfig { rate: 0.5, seed: 7, faults: all.clone(), only_part_uploads: false })
+            .await;
     let client = S3Client::connect(&ClientOptions {
         endpoint_url: Some(proxy.endpoint_url()),
         credentials: Some((creds.access_key.clone(), creds.secret_key.clone())),
@@ -210,7 +227,13 @@ async fn faults_are_survived_or_fail_cleanly() {
     .await
     .unwrap();
     let up = Uploader::new(client, config.clone());
-    let req = UploadRequest { source: Source::File(path.clone()), bucket: BUCKET.into(), key: "faulty".into(), content_type: None, metadata: vec![] };
+    let req = UploadRequest {
+        source: Source::File(path.clone()),
+        bucket: BUCKET.into(),
+        key: "faulty".into(),
+        content_type: None,
+        metadata: vec![],
+    };
     let (events, mut rx) = Events::channel();
     up.upload(&req, &events, &CancellationToken::new(), OnFailure::Abort).await.unwrap();
     drop(events);
@@ -224,7 +247,11 @@ async fn faults_are_survived_or_fail_cleanly() {
     assert!(injected >= 1 && retries >= 1, "{injected} {retries}");
 
     // 2. Every part upload fails: the upload fails cleanly and is aborted.
-    let proxy = FaultProxy::start(upstream, FaultConfig { rate: 1.0, seed: 1, faults: vec![Fault::SlowDown, Fault::Reset], only_part_uploads: true }).await;
+    let proxy = FaultProxy::start(
+        upstream,
+        FaultConfig { rate: 1.0, seed: 1, faults: vec![Fault::SlowDown, Fault::Reset], only_part_uploads: true },
+    )
+    .await;
     let client = S3Client::connect(&ClientOptions {
         endpoint_url: Some(proxy.endpoint_url()),
         credentials: Some((creds.access_key, creds.secret_key)),
@@ -234,7 +261,10 @@ async fn faults_are_survived_or_fail_cleanly() {
     .unwrap();
     let quick = config.retry(hoist_core::retry::RetryConfig { max_attempts: 3, ..retry });
     let req = UploadRequest { key: "doomed".into(), ..req };
-    let e = Uploader::new(client, quick).upload(&req, &Events::none(), &CancellationToken::new(), OnFailure::Abort).await.unwrap_err();
+    let e = Uploader::new(client, quick)
+        .upload(&req, &Events::none(), &CancellationToken::new(), OnFailure::Abort)
+        .await
+        .unwrap_err();
     assert_eq!(e.category(), Category::Network, "{e}");
     let ups = store.client().list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
     assert!(ups.uploads().is_empty(), "left behind: {:?}", ups.uploads());

@@ -49,7 +49,10 @@ async fn main() {
         profile: None,
         credentials: Some((creds.access_key.clone(), creds.secret_key.clone())),
     };
-    c.keys = vec![ApiKeyConfig { token_sha256: hoist_server::policy::sha256(TOKEN), policy: KeyPolicy::generous("bench", "bench/") }];
+    c.keys = vec![ApiKeyConfig {
+        token_sha256: hoist_server::policy::sha256(TOKEN),
+        policy: KeyPolicy::generous("bench", "bench/"),
+    }];
     let server = Server::start(c).await.unwrap();
     let base = format!("http://{}", server.addr());
     tokio::spawn(server.run(std::future::pending()));
@@ -78,14 +81,29 @@ async fn main() {
     // 2. Completing 10,000 parts, created through Uppy's route (client-chosen part sizes).
     let mut completes = Vec::new();
     for round in 0..complete_rounds {
-        let created = post(&http, format!("{base}/s3/multipart"), json!({ "filename": format!("many{round}.bin"), "type": "application/octet-stream" })).await;
-        let (key, upload_id) = (created["key"].as_str().unwrap().to_owned(), created["uploadId"].as_str().unwrap().to_owned());
+        let created = post(
+            &http,
+            format!("{base}/s3/multipart"),
+            json!({ "filename": format!("many{round}.bin"), "type": "application/octet-stream" }),
+        )
+        .await;
+        let (key, upload_id) =
+            (created["key"].as_str().unwrap().to_owned(), created["uploadId"].as_str().unwrap().to_owned());
         let mut parts = Vec::new();
         let mut set = tokio::task::JoinSet::new();
         for n in 1..=parts_n {
             let (s3, key, upload_id) = (s3.clone(), key.clone(), upload_id.clone());
             set.spawn(async move {
-                let out = s3.upload_part().bucket("bench").key(key).upload_id(upload_id).part_number(i32::try_from(n).unwrap()).body(vec![7u8; 1024].into()).send().await.unwrap();
+                let out = s3
+                    .upload_part()
+                    .bucket("bench")
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(i32::try_from(n).unwrap())
+                    .body(vec![7u8; 1024].into())
+                    .send()
+                    .await
+                    .unwrap();
                 (n, out.e_tag().unwrap().to_owned())
             });
             if set.len() >= 32 {
@@ -96,16 +114,29 @@ async fn main() {
             parts.push(p.unwrap());
         }
         parts.sort();
-        let body = json!({ "parts": parts.iter().map(|(n, e)| json!({ "PartNumber": n, "ETag": e })).collect::<Vec<_>>() });
+        let body =
+            json!({ "parts": parts.iter().map(|(n, e)| json!({ "PartNumber": n, "ETag": e })).collect::<Vec<_>>() });
         let q = percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC);
         let t = Instant::now();
         post(&http, format!("{base}/s3/multipart/{upload_id}/complete?key={q}"), body).await;
         completes.push(t.elapsed());
     }
     let (sign1, sign100, complete) = (median(one_request), median(batched), median(completes));
-    println!("sign {parts_n} part URLs, one request:        {:>8.1} ms (median of {sign_rounds})", sign1.as_secs_f64() * 1e3);
-    println!("sign {parts_n} part URLs, requests of 100:    {:>8.1} ms (median of {sign_rounds})", sign100.as_secs_f64() * 1e3);
-    println!("complete a {parts_n}-part upload:              {:>8.1} ms (median of {complete_rounds})", complete.as_secs_f64() * 1e3);
-    println!("sign (one request) + complete:              {:>8.1} ms (target ≤ 1000)", (sign1 + complete).as_secs_f64() * 1e3);
+    println!(
+        "sign {parts_n} part URLs, one request:        {:>8.1} ms (median of {sign_rounds})",
+        sign1.as_secs_f64() * 1e3
+    );
+    println!(
+        "sign {parts_n} part URLs, requests of 100:    {:>8.1} ms (median of {sign_rounds})",
+        sign100.as_secs_f64() * 1e3
+    );
+    println!(
+        "complete a {parts_n}-part upload:              {:>8.1} ms (median of {complete_rounds})",
+        complete.as_secs_f64() * 1e3
+    );
+    println!(
+        "sign (one request) + complete:              {:>8.1} ms (target ≤ 1000)",
+        (sign1 + complete).as_secs_f64() * 1e3
+    );
     handle.shutdown().await;
 }

@@ -31,7 +31,11 @@ fn fresh(dir: &Path) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench");
-    let runs: usize = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).map_or(if full { 5 } else { 1 }, |n| n.parse().expect("--runs N"));
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(if full { 5 } else { 1 }, |n| n.parse().expect("--runs N"));
     if Command::new("ffmpeg").arg("-version").output().is_err() {
         eprintln!("SKIPPED: ffmpeg is not installed (Debian: apt-get install ffmpeg)");
         return;

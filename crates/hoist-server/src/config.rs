@@ -246,7 +246,9 @@ impl WebhookEndpoint {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let url = self.url.parse::<http::Uri>().ok();
-        if !url.is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())) {
+        if !url.is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+        }) {
             return Err(ConfigError(format!(
                 "webhook url {:?} is not an http(s) URL: use e.g. url = \"https://app.example.com/hooks/hoist\"",
                 self.target()
@@ -314,7 +316,9 @@ impl ServerConfig {
     /// The database URL: the configured one, or `SQLite` in the data dir.
     #[must_use]
     pub fn database_url_or_default(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("hoist.db").display()))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("hoist.db").display()))
     }
 
     /// Reads a TOML config file's text onto these settings (file values replace defaults).
@@ -333,7 +337,12 @@ impl ServerConfig {
             self.bucket = v;
         }
         if file.s3_endpoint.is_some() || file.region.is_some() || file.profile.is_some() {
-            self.s3 = S3Target::External { endpoint: file.s3_endpoint, region: file.region, profile: file.profile, credentials: None };
+            self.s3 = S3Target::External {
+                endpoint: file.s3_endpoint,
+                region: file.region,
+                profile: file.profile,
+                credentials: None,
+            };
         }
         if let Some(v) = file.part_url_ttl {
             self.part_url_ttl = v.duration("part_url_ttl")?;
@@ -376,16 +385,27 @@ impl ServerConfig {
         hoist_core::plan::check_part_size(self.part_size, &hoist_core::ProviderLimits::AWS)
             .map_err(|e| ConfigError(format!("part size: {e}")))?;
         if !hoist_core::config::is_valid_bucket_name(&self.bucket) {
-            return bad(format!("{:?} is not a valid bucket name: 3-63 lowercase letters, digits, '.' and '-'", self.bucket));
+            return bad(format!(
+                "{:?} is not a valid bucket name: 3-63 lowercase letters, digits, '.' and '-'",
+                self.bucket
+            ));
         }
         if self.keys.is_empty() && !self.dev && !self.allow_anonymous {
-            return bad("no API keys are configured: add [[keys]] to the config file, or run with --dev for local use".into());
+            return bad(
+                "no API keys are configured: add [[keys]] to the config file, or run with --dev for local use".into()
+            );
         }
         self.validate_pipeline()?;
         for k in &self.keys {
             let p = &k.policy;
-            if !(p.prefix.is_empty() || p.prefix.ends_with('/')) || p.prefix.starts_with('/') || p.prefix.split('/').any(|s| s == ".." || s == ".") {
-                return bad(format!("key {:?}: prefix {:?} must be empty or like \"users/ana/\" (no leading '/', no '.' or '..')", p.name, p.prefix));
+            if !(p.prefix.is_empty() || p.prefix.ends_with('/'))
+                || p.prefix.starts_with('/')
+                || p.prefix.split('/').any(|s| s == ".." || s == ".")
+            {
+                return bad(format!(
+                    "key {:?}: prefix {:?} must be empty or like \"users/ana/\" (no leading '/', no '.' or '..')",
+                    p.name, p.prefix
+                ));
             }
             if p.max_open_uploads == 0 {
                 return bad(format!("key {:?}: max_open_uploads must be at least 1", p.name));
@@ -394,7 +414,10 @@ impl ServerConfig {
                 return bad(format!("key {:?}: rate_per_minute must be at least 1", p.name));
             }
             if p.content_types.is_empty() {
-                return bad(format!("key {:?}: content_types is empty: list allowed types, e.g. [\"image/*\"] or [\"*/*\"]", p.name));
+                return bad(format!(
+                    "key {:?}: content_types is empty: list allowed types, e.g. [\"image/*\"] or [\"*/*\"]",
+                    p.name
+                ));
             }
         }
         for (i, w) in self.webhooks.iter().enumerate() {
@@ -414,10 +437,17 @@ impl ServerConfig {
         let bad = |m: String| Err(ConfigError(m));
         for r in &p.rules {
             if crate::pipeline::preset_names().iter().all(|n| *n != r.preset) {
-                return bad(format!("pipeline rule: unknown preset {:?}: use one of {}", r.preset, crate::pipeline::preset_names().join(", ")));
+                return bad(format!(
+                    "pipeline rule: unknown preset {:?}: use one of {}",
+                    r.preset,
+                    crate::pipeline::preset_names().join(", ")
+                ));
             }
             if r.content_types.is_empty() {
-                return bad(format!("pipeline rule for preset {:?}: content_types is empty, e.g. [\"video/*\"]", r.preset));
+                return bad(format!(
+                    "pipeline rule for preset {:?}: content_types is empty, e.g. [\"video/*\"]",
+                    r.preset
+                ));
             }
         }
         Ok(())
@@ -571,7 +601,10 @@ impl FileKey {
     fn resolve(self) -> Result<ApiKeyConfig, ConfigError> {
         let mut token_sha256 = [0u8; 32];
         hex::decode_to_slice(self.token_sha256.trim(), &mut token_sha256).map_err(|_| {
-            ConfigError(format!("key {:?}: token_sha256 must be 64 hex digits (printf %s TOKEN | sha256sum)", self.name))
+            ConfigError(format!(
+                "key {:?}: token_sha256 must be 64 hex digits (printf %s TOKEN | sha256sum)",
+                self.name
+            ))
         })?;
         Ok(ApiKeyConfig {
             token_sha256,
@@ -676,7 +709,9 @@ mod tests {
         assert!(e.contains("unknown event type \"job.finished\"") && e.contains("job.succeeded"), "{e}");
         let e = refused("http://127.0.0.1:9000/all", "https://app.example.com/hooks/hoist?token=abc");
         assert!(e.contains("configured twice"), "{e}");
-        let e = ServerConfig::new("/tmp/x").from_toml("[[webhooks]]\nurl = \"http://a/\"\nsecret = \"whsec_x\"\nheaders = 1").unwrap_err();
+        let e = ServerConfig::new("/tmp/x")
+            .from_toml("[[webhooks]]\nurl = \"http://a/\"\nsecret = \"whsec_x\"\nheaders = 1")
+            .unwrap_err();
         assert!(e.0.contains("headers"), "{e}");
     }
 }

@@ -188,11 +188,16 @@ impl Db {
         const MIGRATION_LOCK: i64 = 0x0068_6f69_7374;
         let mut tx = self.begin_write().await?;
         if self.postgres {
-            sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+            sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS hoist_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS hoist_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
         for (version, sql) in MIGRATIONS {
             let done: Option<i64> = sqlx::query_scalar("SELECT version FROM hoist_migrations WHERE version = $1")
                 .bind(*version)
@@ -201,7 +206,11 @@ impl Db {
             if done.is_some() {
                 continue;
             }
-            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--"))) {
+            for stmt in sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
+            {
                 sqlx::query(stmt).execute(&mut *tx).await?;
             }
             sqlx::query("INSERT INTO hoist_migrations (version, applied_at) VALUES ($1, $2)")
@@ -252,13 +261,20 @@ impl Db {
     }
 
     /// The session of S3 upload `upload_id` on `object_key`, if it belongs to `api_key`.
-    pub async fn get_by_upload_id(&self, api_key: &str, upload_id: &str, object_key: &str) -> Result<Option<Session>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM uploads WHERE api_key = $1 AND upload_id = $2 AND object_key = $3"))
-            .bind(api_key)
-            .bind(upload_id)
-            .bind(object_key)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn get_by_upload_id(
+        &self,
+        api_key: &str,
+        upload_id: &str,
+        object_key: &str,
+    ) -> Result<Option<Session>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM uploads WHERE api_key = $1 AND upload_id = $2 AND object_key = $3"
+        ))
+        .bind(api_key)
+        .bind(upload_id)
+        .bind(object_key)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| from_row(&r)).transpose()
     }
 
@@ -266,7 +282,10 @@ impl Db {
     /// request or replica won the race).
     pub async fn transition(&self, id: &str, from: &[State], to: State) -> Result<bool, sqlx::Error> {
         let placeholders: Vec<String> = (4..4 + from.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND state IN ({})", placeholders.join(", "));
+        let sql = format!(
+            "UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND state IN ({})",
+            placeholders.join(", ")
+        );
         let mut q = sqlx::query(&sql).bind(to.as_str()).bind(now_ms()).bind(id);
         for f in from {
             q = q.bind(f.as_str());
@@ -289,10 +308,11 @@ impl Db {
 
     /// How many of `api_key`'s sessions are still open.
     pub async fn open_count(&self, api_key: &str) -> Result<u64, sqlx::Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE api_key = $1 AND state IN ('created', 'uploading')")
-            .bind(api_key)
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE api_key = $1 AND state IN ('created', 'uploading')")
+                .bind(api_key)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -373,7 +393,13 @@ fn from_row(r: &AnyRow) -> Result<Session, sqlx::Error> {
 
 /// Records a completed upload's result on `conn` (the caller's transaction), if the session is
 /// still open; false when another request completed it first.
-pub async fn complete_in(conn: &mut sqlx::AnyConnection, id: &str, etag: &str, checksum: Option<&str>, size: u64) -> Result<bool, sqlx::Error> {
+pub async fn complete_in(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    etag: &str,
+    checksum: Option<&str>,
+    size: u64,
+) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE uploads SET state = $1, updated_at = $2, completed_at = $3, etag = $4, checksum = $5, size = $6 \
@@ -466,18 +492,28 @@ mod tests {
         db.insert(&b).await.unwrap();
         assert_eq!(db.get(&a.api_key, &a.id).await.unwrap().as_ref(), Some(&a));
         assert_eq!(db.get("other-key", &a.id).await.unwrap(), None, "another key's upload is invisible");
-        assert_eq!(db.get_by_upload_id(&a.api_key, &a.upload_id, &a.object_key).await.unwrap().map(|s| s.id), Some(a.id.clone()));
+        assert_eq!(
+            db.get_by_upload_id(&a.api_key, &a.upload_id, &a.object_key).await.unwrap().map(|s| s.id),
+            Some(a.id.clone())
+        );
         assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 200);
-        let expired: Vec<_> = db.expired(11, 100).await.unwrap().into_iter().filter(|s| s.api_key == a.api_key).map(|s| s.id).collect();
+        let expired: Vec<_> =
+            db.expired(11, 100).await.unwrap().into_iter().filter(|s| s.api_key == a.api_key).map(|s| s.id).collect();
         assert_eq!(expired, vec![a.id.clone()]);
         assert!(db.transition(&a.id, &[State::Created], State::Uploading).await.unwrap());
         assert!(!db.transition(&a.id, &[State::Created], State::Aborted).await.unwrap(), "a lost race reports false");
         let mut conn = db.pool().acquire().await.unwrap();
         assert!(complete_in(&mut conn, &a.id, "etag-2", Some("crc"), 100).await.unwrap());
-        assert!(!complete_in(&mut conn, &a.id, "etag-3", None, 100).await.unwrap(), "completing twice records the first");
+        assert!(
+            !complete_in(&mut conn, &a.id, "etag-3", None, 100).await.unwrap(),
+            "completing twice records the first"
+        );
         drop(conn);
         let done = db.get(&a.api_key, &a.id).await.unwrap().unwrap();
-        assert_eq!((done.state, done.etag.as_deref(), done.checksum.as_deref()), (State::Completed, Some("etag-2"), Some("crc")));
+        assert_eq!(
+            (done.state, done.etag.as_deref(), done.checksum.as_deref()),
+            (State::Completed, Some("etag-2"), Some("crc"))
+        );
         assert!(done.completed_at.is_some());
         assert_eq!(db.open_bytes(&a.api_key).await.unwrap(), 100);
         assert_eq!(db.open_count(&a.api_key).await.unwrap(), 1);

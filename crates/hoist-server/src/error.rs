@@ -10,7 +10,9 @@ use serde_json::json;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No bearer token, or one the service does not know.
-    #[error("missing or unknown API token: send Authorization: Bearer TOKEN with a token from the service's configuration")]
+    #[error(
+        "missing or unknown API token: send Authorization: Bearer TOKEN with a token from the service's configuration"
+    )]
     Unauthorized,
     /// The upload does not exist or belongs to another API key (indistinguishable on purpose).
     #[error("no upload {0} for this API key: check the id returned by POST /v1/uploads")]
@@ -41,7 +43,9 @@ pub enum ApiError {
         allowed: String,
     },
     /// The caller's storage quota would be exceeded.
-    #[error("this upload would exceed the API key's quota of {quota} bytes ({used} bytes in use): complete or abort other uploads first")]
+    #[error(
+        "this upload would exceed the API key's quota of {quota} bytes ({used} bytes in use): complete or abort other uploads first"
+    )]
     QuotaExceeded {
         /// The quota.
         quota: u64,
@@ -49,7 +53,9 @@ pub enum ApiError {
         used: u64,
     },
     /// The caller already has as many unfinished uploads as its policy allows.
-    #[error("this API key already has {max} unfinished uploads, its limit: complete or abort some before starting more")]
+    #[error(
+        "this API key already has {max} unfinished uploads, its limit: complete or abort some before starting more"
+    )]
     TooManyOpenUploads {
         /// The limit.
         max: u32,
@@ -166,7 +172,9 @@ impl ApiError {
     /// applies, and `body` (the API's shape of the error).
     pub(crate) fn respond(self, body: serde_json::Value) -> Response {
         match &self {
-            Self::Store { source, .. } => tracing::error!(error = %source, code = self.code(), "object store call failed"),
+            Self::Store { source, .. } => {
+                tracing::error!(error = %source, code = self.code(), "object store call failed")
+            }
             Self::Database(e) => tracing::error!(error = %e, "database call failed"),
             Self::Internal(cause) => tracing::error!(cause = %cause, "internal failure"),
             _ => tracing::info!(code = self.code(), message = %self, "request refused"),

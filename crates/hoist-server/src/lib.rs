@@ -151,7 +151,9 @@ impl Workers {
     fn spawn(&self, role: &str, stop: &hoist_core::CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let Some(worker) = &self.worker else { return Vec::new() };
         (0..self.count)
-            .map(|i| tokio::spawn(Arc::clone(worker).run(format!("{role}-{}-{i}", std::process::id()), stop.child_token())))
+            .map(|i| {
+                tokio::spawn(Arc::clone(worker).run(format!("{role}-{}-{i}", std::process::id()), stop.child_token()))
+            })
             .collect()
     }
 }
@@ -174,7 +176,8 @@ impl WorkerProcess {
         let mut pipeline_config = config.pipeline.clone();
         pipeline_config.workers = count.max(1);
         pipeline_config.validate_workers()?;
-        let tools = pipeline::transcode::Ffmpeg::find().map_err(|why| config::ConfigError(format!("hoist worker needs ffmpeg: {why}")))?;
+        let tools = pipeline::transcode::Ffmpeg::find()
+            .map_err(|why| config::ConfigError(format!("hoist worker needs ffmpeg: {why}")))?;
         let limits = provider_limits(&config.s3);
         let s3 = match &config.s3 {
             S3Target::Embedded { .. } => {
@@ -244,7 +247,9 @@ fn dev_token(data_dir: &std::path::Path) -> Result<String, Error> {
 /// objects for other stores; the embedded store is one of those).
 fn provider_limits(target: &S3Target) -> ProviderLimits {
     match target {
-        S3Target::External { endpoint, .. } => hoist_core::config::Provider::from_endpoint(endpoint.as_deref()).limits(),
+        S3Target::External { endpoint, .. } => {
+            hoist_core::config::Provider::from_endpoint(endpoint.as_deref()).limits()
+        }
         S3Target::Embedded { .. } => hoist_core::config::Provider::S3Compatible.limits(),
     }
 }
@@ -261,7 +266,12 @@ async fn embedded_client(endpoint: String, creds: hoist_store::Credentials) -> R
 }
 
 /// A client for an external S3, with the AWS credential chain unless a key pair is given.
-async fn external_client(endpoint: Option<&String>, region: Option<&String>, profile: Option<&String>, credentials: Option<&(String, String)>) -> Result<S3Client, Error> {
+async fn external_client(
+    endpoint: Option<&String>,
+    region: Option<&String>,
+    profile: Option<&String>,
+    credentials: Option<&(String, String)>,
+) -> Result<S3Client, Error> {
     Ok(S3Client::connect(&ClientOptions {
         endpoint_url: endpoint.cloned(),
         region: region.cloned(),
@@ -296,7 +306,8 @@ async fn connect_s3(
             let handle = store.start(listen).await?;
             // `hoist worker` processes on this machine find the store here.
             let url_file = config.data_dir.join(STORE_URL_FILE);
-            std::fs::write(&url_file, handle.endpoint_url()).map_err(|source| Error::DataDir { path: url_file, source })?;
+            std::fs::write(&url_file, handle.endpoint_url())
+                .map_err(|source| Error::DataDir { path: url_file, source })?;
             let s3 = embedded_client(handle.endpoint_url(), creds).await?;
             if s3.head_bucket(&config.bucket).await.is_err() {
                 s3.create_bucket(&config.bucket).await?;
@@ -304,7 +315,8 @@ async fn connect_s3(
             Ok((s3, Endpoint::PathStyle(handle.endpoint_url()), Some(handle)))
         }
         S3Target::External { endpoint, region, profile, credentials } => {
-            let s3 = external_client(endpoint.as_ref(), region.as_ref(), profile.as_ref(), credentials.as_ref()).await?;
+            let s3 =
+                external_client(endpoint.as_ref(), region.as_ref(), profile.as_ref(), credentials.as_ref()).await?;
             s3.head_bucket(&config.bucket).await?;
             Ok((s3, endpoint.clone().map_or(Endpoint::Aws, Endpoint::PathStyle), None))
         }
@@ -316,7 +328,8 @@ impl Server {
     /// is configured), makes sure the bucket exists, and binds the API's address.
     pub async fn start(config: ServerConfig) -> Result<Self, Error> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir { path: config.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| Error::DataDir { path: config.data_dir.clone(), source })?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| Error::Listen { addr: config.listen.clone(), source })?;
@@ -325,7 +338,9 @@ impl Server {
         let url = config.database_url_or_default();
         let db = db::Db::connect(&url).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let webhooks = Arc::new(pipeline::webhooks::Webhooks::new(&config.webhooks)?);
-        let stream_key = pipeline::stream_token::load_key(&db).await.map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
+        let stream_key = pipeline::stream_token::load_key(&db)
+            .await
+            .map_err(|source| Error::Database { url: db::redact_url(&url), source })?;
         let mut pipeline_config = config.pipeline.clone();
         let (tools, pipeline_note) = pipeline::setup(&mut pipeline_config, config.dev)?;
 
@@ -350,9 +365,11 @@ impl Server {
         let (s3, endpoint, store) = connect_s3(&config, origins, &intake, &embedded_secret).await?;
         let store_events_secret = if store.is_some() { Some(embedded_secret) } else { config.s3_events_secret.clone() };
         // Part URLs are signed with the same credentials and region as the service's own calls.
-        let provider = s3
-            .credentials_provider()
-            .ok_or_else(|| hoist_core::Error::Credentials("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile".into()))?;
+        let provider = s3.credentials_provider().ok_or_else(|| {
+            hoist_core::Error::Credentials(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile".into(),
+            )
+        })?;
         let region = s3.region();
         let presigner = Presigner::new(endpoint, &config.bucket, &region, provider);
 

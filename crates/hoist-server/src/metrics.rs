@@ -56,7 +56,11 @@ impl Metrics {
             ("hoist_uploads_created_total", "Multipart uploads created.", &self.created),
             ("hoist_uploads_completed_total", "Uploads completed and verified.", &self.completed),
             ("hoist_uploads_aborted_total", "Uploads aborted by their caller.", &self.aborted),
-            ("hoist_uploads_expired_total", "Uploads aborted by the janitor after their session expired.", &self.expired),
+            (
+                "hoist_uploads_expired_total",
+                "Uploads aborted by the janitor after their session expired.",
+                &self.expired,
+            ),
             ("hoist_bytes_completed_total", "Bytes in completed uploads.", &self.bytes_completed),
             ("hoist_part_urls_signed_total", "Pre-signed part URLs handed out.", &self.urls_signed),
         ] {

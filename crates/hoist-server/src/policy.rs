@@ -82,7 +82,9 @@ pub const MAX_FILENAME: usize = 255;
 /// Checks a client's file name: refused (not rewritten) if it is empty, too long, has a path
 /// separator, is `.` or `..`, or contains control characters.
 pub fn check_filename(name: &str) -> ApiResult<()> {
-    let refuse = |why: &str| Err(ApiError::BadRequest(format!("filename {name:?} {why}: send the file's own name, e.g. \"report.pdf\"")));
+    let refuse = |why: &str| {
+        Err(ApiError::BadRequest(format!("filename {name:?} {why}: send the file's own name, e.g. \"report.pdf\"")))
+    };
     if name.is_empty() || name.trim().is_empty() {
         return refuse("is empty");
     }
@@ -128,7 +130,9 @@ pub fn normalize_content_type(ct: Option<&str>) -> ApiResult<String> {
     let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
     match essence.split_once('/') {
         Some((t, s)) if token(t) && token(s) => Ok(essence),
-        _ => Err(ApiError::BadRequest(format!("content_type {ct:?} is not a media type: write it as type/subtype, e.g. image/png"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "content_type {ct:?} is not a media type: write it as type/subtype, e.g. image/png"
+        ))),
     }
 }
 
@@ -140,7 +144,10 @@ pub fn check_object(policy: &KeyPolicy, size: Option<u64>, content_type: &str) -
         return Err(ApiError::TooLarge { size, max: policy.max_size });
     }
     if !content_type_matches(&policy.content_types, content_type) {
-        return Err(ApiError::ContentTypeNotAllowed { got: content_type.into(), allowed: policy.content_types.join(", ") });
+        return Err(ApiError::ContentTypeNotAllowed {
+            got: content_type.into(),
+            allowed: policy.content_types.join(", "),
+        });
     }
     Ok(())
 }
@@ -170,10 +177,14 @@ pub fn check_metadata(meta: &[(String, String)]) -> ApiResult<()> {
     let mut total = 0;
     for (k, v) in meta {
         if !hoist_core::config::is_valid_metadata_name(k) {
-            return Err(ApiError::BadRequest(format!("metadata name {k:?} is not allowed: use letters, digits, '-' and '_'")));
+            return Err(ApiError::BadRequest(format!(
+                "metadata name {k:?} is not allowed: use letters, digits, '-' and '_'"
+            )));
         }
         if !v.bytes().all(|c| (0x20..0x7f).contains(&c)) {
-            return Err(ApiError::BadRequest(format!("metadata {k:?} has a value with non-printable or non-ASCII characters: S3 sends metadata as HTTP headers")));
+            return Err(ApiError::BadRequest(format!(
+                "metadata {k:?} has a value with non-printable or non-ASCII characters: S3 sends metadata as HTTP headers"
+            )));
         }
         total += k.len() + v.len();
     }

@@ -80,9 +80,10 @@ impl Presigner {
 
     /// Current credentials (cached by the provider).
     pub async fn credentials(&self) -> ApiResult<Credentials> {
-        self.credentials.provide_credentials().await.map_err(|e| {
-            ApiError::store("get credentials to sign with", hoist_core::Error::Credentials(e.to_string()))
-        })
+        self.credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| ApiError::store("get credentials to sign with", hoist_core::Error::Credentials(e.to_string())))
     }
 
     /// The object's URL (unsigned): what `location` reports.
@@ -96,7 +97,13 @@ impl Presigner {
     }
 
     /// Signs one UploadPart valid for `ttl` from `now`.
-    pub fn upload_part(&self, creds: &Credentials, now: SystemTime, ttl: Duration, part: &PartToSign<'_>) -> ApiResult<SignedPart> {
+    pub fn upload_part(
+        &self,
+        creds: &Credentials,
+        now: SystemTime,
+        ttl: Duration,
+        part: &PartToSign<'_>,
+    ) -> ApiResult<SignedPart> {
         let url = format!(
             "{}?partNumber={}&uploadId={}",
             self.object_url(part.key),
@@ -112,11 +119,14 @@ impl Presigner {
         if let Some((name, value)) = &checksum {
             bound.push((name, value));
         }
-        let signed = presign(creds, &self.region, "PUT", &url, &bound, now, ttl).map_err(|e| ApiError::Internal(format!("signing a part URL failed: {e}")))?;
+        let signed = presign(creds, &self.region, "PUT", &url, &bound, now, ttl)
+            .map_err(|e| ApiError::Internal(format!("signing a part URL failed: {e}")))?;
         Ok(SignedPart {
             part_number: part.part_number,
             url: signed.url,
-            expires_at: time::OffsetDateTime::from(signed.expires_at).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            expires_at: time::OffsetDateTime::from(signed.expires_at)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             headers: checksum.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
         })
     }
@@ -130,7 +140,15 @@ impl Presigner {
 
     /// A POST policy form for one object of at most `max_size` bytes and this content type.
     #[must_use]
-    pub fn post_form(&self, creds: &Credentials, now: SystemTime, ttl: Duration, key: &str, content_type: &str, max_size: u64) -> PostForm {
+    pub fn post_form(
+        &self,
+        creds: &Credentials,
+        now: SystemTime,
+        ttl: Duration,
+        key: &str,
+        content_type: &str,
+        max_size: u64,
+    ) -> PostForm {
         let date = time::OffsetDateTime::from(now);
         let day = format!("{:04}{:02}{:02}", date.year(), u8::from(date.month()), date.day());
         let amz_date = format!("{day}T{:02}{:02}{:02}Z", date.hour(), date.minute(), date.second());
@@ -177,7 +195,12 @@ mod tests {
 
     fn presigner() -> Presigner {
         let creds = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        Presigner::new(Endpoint::PathStyle("http://127.0.0.1:9000/".into()), "bkt", "us-east-1", SharedCredentialsProvider::new(creds))
+        Presigner::new(
+            Endpoint::PathStyle("http://127.0.0.1:9000/".into()),
+            "bkt",
+            "us-east-1",
+            SharedCredentialsProvider::new(creds),
+        )
     }
 
     #[test]
@@ -185,18 +208,44 @@ mod tests {
         let p = presigner();
         let creds = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
         let c = Checksum::of(hoist_core::checksum::ChecksumAlgorithm::Crc32c, b"hello");
-        let part = PartToSign { key: "a b/ü?.bin", upload_id: "u+1", part_number: 3, content_length: Some(5), checksum: Some(&c) };
-        let s = p.upload_part(&creds, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000), Duration::from_mins(15), &part).unwrap();
-        assert!(s.url.starts_with("http://127.0.0.1:9000/bkt/a%20b/%C3%BC%3F.bin?partNumber=3&uploadId=u%2B1&"), "{}", s.url);
+        let part = PartToSign {
+            key: "a b/ü?.bin",
+            upload_id: "u+1",
+            part_number: 3,
+            content_length: Some(5),
+            checksum: Some(&c),
+        };
+        let s = p
+            .upload_part(&creds, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000), Duration::from_mins(15), &part)
+            .unwrap();
+        assert!(
+            s.url.starts_with("http://127.0.0.1:9000/bkt/a%20b/%C3%BC%3F.bin?partNumber=3&uploadId=u%2B1&"),
+            "{}",
+            s.url
+        );
         assert!(s.url.contains("X-Amz-SignedHeaders=content-length%3Bhost%3Bx-amz-checksum-crc32c"), "{}", s.url);
         assert!(s.url.contains("X-Amz-Expires=900"), "{}", s.url);
         assert_eq!(s.headers.get("x-amz-checksum-crc32c"), Some(&c.to_base64()));
         assert_eq!(s.expires_at, "2027-01-15T08:15:00Z");
         // Signed at a fraction of a second: the URL's clock starts at the whole second.
-        let late = p.upload_part(&creds, SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_900), Duration::from_mins(15), &part).unwrap();
+        let late = p
+            .upload_part(
+                &creds,
+                SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_900),
+                Duration::from_mins(15),
+                &part,
+            )
+            .unwrap();
         assert_eq!(late.expires_at, "2027-01-15T08:15:00Z");
         // Another part number gives another signature.
-        let other = p.upload_part(&creds, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000), Duration::from_mins(15), &PartToSign { part_number: 4, ..part }).unwrap();
+        let other = p
+            .upload_part(
+                &creds,
+                SystemTime::UNIX_EPOCH + Duration::from_hours(500_000),
+                Duration::from_mins(15),
+                &PartToSign { part_number: 4, ..part },
+            )
+            .unwrap();
         let sig = |u: &str| u.split("X-Amz-Signature=").nth(1).unwrap().to_owned();
         assert_ne!(sig(&s.url), sig(&other.url));
     }
@@ -205,11 +254,22 @@ mod tests {
     fn post_form_has_a_policy_with_the_size_range() {
         let p = presigner();
         let creds = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
-        let f = p.post_form(&creds, SystemTime::UNIX_EPOCH + Duration::from_hours(500_000), Duration::from_mins(15), "k/x.png", "image/png", 1000);
+        let f = p.post_form(
+            &creds,
+            SystemTime::UNIX_EPOCH + Duration::from_hours(500_000),
+            Duration::from_mins(15),
+            "k/x.png",
+            "image/png",
+            1000,
+        );
         assert_eq!(f.url, "http://127.0.0.1:9000/bkt/");
         let policy = base64::engine::general_purpose::STANDARD.decode(&f.fields["policy"]).unwrap();
         let policy: serde_json::Value = serde_json::from_slice(&policy).unwrap();
-        assert!(policy["conditions"].as_array().unwrap().contains(&serde_json::json!(["content-length-range", 0, 1000])));
+        assert!(policy["conditions"].as_array().unwrap().contains(&serde_json::json!([
+            "content-length-range",
+            0,
+            1000
+        ])));
         assert_eq!(f.fields["x-amz-signature"].len(), 64);
     }
 }

@@ -25,9 +25,9 @@ use std::collections::HashMap;
 use std::str::FromStr as _;
 use std::time::{Instant, SystemTime};
 
+use hoist_core::UploadRef;
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
 use hoist_core::client::{ObjectMeta, PartInfo, UploadChecksum};
-use hoist_core::UploadRef;
 use hoist_core::plan::PlanError;
 use rand::RngCore as _;
 
@@ -132,7 +132,9 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if algorithm == Some(ChecksumAlgorithm::Crc64Nvme) {
-        return Err(ApiError::BadRequest("checksum_algorithm crc64nvme has no per-part checksums in S3: use crc32c or sha256".into()));
+        return Err(ApiError::BadRequest(
+            "checksum_algorithm crc64nvme has no per-part checksums in S3: use crc32c or sha256".into(),
+        ));
     }
     if st.db.open_count(&policy.name).await? >= u64::from(policy.max_open_uploads) {
         return Err(ApiError::TooManyOpenUploads { max: policy.max_open_uploads });
@@ -156,7 +158,12 @@ pub async fn create(st: &AppState, caller: &Caller, req: NewUpload) -> ApiResult
     let upload_id = st
         .s3
         // The service completes from ListParts, part checksums only: COMPOSITE.
-        .create_upload(&st.bucket, &key, meta, algorithm.map(|algorithm| UploadChecksum { algorithm, full_object: false }))
+        .create_upload(
+            &st.bucket,
+            &key,
+            meta,
+            algorithm.map(|algorithm| UploadChecksum { algorithm, full_object: false }),
+        )
         .await
         .map_err(|e| ApiError::store("create the multipart upload", e))?
         .upload_id;
@@ -239,13 +246,18 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(
         return Err(ApiError::BadRequest("part_numbers is empty: list the parts to sign, e.g. [1, 2, 3]".into()));
     }
     if numbers.len() > MAX_PARTS_PER_REQUEST {
-        return Err(ApiError::BadRequest(format!("{} part numbers in one request: ask for at most {MAX_PARTS_PER_REQUEST}", numbers.len())));
+        return Err(ApiError::BadRequest(format!(
+            "{} part numbers in one request: ask for at most {MAX_PARTS_PER_REQUEST}",
+            numbers.len()
+        )));
     }
     let max = s.part_count.unwrap_or_else(|| st.limits.max_part_number());
     let mut seen = std::collections::HashSet::new();
     for &n in numbers {
         if n == 0 || n > max {
-            return Err(ApiError::BadRequest(format!("part number {n} is out of range: this upload has parts 1 to {max}")));
+            return Err(ApiError::BadRequest(format!(
+                "part number {n} is out of range: this upload has parts 1 to {max}"
+            )));
         }
         if !seen.insert(n) {
             return Err(ApiError::BadRequest(format!("part number {n} is listed twice")));
@@ -254,9 +266,12 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(
     let algorithm = s.checksum_algorithm.as_deref().and_then(|a| ChecksumAlgorithm::from_str(a).ok());
     let mut bound: HashMap<u32, Checksum> = HashMap::new();
     for (k, v) in checksums {
-        let n: u32 = k.parse().map_err(|_| ApiError::BadRequest(format!("checksums key {k:?} is not a part number")))?;
+        let n: u32 =
+            k.parse().map_err(|_| ApiError::BadRequest(format!("checksums key {k:?} is not a part number")))?;
         if !seen.contains(&n) {
-            return Err(ApiError::BadRequest(format!("a checksum is given for part {n}, which is not in part_numbers")));
+            return Err(ApiError::BadRequest(format!(
+                "a checksum is given for part {n}, which is not in part_numbers"
+            )));
         }
         let Some(alg) = algorithm else {
             return Err(ApiError::BadRequest("checksums were sent but the upload was created without checksum_algorithm: create it with one, or send none".into()));
@@ -268,7 +283,9 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(
     if let Some(alg) = algorithm
         && let Some(n) = numbers.iter().find(|n| !bound.contains_key(n))
     {
-        return Err(ApiError::BadRequest(format!("part {n} has no checksum: this upload was created with checksum_algorithm {alg}, so every part needs one")));
+        return Err(ApiError::BadRequest(format!(
+            "part {n} has no checksum: this upload was created with checksum_algorithm {alg}, so every part needs one"
+        )));
     }
     stage_unknown_size(st, caller, s, numbers).await?;
     let creds = st.presigner.credentials().await?;
@@ -276,13 +293,18 @@ pub async fn sign_parts<H: std::hash::BuildHasher>(
     let signed = numbers
         .iter()
         .map(|&n| {
-            st.presigner.upload_part(&creds, now, st.part_url_ttl, &PartToSign {
-                key: &s.object_key,
-                upload_id: &s.upload_id,
-                part_number: n,
-                content_length: planned_len(s, n),
-                checksum: bound.get(&n),
-            })
+            st.presigner.upload_part(
+                &creds,
+                now,
+                st.part_url_ttl,
+                &PartToSign {
+                    key: &s.object_key,
+                    upload_id: &s.upload_id,
+                    part_number: n,
+                    content_length: planned_len(s, n),
+                    checksum: bound.get(&n),
+                },
+            )
         })
         .collect::<ApiResult<Vec<_>>>()?;
     if s.state == State::Created {
@@ -322,7 +344,8 @@ async fn check_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
 /// it kept failing that way (its answers may have been lost after the store completed it, so the
 /// caller's HEAD decides); `Ok(None)`: completed, or answered `NoSuchUpload` (the HEAD decides too).
 async fn send_complete(st: &AppState, s: &Session, chosen: &[PartInfo]) -> ApiResult<Option<hoist_core::Error>> {
-    let list: Vec<(u32, String, Option<Checksum>)> = chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
+    let list: Vec<(u32, String, Option<Checksum>)> =
+        chosen.iter().map(|p| (p.number, p.etag.clone(), p.checksum.clone())).collect();
     let backoff = hoist_core::retry::RetryConfig::default();
     for attempt in 1..=COMPLETE_ATTEMPTS {
         match st.s3.complete(&upload_of(s), &list, None).await {
@@ -353,11 +376,7 @@ fn upload_of(s: &Session) -> UploadRef {
 /// The parts S3 holds for the session (all pages), ascending.
 pub async fn list_parts(st: &AppState, s: &Session) -> ApiResult<Vec<PartInfo>> {
     require_open(s)?;
-    let mut parts = st
-        .s3
-        .list_parts(&upload_of(s))
-        .await
-        .map_err(|e| ApiError::store("list the parts", e))?;
+    let mut parts = st.s3.list_parts(&upload_of(s)).await.map_err(|e| ApiError::store("list the parts", e))?;
     parts.sort_by_key(|p| p.number);
     Ok(parts)
 }
@@ -458,7 +477,8 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
         *total
     } else {
         // No part list to compare with: the object must be the one these parts make.
-        let same = etag_of_parts(parts).is_some_and(|e| same_etag(&e, &head.etag)) && s.size.is_none_or(|size| size == head.size);
+        let same = etag_of_parts(parts).is_some_and(|e| same_etag(&e, &head.etag))
+            && s.size.is_none_or(|size| size == head.size);
         if !same {
             return Err(ApiError::WrongState {
                 id: s.id.clone(),
@@ -491,7 +511,13 @@ pub async fn complete(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32
 
 /// The parts the client named, checked against ListParts (every `ETag`, every planned size) and
 /// the caller's size limit; answers them with their total size.
-async fn check_parts(st: &AppState, caller: &Caller, s: &Session, parts: &[(u32, String)], listed: Vec<PartInfo>) -> ApiResult<(Vec<PartInfo>, u64)> {
+async fn check_parts(
+    st: &AppState,
+    caller: &Caller,
+    s: &Session,
+    parts: &[(u32, String)],
+    listed: Vec<PartInfo>,
+) -> ApiResult<(Vec<PartInfo>, u64)> {
     let listed: HashMap<u32, PartInfo> = listed.into_iter().map(|p| (p.number, p)).collect();
     let mut chosen = Vec::with_capacity(parts.len());
     let mut total = 0u64;
@@ -558,7 +584,11 @@ async fn record_completion(st: &AppState, s: &Session, done: &Completed) -> ApiR
         max_attempts: st.pipeline.max_attempts,
         timeout: st.pipeline.job_timeout,
     };
-    let queued: Vec<JobRef> = jobs::enqueue_matching(&mut tx, &st.pipeline.rules, &source).await?.iter().map(|j| JobRef::new(st, j)).collect();
+    let queued: Vec<JobRef> = jobs::enqueue_matching(&mut tx, &st.pipeline.rules, &source)
+        .await?
+        .iter()
+        .map(|j| JobRef::new(st, j))
+        .collect();
     let data = serde_json::json!({
         "upload_id": s.id,
         "bucket": done.bucket,
@@ -571,13 +601,16 @@ async fn record_completion(st: &AppState, s: &Session, done: &Completed) -> ApiR
         "jobs": queued.iter().map(|j| &j.id).collect::<Vec<_>>(),
     });
     st.outbox
-        .record(&mut tx, &events::NewEvent {
-            kind: events::UPLOAD_COMPLETED,
-            api_key: &s.api_key,
-            subject: &s.id,
-            dedup_key: format!("{}:{}", events::UPLOAD_COMPLETED, s.id),
-            data,
-        })
+        .record(
+            &mut tx,
+            &events::NewEvent {
+                kind: events::UPLOAD_COMPLETED,
+                api_key: &s.api_key,
+                subject: &s.id,
+                dedup_key: format!("{}:{}", events::UPLOAD_COMPLETED, s.id),
+                data,
+            },
+        )
         .await?;
     tx.commit().await?;
     st.outbox.wake();
@@ -599,14 +632,21 @@ pub struct Deleted {
 pub async fn delete_completed(st: &AppState, s: &Session) -> ApiResult<Deleted> {
     use crate::pipeline::{jobs, worker};
     if s.state != State::Completed {
-        return Err(ApiError::WrongState { id: s.id.clone(), state: s.state_now().as_str().into(), hint: "only completed uploads can be deleted" });
+        return Err(ApiError::WrongState {
+            id: s.id.clone(),
+            state: s.state_now().as_str().into(),
+            hint: "only completed uploads can be deleted",
+        });
     }
     let before = jobs::for_upload(&st.db, &s.api_key, &s.id).await?;
     let open = before.iter().filter(|j| !j.state.is_terminal()).count();
     jobs::cancel_for_upload(&st.db, &st.outbox, &s.api_key, &s.id).await?;
     let derived = worker::derived_prefix(&s.object_key, &s.id);
     let mut keys = Vec::new();
-    st.s3.list_objects(&s.bucket, &derived, &mut |o| keys.push(o.key)).await.map_err(|e| ApiError::store("list the upload's outputs", e))?;
+    st.s3
+        .list_objects(&s.bucket, &derived, &mut |o| keys.push(o.key))
+        .await
+        .map_err(|e| ApiError::store("list the upload's outputs", e))?;
     keys.push(s.object_key.clone());
     for key in &keys {
         st.s3.delete(&s.bucket, key).await.map_err(|e| ApiError::store("delete the upload's objects", e))?;

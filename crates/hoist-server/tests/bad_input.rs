@@ -31,10 +31,34 @@ async fn refused_creates_change_nothing() {
         (Some(ALICE), create_body("line\r\nbreak.png", 10), 400, "bad_request", "control characters"),
         (Some(ALICE), create_body("", 10), 400, "bad_request", "empty"),
         (Some(ALICE), create_body("big.bin", 64 * MIB + 1), 413, "too_large", "67108864"),
-        (Some(ALICE), json!({ "filename": "a.html", "size": 10, "content_type": "text/html" }), 415, "content_type_not_allowed", "image/*"),
-        (Some(ALICE), json!({ "filename": "a.png", "size": 10, "content_type": "nonsense" }), 400, "bad_request", "type/subtype"),
-        (Some(ALICE), json!({ "filename": "a.png", "size": 10, "checksum_algorithm": "md4" }), 400, "bad_request", "crc32c"),
-        (Some(ALICE), json!({ "filename": "a.png", "size": 10, "metadata": { "bad name": "v" } }), 400, "bad_request", "metadata name"),
+        (
+            Some(ALICE),
+            json!({ "filename": "a.html", "size": 10, "content_type": "text/html" }),
+            415,
+            "content_type_not_allowed",
+            "image/*",
+        ),
+        (
+            Some(ALICE),
+            json!({ "filename": "a.png", "size": 10, "content_type": "nonsense" }),
+            400,
+            "bad_request",
+            "type/subtype",
+        ),
+        (
+            Some(ALICE),
+            json!({ "filename": "a.png", "size": 10, "checksum_algorithm": "md4" }),
+            400,
+            "bad_request",
+            "crc32c",
+        ),
+        (
+            Some(ALICE),
+            json!({ "filename": "a.png", "size": 10, "metadata": { "bad name": "v" } }),
+            400,
+            "bad_request",
+            "metadata name",
+        ),
         (Some(ALICE), json!({ "filename": "a.png", "size": -1 }), 400, "bad_json", "size"),
         (Some(ALICE), json!({ "filename": "a.png" }), 400, "bad_json", "size"),
         (Some(ALICE), json!({ "filename": "a.png", "size": 1, "colour": "red" }), 400, "bad_json", "colour"),
@@ -46,10 +70,18 @@ async fn refused_creates_change_nothing() {
     }
     // Not JSON at all, and JSON over the size cap.
     let http = reqwest::Client::new();
-    let r = http.post(&url).bearer_auth(ALICE).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = http
+        .post(&url)
+        .bearer_auth(ALICE)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let huge = format!("{{\"filename\": \"{}\", \"size\": 1}}", "x".repeat(2 * MIB));
-    let r = http.post(&url).bearer_auth(ALICE).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let r =
+        http.post(&url).bearer_auth(ALICE).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let r = http.post(&url).bearer_auth(ALICE).body(create_body("a.bin", 1).to_string()).send().await.unwrap();
     assert_eq!(r.status(), 400, "a body without Content-Type: application/json is refused");
@@ -152,7 +184,10 @@ async fn complete_checks_parts_against_the_store_and_stays_resumable() {
         etags.push(etag.unwrap());
     }
     // Part 3 uploaded around the service with a wrong size (straight to the store).
-    let upload_id = svc.s3().list_multipart_uploads().bucket("hoist").send().await.unwrap().uploads()[0].upload_id().unwrap().to_owned();
+    let upload_id = svc.s3().list_multipart_uploads().bucket("hoist").send().await.unwrap().uploads()[0]
+        .upload_id()
+        .unwrap()
+        .to_owned();
     let wrong = svc
         .s3()
         .upload_part()
@@ -174,8 +209,14 @@ async fn complete_checks_parts_against_the_store_and_stays_resumable() {
         (json!([p(1, &etags[0]), p(2, &etags[1])]), "2 parts were sent but the upload has 3"),
         (json!([p(1, &etags[0]), p(3, &wrong_etag)]), "part 2 is missing"),
         (json!([p(2, &etags[1]), p(1, &etags[0]), p(3, &wrong_etag)]), "out of order"),
-        (json!([p(1, &etags[0]), p(2, "0123456789abcdef0123456789abcdef"), p(3, &wrong_etag)]), "part 2: the ETag sent does not match"),
-        (json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &wrong_etag)]), "part 3 is 1048583 bytes but the plan says 1048576"),
+        (
+            json!([p(1, &etags[0]), p(2, "0123456789abcdef0123456789abcdef"), p(3, &wrong_etag)]),
+            "part 2: the ETag sent does not match",
+        ),
+        (
+            json!([p(1, &etags[0]), p(2, &etags[1]), p(3, &wrong_etag)]),
+            "part 3 is 1048583 bytes but the plan says 1048576",
+        ),
         (json!([]), "parts is empty"),
     ] {
         let r = complete(parts.clone()).await;
@@ -201,7 +242,12 @@ async fn complete_checks_parts_against_the_store_and_stays_resumable() {
     assert_eq!(svc.object(&key).await, content);
     // Deleting a completed upload deletes its object; then it is `deleted` and stays so.
     let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
-    assert_eq!((a.status, &a.body["state"], &a.body["objects_deleted"]), (200, &json!("deleted"), &json!(1)), "{}", a.body);
+    assert_eq!(
+        (a.status, &a.body["state"], &a.body["objects_deleted"]),
+        (200, &json!("deleted"), &json!(1)),
+        "{}",
+        a.body
+    );
     assert!(svc.s3().head_object().bucket("hoist").key(&key).send().await.is_err(), "the object is gone");
     let a = call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await;
     assert_eq!((a.status, a.code()), (409, "wrong_state"), "{}", a.body);
@@ -244,7 +290,9 @@ async fn companion_errors_size_limit_at_complete_and_cors() {
         c.cors_origins = vec!["https://app.example".into()];
     })
     .await;
-    let r = call("POST", &format!("{}/u/wrong-token/s3/multipart", svc.url), None, Some(json!({ "filename": "a.bin" }))).await;
+    let r =
+        call("POST", &format!("{}/u/wrong-token/s3/multipart", svc.url), None, Some(json!({ "filename": "a.bin" })))
+            .await;
     assert_eq!(r.status, 401);
     assert!(r.body["message"].as_str().unwrap().contains("token"), "{}", r.body);
     assert!(r.body.get("error").is_none(), "Companion's shape, not /v1's: {}", r.body);
@@ -253,8 +301,15 @@ async fn companion_errors_size_limit_at_complete_and_cors() {
     assert!(r.body["message"].as_str().unwrap().contains("path separator"), "{}", r.body);
 
     let base = format!("{}/u/{BOB}/s3", svc.url);
-    let c = call("POST", &format!("{base}/multipart"), None, Some(json!({ "filename": "big.bin", "type": "application/octet-stream" }))).await;
-    let (key, upload_id) = (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
+    let c = call(
+        "POST",
+        &format!("{base}/multipart"),
+        None,
+        Some(json!({ "filename": "big.bin", "type": "application/octet-stream" })),
+    )
+    .await;
+    let (key, upload_id) =
+        (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
     let q = format!("key={}", percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC));
     let mut parts = Vec::new();
     for (n, len) in [(1, 5 * MIB), (2, 2 * MIB)] {
@@ -263,7 +318,9 @@ async fn companion_errors_size_limit_at_complete_and_cors() {
         assert_eq!(status, 200);
         parts.push(json!({ "PartNumber": n, "ETag": etag.unwrap() }));
     }
-    let done = call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), None, Some(json!({ "parts": parts }))).await;
+    let done =
+        call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), None, Some(json!({ "parts": parts })))
+            .await;
     assert_eq!(done.status, 413, "{}", done.body);
     assert!(done.body["message"].as_str().unwrap().contains("6291456"), "{}", done.body);
     assert_eq!(svc.open_uploads().await, 0, "the oversized upload must be aborted, not left behind");
@@ -282,7 +339,12 @@ async fn companion_errors_size_limit_at_complete_and_cors() {
     assert_eq!(pre.status(), 204);
     assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.example");
     assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
-    let other = http.request(reqwest::Method::OPTIONS, format!("{}/v1/uploads", svc.url)).header("origin", "https://evil.example").send().await.unwrap();
+    let other = http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/uploads", svc.url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
     svc.stop().await;
 }
@@ -292,7 +354,13 @@ const GIB: u64 = 1024 * 1024 * 1024;
 /// Creates an upload through Uppy's routes for `token`; (base URL, key query, upload id).
 async fn uppy_upload(svc: &Service, token: &str, filename: &str) -> (String, String, String) {
     let base = format!("{}/u/{token}/s3", svc.url);
-    let c = call("POST", &format!("{base}/multipart"), None, Some(json!({ "filename": filename, "type": "application/octet-stream" }))).await;
+    let c = call(
+        "POST",
+        &format!("{base}/multipart"),
+        None,
+        Some(json!({ "filename": filename, "type": "application/octet-stream" })),
+    )
+    .await;
     assert_eq!(c.status, 200, "{}", c.body);
     let key = c.body["key"].as_str().unwrap();
     let q = format!("key={}", percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC));
@@ -341,7 +409,13 @@ async fn uppy_parts_count_toward_the_quota_and_open_uploads_are_capped() {
         c.keys[1].policy.quota = Some(6 * GIB);
     })
     .await;
-    let done = call("POST", &format!("{}/u/{BOB}/s3/multipart/{upload_id}/complete?{q}", svc.url), None, Some(json!({ "parts": parts }))).await;
+    let done = call(
+        "POST",
+        &format!("{}/u/{BOB}/s3/multipart/{upload_id}/complete?{q}", svc.url),
+        None,
+        Some(json!({ "parts": parts })),
+    )
+    .await;
     assert_eq!(done.status, 403, "{}", done.body);
     assert!(done.message().contains("quota"), "{}", done.body);
     svc.stop().await;
@@ -354,7 +428,8 @@ async fn uppy_parts_count_toward_the_quota_and_open_uploads_are_capped() {
     let r = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body("three.bin", MIB))).await;
     assert_eq!((r.status, r.code()), (403, "too_many_open_uploads"), "{}", r.body);
     assert!(r.message().contains("2 unfinished uploads"), "{}", r.body);
-    let r = call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": "three.bin" }))).await;
+    let r = call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": "three.bin" })))
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(svc.open_uploads().await, 2, "nothing was created by the refused calls");
     assert_eq!(call("DELETE", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await.status, 200);
@@ -371,7 +446,8 @@ async fn bidi_file_names_and_odd_part_numbers_are_refused() {
         let r = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body(name, 10))).await;
         assert_eq!((r.status, r.code()), (400, "bad_request"), "{name:?}: {}", r.body);
         assert!(r.message().contains("bidirectional"), "{name:?}: {}", r.body);
-        let r = call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": name }))).await;
+        let r =
+            call("POST", &format!("{}/u/{BOB}/s3/multipart", svc.url), None, Some(json!({ "filename": name }))).await;
         assert_eq!(r.status, 400, "{name:?}: {}", r.body);
     }
     assert_eq!(svc.open_uploads().await, 0);

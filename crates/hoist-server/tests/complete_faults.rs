@@ -52,14 +52,26 @@ async fn complete_never_reports_success_for_a_missing_object_nor_failure_for_a_s
     let mut broken = Vec::new();
     for (i, fault) in COMPLETE_FAULTS.into_iter().enumerate() {
         let content = data(10 * MIB + 777 * i, i as u8);
-        let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body(&format!("f{i}.bin"), content.len()))).await;
+        let c = call(
+            "POST",
+            &format!("{}/v1/uploads", svc.url),
+            Some(BOB),
+            Some(create_body(&format!("f{i}.bin"), content.len())),
+        )
+        .await;
         assert_eq!(c.status, 201, "{fault:?}: {}", c.body);
         let id = c.body["id"].as_str().unwrap().to_owned();
         let key = c.body["key"].as_str().unwrap().to_owned();
         let count = c.body["part_count"].as_u64().unwrap();
         let part_size = c.body["part_size"].as_u64().unwrap() as usize;
         let numbers: Vec<u64> = (1..=count).collect();
-        let signed = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(BOB), Some(json!({ "part_numbers": numbers }))).await;
+        let signed = call(
+            "POST",
+            &format!("{}/v1/uploads/{id}/parts", svc.url),
+            Some(BOB),
+            Some(json!({ "part_numbers": numbers })),
+        )
+        .await;
         assert_eq!(signed.status, 200, "{}", signed.body);
         let mut etags = Vec::new();
         for (part, chunk) in signed.body["parts"].as_array().unwrap().iter().zip(content.chunks(part_size)) {
@@ -77,12 +89,18 @@ async fn complete_never_reports_success_for_a_missing_object_nor_failure_for_a_s
             None => None,
         };
         let identical = stored.as_deref() == Some(content.as_slice());
-        println!("{fault:?}: fault reached {fired}; service answered {} {}; object stored and identical: {identical}", done.status, done.body);
+        println!(
+            "{fault:?}: fault reached {fired}; service answered {} {}; object stored and identical: {identical}",
+            done.status, done.body
+        );
         if !fired {
             broken.push(format!("{fault:?}: the Complete never reached the proxy"));
         }
         if done.status == 200 && !identical {
-            broken.push(format!("{fault:?}: success reported, object {}", if stored.is_some() { "different" } else { "missing" }));
+            broken.push(format!(
+                "{fault:?}: success reported, object {}",
+                if stored.is_some() { "different" } else { "missing" }
+            ));
         }
         if done.status != 200 && identical {
             broken.push(format!("{fault:?}: failure ({}) reported for a stored, identical object", done.status));
@@ -96,7 +114,10 @@ async fn complete_never_reports_success_for_a_missing_object_nor_failure_for_a_s
                 None => false,
             };
             if again.status != 200 || !identical {
-                broken.push(format!("{fault:?}: a retried Complete answered {} {} (object identical: {identical})", again.status, again.body));
+                broken.push(format!(
+                    "{fault:?}: a retried Complete answered {} {} (object identical: {identical})",
+                    again.status, again.body
+                ));
             }
         }
         let left = s3.list_multipart_uploads().bucket("hoist").prefix(&key).send().await.unwrap();
@@ -105,5 +126,11 @@ async fn complete_never_reports_success_for_a_missing_object_nor_failure_for_a_s
         }
     }
     svc.stop().await;
-    assert!(broken.is_empty(), "{} of {} faults broke the rules:\n{}", broken.len(), COMPLETE_FAULTS.len(), broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "{} of {} faults broke the rules:\n{}",
+        broken.len(),
+        COMPLETE_FAULTS.len(),
+        broken.join("\n")
+    );
 }

@@ -13,10 +13,15 @@ use serde_json::{Value, json};
 async fn v1_flow_with_checksums_is_byte_identical() {
     let svc = Service::start().await;
     let content = data(12 * MIB + 12_345, 1);
-    let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(ALICE), Some(json!({
-        "filename": "photo.png", "size": content.len(), "content_type": "image/png",
-        "checksum_algorithm": "crc32c", "metadata": { "owner": "ana" }
-    })))
+    let c = call(
+        "POST",
+        &format!("{}/v1/uploads", svc.url),
+        Some(ALICE),
+        Some(json!({
+            "filename": "photo.png", "size": content.len(), "content_type": "image/png",
+            "checksum_algorithm": "crc32c", "metadata": { "owner": "ana" }
+        })),
+    )
     .await;
     assert_eq!(c.status, 201, "{}", c.body);
     let id = c.body["id"].as_str().unwrap().to_owned();
@@ -32,9 +37,14 @@ async fn v1_flow_with_checksums_is_byte_identical() {
         .enumerate()
         .map(|(i, c)| ((i + 1).to_string(), Value::String(Checksum::of(ChecksumAlgorithm::Crc32c, c).to_base64())))
         .collect();
-    let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(ALICE), Some(json!({
-        "part_numbers": [1, 2, 3], "checksums": checksums
-    })))
+    let s = call(
+        "POST",
+        &format!("{}/v1/uploads/{id}/parts", svc.url),
+        Some(ALICE),
+        Some(json!({
+            "part_numbers": [1, 2, 3], "checksums": checksums
+        })),
+    )
     .await;
     assert_eq!(s.status, 200, "{}", s.body);
     let state = call("GET", &format!("{}/v1/uploads/{id}", svc.url), Some(ALICE), None).await;
@@ -51,7 +61,9 @@ async fn v1_flow_with_checksums_is_byte_identical() {
     assert_eq!(listed.body["parts"].as_array().unwrap().len(), 3);
     assert_eq!(listed.body["parts"][2]["size"], 2 * MIB + 12_345);
 
-    let done = call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(ALICE), Some(json!({ "parts": etags }))).await;
+    let done =
+        call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(ALICE), Some(json!({ "parts": etags })))
+            .await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.body["size"], content.len());
     assert_eq!(done.body["key"], key);
@@ -78,17 +90,29 @@ async fn empty_and_one_part_files_and_the_dev_token_work() {
     let svc = Service::start().await;
     for (len, name) in [(0usize, "empty.bin"), (1000, "small.bin")] {
         let content = data(len, 2);
-        let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(&svc.dev_token), Some(create_body(name, len))).await;
+        let c =
+            call("POST", &format!("{}/v1/uploads", svc.url), Some(&svc.dev_token), Some(create_body(name, len))).await;
         assert_eq!(c.status, 201, "{}", c.body);
         assert_eq!(c.body["part_count"], 1);
         assert!(c.body["key"].as_str().unwrap().starts_with("dev/"));
         let id = c.body["id"].as_str().unwrap();
-        let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(&svc.dev_token), Some(json!({ "part_numbers": [1] }))).await;
+        let s = call(
+            "POST",
+            &format!("{}/v1/uploads/{id}/parts", svc.url),
+            Some(&svc.dev_token),
+            Some(json!({ "part_numbers": [1] })),
+        )
+        .await;
         let (status, etag, _) = put_part(&s.body["parts"][0], content.clone()).await;
         assert_eq!(status, 200);
-        let done = call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(&svc.dev_token), Some(json!({
-            "parts": [{ "part_number": 1, "etag": etag.unwrap() }]
-        })))
+        let done = call(
+            "POST",
+            &format!("{}/v1/uploads/{id}/complete", svc.url),
+            Some(&svc.dev_token),
+            Some(json!({
+                "parts": [{ "part_number": 1, "etag": etag.unwrap() }]
+            })),
+        )
         .await;
         assert_eq!(done.status, 200, "{}", done.body);
         assert_eq!(svc.object(c.body["key"].as_str().unwrap()).await, content);
@@ -108,7 +132,8 @@ async fn companion_routes_in_uppys_order() {
         })))
         .await;
         assert_eq!(c.status, 200, "{}", c.body);
-        let (key, upload_id) = (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
+        let (key, upload_id) =
+            (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
         assert_eq!(c.body["bucket"], "hoist");
         let q = format!("key={}", percent_encode(&key));
         let mut parts = Vec::new();
@@ -124,14 +149,24 @@ async fn companion_routes_in_uppys_order() {
         let l = call("GET", &format!("{base}/multipart/{upload_id}?{q}"), token, None).await;
         assert_eq!(l.body.as_array().unwrap().len(), 3, "{}", l.body);
         assert_eq!(l.body[0]["PartNumber"], 1);
-        let done = call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), token, Some(json!({ "parts": parts }))).await;
+        let done =
+            call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), token, Some(json!({ "parts": parts })))
+                .await;
         assert_eq!(done.status, 200, "{}", done.body);
         assert!(done.body["location"].as_str().unwrap().contains("movie.mp4"));
         assert_eq!(svc.object(&key).await, content);
         // Abort answers {} (Uppy parses the body), on a fresh upload.
-        let c = call("POST", &format!("{base}/multipart"), token, Some(json!({ "filename": "x.bin", "type": "application/octet-stream" }))).await;
-        let (key, upload_id) = (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
-        let a = call("DELETE", &format!("{base}/multipart/{upload_id}?key={}", percent_encode(&key)), token, None).await;
+        let c = call(
+            "POST",
+            &format!("{base}/multipart"),
+            token,
+            Some(json!({ "filename": "x.bin", "type": "application/octet-stream" })),
+        )
+        .await;
+        let (key, upload_id) =
+            (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
+        let a =
+            call("DELETE", &format!("{base}/multipart/{upload_id}?key={}", percent_encode(&key)), token, None).await;
         assert_eq!((a.status, a.body.clone()), (200, json!({})));
     }
     assert_eq!(svc.open_uploads().await, 0);
@@ -170,12 +205,17 @@ async fn the_janitor_aborts_expired_sessions_in_the_store() {
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if svc.open_uploads().await == 0 {
-            state = call("GET", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await.body["state"].as_str().unwrap().to_owned();
+            state = call("GET", &format!("{}/v1/uploads/{id}", svc.url), Some(BOB), None).await.body["state"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             break;
         }
     }
     assert_eq!(state, "expired", "the janitor did not abort the expired upload in the store");
-    let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(BOB), Some(json!({ "part_numbers": [1] }))).await;
+    let s =
+        call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(BOB), Some(json!({ "part_numbers": [1] })))
+            .await;
     assert_eq!((s.status, s.code()), (409, "wrong_state"), "{}", s.body);
     let metrics = reqwest::get(format!("{}/metrics", svc.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hoist_uploads_expired_total 1\n"), "{metrics}");
@@ -201,7 +241,12 @@ async fn page_module_spec_health_and_request_ids_are_served() {
     let h = reqwest::get(format!("{}/healthz", svc.url)).await.unwrap();
     assert_eq!(h.status(), 200);
     assert!(h.headers().contains_key("x-request-id"));
-    let r = reqwest::Client::new().get(format!("{}/healthz", svc.url)).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", svc.url))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let missing = call("GET", &format!("{}/nope", svc.url), None, None).await;
     assert_eq!((missing.status, missing.code()), (404, "no_route"));

@@ -53,7 +53,8 @@ async fn trace_logs_of_a_whole_upload_hold_no_token_signature_or_secret() {
     let base = format!("{}/u/{BOB}/s3", svc.url);
     let c = call("POST", &format!("{base}/multipart"), None, Some(json!({ "filename": "a.bin" }))).await;
     assert_eq!(c.status, 200, "{}", c.body);
-    let (key, upload_id) = (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
+    let (key, upload_id) =
+        (c.body["key"].as_str().unwrap().to_owned(), c.body["uploadId"].as_str().unwrap().to_owned());
     let q = format!("key={}", percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC));
     let s = call("GET", &format!("{base}/multipart/{upload_id}/1?{q}"), None, None).await;
     let url = s.body["url"].as_str().unwrap().to_owned();
@@ -61,23 +62,41 @@ async fn trace_logs_of_a_whole_upload_hold_no_token_signature_or_secret() {
     let (status, etag, _) = put_part(&json!({ "url": url }), data(1000, 1)).await;
     assert_eq!(status, 200);
     let parts = json!({ "parts": [{ "PartNumber": 1, "ETag": etag.unwrap() }] });
-    assert_eq!(call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), None, Some(parts)).await.status, 200);
+    assert_eq!(
+        call("POST", &format!("{base}/multipart/{upload_id}/complete?{q}"), None, Some(parts)).await.status,
+        200
+    );
 
     // /v1 with a bearer token and the dev token.
     for token in [ALICE, svc.dev_token.as_str()] {
         let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(token), Some(create_body("b.bin", 1000))).await;
         assert_eq!(c.status, 201, "{}", c.body);
         let id = c.body["id"].as_str().unwrap().to_owned();
-        let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(token), Some(json!({ "part_numbers": [1] }))).await;
+        let s = call(
+            "POST",
+            &format!("{}/v1/uploads/{id}/parts", svc.url),
+            Some(token),
+            Some(json!({ "part_numbers": [1] })),
+        )
+        .await;
         let part = s.body["parts"][0].clone();
         signatures.push(signature_of(part["url"].as_str().unwrap()));
         let (status, etag, _) = put_part(&part, data(1000, 2)).await;
         assert_eq!(status, 200);
-        let done = call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(token), Some(json!({ "parts": [{ "part_number": 1, "etag": etag.unwrap() }] }))).await;
+        let done = call(
+            "POST",
+            &format!("{}/v1/uploads/{id}/complete", svc.url),
+            Some(token),
+            Some(json!({ "parts": [{ "part_number": 1, "etag": etag.unwrap() }] })),
+        )
+        .await;
         assert_eq!(done.status, 200, "{}", done.body);
     }
     // A refused token, and a forged signature the store refuses (s3s logs the one it expected).
-    assert_eq!(call("GET", &format!("{}/u/not-a-real-token-42/s3/params?filename=x", svc.url), None, None).await.status, 401);
+    assert_eq!(
+        call("GET", &format!("{}/u/not-a-real-token-42/s3/params?filename=x", svc.url), None, None).await.status,
+        401
+    );
     let forged = svc.s3().list_buckets().customize().interceptor(hoist_testkit::sdk::TamperSignature).send().await;
     assert!(forged.is_err());
 
@@ -102,9 +121,9 @@ async fn trace_logs_of_a_whole_upload_hold_no_token_signature_or_secret() {
         }
     }
     // SigV4 Authorization headers carry `Signature=<64 hex>`.
-    let hexes = logs.match_indices("Signature=").filter(|(i, _)| {
-        logs[i + "Signature=".len()..].chars().take(64).filter(char::is_ascii_hexdigit).count() == 64
-    });
+    let hexes = logs
+        .match_indices("Signature=")
+        .filter(|(i, _)| logs[i + "Signature=".len()..].chars().take(64).filter(char::is_ascii_hexdigit).count() == 64);
     assert_eq!(hexes.count(), 0, "an Authorization header's signature is in the logs");
     svc.stop().await;
 }

@@ -44,7 +44,11 @@ fn make_video(dir: &Path, name: &str, seconds: u32, size: &str) -> Vec<u8> {
 /// Rules: every video goes to `mp4-720p`; `workers` in-process workers with fast heartbeats.
 fn pipeline(workers: usize) -> impl FnOnce(&mut ServerConfig) {
     move |c| {
-        c.pipeline.rules = vec![PipelineRule { content_types: vec!["video/*".into()], prefix: String::new(), preset: "mp4-720p".into() }];
+        c.pipeline.rules = vec![PipelineRule {
+            content_types: vec!["video/*".into()],
+            prefix: String::new(),
+            preset: "mp4-720p".into(),
+        }];
         c.pipeline.workers = workers;
         c.pipeline.heartbeat = Duration::from_millis(200);
         c.pipeline.lease = Duration::from_secs(2);
@@ -54,15 +58,26 @@ fn pipeline(workers: usize) -> impl FnOnce(&mut ServerConfig) {
 /// Uploads `content` through `/v1` (parts as the service plans them) and completes; answers the
 /// complete response and the parts it completed with.
 async fn upload(svc: &Service, token: &str, filename: &str, content_type: &str, content: &[u8]) -> (Resp, Value) {
-    let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(token), Some(json!({
-        "filename": filename, "size": content.len(), "content_type": content_type
-    })))
+    let c = call(
+        "POST",
+        &format!("{}/v1/uploads", svc.url),
+        Some(token),
+        Some(json!({
+            "filename": filename, "size": content.len(), "content_type": content_type
+        })),
+    )
     .await;
     assert_eq!(c.status, 201, "{}", c.body);
     let id = c.body["id"].as_str().unwrap().to_owned();
     let (count, part_size) = (c.body["part_count"].as_u64().unwrap(), c.body["part_size"].as_u64().unwrap() as usize);
     let numbers: Vec<u64> = (1..=count).collect();
-    let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(token), Some(json!({ "part_numbers": numbers }))).await;
+    let s = call(
+        "POST",
+        &format!("{}/v1/uploads/{id}/parts", svc.url),
+        Some(token),
+        Some(json!({ "part_numbers": numbers })),
+    )
+    .await;
     let mut parts = Vec::new();
     let chunks: Vec<&[u8]> = if content.is_empty() { vec![content] } else { content.chunks(part_size).collect() };
     for (part, chunk) in s.body["parts"].as_array().unwrap().iter().zip(chunks) {
@@ -86,7 +101,9 @@ async fn wait_job(svc: &Service, token: &str, id: &str, limit: Duration) -> Valu
     loop {
         let j = call("GET", &format!("{}/v1/jobs/{id}", svc.url), Some(token), None).await;
         assert_eq!(j.status, 200, "{}", j.body);
-        if ["succeeded", "failed", "dead", "cancelled"].contains(&j.body["state"].as_str().unwrap()) || Instant::now() > until {
+        if ["succeeded", "failed", "dead", "cancelled"].contains(&j.body["state"].as_str().unwrap())
+            || Instant::now() > until
+        {
             return j.body;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -233,7 +250,9 @@ async fn bad_inputs_fail_at_the_first_attempt_while_a_good_job_next_to_them_succ
     let truncated = good[..good.len() / 2].to_vec();
     let text = b"this is a text file, not a video\n".repeat(100);
     let mut jobs = Vec::new();
-    for (name, bytes) in [("random.mp4", &random), ("truncated.mp4", &truncated), ("notes.mp4", &text), ("good.mp4", &good)] {
+    for (name, bytes) in
+        [("random.mp4", &random), ("truncated.mp4", &truncated), ("notes.mp4", &text), ("good.mp4", &good)]
+    {
         let (done, _) = upload(&svc, BOB, name, "video/mp4", bytes).await;
         jobs.push((name, done.body["jobs"][0]["id"].as_str().unwrap().to_owned()));
     }
@@ -265,10 +284,12 @@ async fn duplicate_s3_events_make_one_job_and_foreign_or_derived_keys_none() {
         let ct = if key.rsplit('.').next() == Some("txt") { "text/plain" } else { "video/mp4" };
         s3.put_object().bucket("hoist").key(key).content_type(ct).body(video.clone().into()).send().await.unwrap();
     }
-    let record = |key: &str| json!({
-        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": { "bucket": { "name": "hoist" }, "object": { "key": key, "size": video.len(), "sequencer": "00A1" } }
-    });
+    let record = |key: &str| {
+        json!({
+            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": { "bucket": { "name": "hoist" }, "object": { "key": key, "size": video.len(), "sequencer": "00A1" } }
+        })
+    };
     let body = json!({ "Records": [
         record("bob/cam/my+clip%2B1.mp4"), record("bob/cam/my+clip%2B1.mp4"),
         record("bob/cam/derived/x/video.mp4"), record("alice/cam/a.mp4"), record("bob/cam/readme.txt"), record("bob/cam/missing.mp4"),
@@ -280,7 +301,8 @@ async fn duplicate_s3_events_make_one_job_and_foreign_or_derived_keys_none() {
     assert_eq!(accepted.len(), 2, "the same event twice in one notification: {}", first.body);
     assert_eq!(accepted[0]["key"], "bob/cam/my clip+1.mp4", "keys are URL-decoded");
     assert_eq!(accepted[0]["jobs"][0]["id"], accepted[1]["jobs"][0]["id"], "one job");
-    let reasons: Vec<&str> = first.body["ignored"].as_array().unwrap().iter().map(|i| i["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> =
+        first.body["ignored"].as_array().unwrap().iter().map(|i| i["reason"].as_str().unwrap()).collect();
     assert_eq!(reasons.len(), 5, "{}", first.body);
     assert!(reasons.iter().any(|r| r.contains("pipeline output")));
     assert!(reasons.iter().any(|r| r.contains("prefix")));
@@ -290,8 +312,19 @@ async fn duplicate_s3_events_make_one_job_and_foreign_or_derived_keys_none() {
     // The same notification again (S3 delivers at least once): still one job.
     let second = call("POST", &format!("{}/v1/events/s3", svc.url), Some(BOB), Some(body)).await;
     assert_eq!(second.body["accepted"][0]["jobs"][0]["id"], accepted[0]["jobs"][0]["id"]);
-    let job = call("GET", &format!("{}/v1/jobs/{}", svc.url, accepted[0]["jobs"][0]["id"].as_str().unwrap()), Some(BOB), None).await;
-    assert_eq!((job.body["state"].as_str(), job.body["upload_id"].as_null()), (Some("queued"), Some(())), "{}", job.body);
+    let job = call(
+        "GET",
+        &format!("{}/v1/jobs/{}", svc.url, accepted[0]["jobs"][0]["id"].as_str().unwrap()),
+        Some(BOB),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (job.body["state"].as_str(), job.body["upload_id"].as_null()),
+        (Some("queued"), Some(())),
+        "{}",
+        job.body
+    );
     // Bad input: not JSON of the right shape, and no token.
     let bad = call("POST", &format!("{}/v1/events/s3", svc.url), Some(BOB), Some(json!({ "Records": "nope" }))).await;
     assert_eq!((bad.status, bad.code()), (400, "bad_json"), "{}", bad.body);
@@ -325,7 +358,10 @@ async fn cancel_stops_ffmpeg_within_two_heartbeats_and_retry_runs_it_again() {
     assert_eq!((c.status, c.body["state"].as_str()), (200, Some("cancelled")), "{}", c.body);
     let cancelled_at = Instant::now();
     while ffmpeg_running(svc.data.path()) {
-        assert!(cancelled_at.elapsed() < Duration::from_millis(2 * 200 + 1000), "ffmpeg still runs after two heartbeats");
+        assert!(
+            cancelled_at.elapsed() < Duration::from_millis(2 * 200 + 1000),
+            "ffmpeg still runs after two heartbeats"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Cancelled is terminal: cancelling again is refused, retry queues it again.
@@ -371,10 +407,13 @@ fn ffmpeg_running(data_dir: &Path) -> bool {
 async fn a_lost_complete_answer_is_recovered_by_the_retry() {
     let svc = Service::start().await;
     let content = data(6 * MIB + 5, 4);
-    let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body("lost.bin", content.len()))).await;
+    let c =
+        call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body("lost.bin", content.len()))).await;
     let id = c.body["id"].as_str().unwrap().to_owned();
     let key = c.body["key"].as_str().unwrap().to_owned();
-    let s = call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(BOB), Some(json!({ "part_numbers": [1, 2] }))).await;
+    let s =
+        call("POST", &format!("{}/v1/uploads/{id}/parts", svc.url), Some(BOB), Some(json!({ "part_numbers": [1, 2] })))
+            .await;
     let mut parts = Vec::new();
     for (part, chunk) in s.body["parts"].as_array().unwrap().iter().zip(content.chunks(5 * MIB)) {
         let (status, etag, _) = put_part(part, chunk.to_vec()).await;
@@ -397,9 +436,19 @@ async fn a_lost_complete_answer_is_recovered_by_the_retry() {
                 .collect(),
         ))
         .build();
-    svc.s3().complete_multipart_upload().bucket("hoist").key(&key).upload_id(&session.upload_id).multipart_upload(completed).send().await.unwrap();
+    svc.s3()
+        .complete_multipart_upload()
+        .bucket("hoist")
+        .key(&key)
+        .upload_id(&session.upload_id)
+        .multipart_upload(completed)
+        .send()
+        .await
+        .unwrap();
     // The client retries its Complete: answered with the object, and the session is completed.
-    let done = call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(BOB), Some(json!({ "parts": parts }))).await;
+    let done =
+        call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(BOB), Some(json!({ "parts": parts })))
+            .await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.body["size"], content.len());
     assert!(done.body["etag"].as_str().unwrap().ends_with("-2"));
@@ -407,17 +456,31 @@ async fn a_lost_complete_answer_is_recovered_by_the_retry() {
     assert_eq!(state.body["state"], "completed");
     assert_eq!(svc.object(&key).await, content);
     // And once more: the same answer.
-    let again = call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(BOB), Some(json!({ "parts": parts }))).await;
+    let again =
+        call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(BOB), Some(json!({ "parts": parts })))
+            .await;
     assert_eq!((again.status, &again.body["etag"]), (200, &done.body["etag"]));
 
     // A lost answer where the object there is not made of the client's parts: refused, not completed.
     let c = call("POST", &format!("{}/v1/uploads", svc.url), Some(BOB), Some(create_body("gone.bin", 10))).await;
     let id = c.body["id"].as_str().unwrap().to_owned();
     let session = svc.state.db.get("bob", &id).await.unwrap().unwrap();
-    svc.s3().abort_multipart_upload().bucket("hoist").key(&session.object_key).upload_id(&session.upload_id).send().await.unwrap();
-    let r = call("POST", &format!("{}/v1/uploads/{id}/complete", svc.url), Some(BOB), Some(json!({
-        "parts": [{ "part_number": 1, "etag": "0123456789abcdef0123456789abcdef" }]
-    })))
+    svc.s3()
+        .abort_multipart_upload()
+        .bucket("hoist")
+        .key(&session.object_key)
+        .upload_id(&session.upload_id)
+        .send()
+        .await
+        .unwrap();
+    let r = call(
+        "POST",
+        &format!("{}/v1/uploads/{id}/complete", svc.url),
+        Some(BOB),
+        Some(json!({
+            "parts": [{ "part_number": 1, "etag": "0123456789abcdef0123456789abcdef" }]
+        })),
+    )
     .await;
     assert_eq!((r.status, r.code()), (409, "wrong_state"), "{}", r.body);
     assert!(r.message().contains("start a new upload"), "{}", r.message());
@@ -450,11 +513,24 @@ async fn four_workers_on_postgres_run_fifty_jobs_each_exactly_once() {
     let mut records = Vec::new();
     for i in 0..50 {
         let key = format!("bob/batch/{i:02}.mp4");
-        s3.put_object().bucket("hoist").key(&key).content_type("video/mp4").body(video.clone().into()).send().await.unwrap();
+        s3.put_object()
+            .bucket("hoist")
+            .key(&key)
+            .content_type("video/mp4")
+            .body(video.clone().into())
+            .send()
+            .await
+            .unwrap();
         records.push(json!({ "eventName": "ObjectCreated:Put", "s3": { "bucket": { "name": "hoist" }, "object": { "key": key } } }));
     }
-    let queued = call("POST", &format!("{}/v1/events/s3", svc.url), Some(BOB), Some(json!({ "Records": records }))).await;
-    let ids: Vec<String> = queued.body["accepted"].as_array().unwrap().iter().map(|a| a["jobs"][0]["id"].as_str().unwrap().to_owned()).collect();
+    let queued =
+        call("POST", &format!("{}/v1/events/s3", svc.url), Some(BOB), Some(json!({ "Records": records }))).await;
+    let ids: Vec<String> = queued.body["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["jobs"][0]["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), 50, "{}", queued.body);
 
     let (creds, _) = hoist_store::Credentials::load_or_generate(&svc.data.path().join("store")).unwrap();
@@ -485,7 +561,8 @@ async fn four_workers_on_postgres_run_fifty_jobs_each_exactly_once() {
     for id in &ids {
         let job = wait_job(&svc, BOB, id, Duration::from_mins(5)).await;
         assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("succeeded"), Some(1)), "{job}");
-        workers.insert(hoist_server::pipeline::jobs::get_any(&svc.state.db, id).await.unwrap().unwrap().worker.unwrap());
+        workers
+            .insert(hoist_server::pipeline::jobs::get_any(&svc.state.db, id).await.unwrap().unwrap().worker.unwrap());
     }
     stop.cancel();
     for t in tasks {
@@ -509,7 +586,10 @@ async fn four_workers_on_postgres_run_fifty_jobs_each_exactly_once() {
 async fn jobs_in_db(svc: &Service) -> Vec<(String, String, Option<String>)> {
     use sqlx::{Connection as _, Row as _};
     let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", svc.db_path.display())).await.unwrap();
-    let rows = sqlx::query("SELECT source_key, api_key, upload_id FROM jobs ORDER BY source_key").fetch_all(&mut db).await.unwrap();
+    let rows = sqlx::query("SELECT source_key, api_key, upload_id FROM jobs ORDER BY source_key")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
     rows.iter().map(|r| (r.get("source_key"), r.get("api_key"), r.get("upload_id"))).collect()
 }
 
@@ -539,17 +619,47 @@ async fn objects_written_straight_to_the_embedded_store_start_one_job_each() {
     put("bob/cam/direct clip.mp4", "video/mp4").await.unwrap();
     put("nobody/x.mp4", "video/mp4").await.unwrap();
     put("bob/cam/readme.txt", "text/plain").await.unwrap();
-    let id = s3.create_multipart_upload().bucket("hoist").key("bob/cam/multi.mp4").content_type("video/mp4").send().await.unwrap().upload_id.unwrap();
+    let id = s3
+        .create_multipart_upload()
+        .bucket("hoist")
+        .key("bob/cam/multi.mp4")
+        .content_type("video/mp4")
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
     let mut parts = Vec::new();
     for (n, len) in [(1, 5 * MIB), (2, 1024)] {
-        let e = s3.upload_part().bucket("hoist").key("bob/cam/multi.mp4").upload_id(&id).part_number(n).body(vec![2u8; len].into()).send().await.unwrap().e_tag;
+        let e = s3
+            .upload_part()
+            .bucket("hoist")
+            .key("bob/cam/multi.mp4")
+            .upload_id(&id)
+            .part_number(n)
+            .body(vec![2u8; len].into())
+            .send()
+            .await
+            .unwrap()
+            .e_tag;
         parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(n).set_e_tag(e).build());
     }
     let done = aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
-    s3.complete_multipart_upload().bucket("hoist").key("bob/cam/multi.mp4").upload_id(&id).multipart_upload(done).send().await.unwrap();
+    s3.complete_multipart_upload()
+        .bucket("hoist")
+        .key("bob/cam/multi.mp4")
+        .upload_id(&id)
+        .multipart_upload(done)
+        .send()
+        .await
+        .unwrap();
     let jobs = wait_jobs(&svc, 2).await;
     let expected = |key: &str| (key.to_owned(), "bob".to_owned(), None);
-    assert_eq!(jobs, [expected("bob/cam/direct clip.mp4"), expected("bob/cam/multi.mp4")], "one job each; none outside a key's prefix or without a rule");
+    assert_eq!(
+        jobs,
+        [expected("bob/cam/direct clip.mp4"), expected("bob/cam/multi.mp4")],
+        "one job each; none outside a key's prefix or without a rule"
+    );
 
     // An upload through the API is reported twice (its Complete and the store's event): one job, the upload's.
     upload(&svc, BOB, "api.mp4", "video/mp4", &[3u8; 2048]).await;
@@ -587,7 +697,14 @@ async fn store_events_pending_at_a_stop_start_jobs_after_the_restart() {
     let server = hoist_server::Server::start(c).await.unwrap();
     let (creds, _) = hoist_store::Credentials::load_or_generate(&data.path().join("store")).unwrap();
     let s3 = hoist_testkit::sdk_client(&server.store_endpoint().unwrap(), &creds);
-    s3.put_object().bucket("hoist").key("bob/early.mp4").content_type("video/mp4").body(vec![1u8; 10].into()).send().await.unwrap();
+    s3.put_object()
+        .bucket("hoist")
+        .key("bob/early.mp4")
+        .content_type("video/mp4")
+        .body(vec![1u8; 10].into())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(store_queue(data.path()), 1, "the event waits on disk");
     drop(server);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -610,7 +727,9 @@ async fn an_external_hoist_store_notifies_a_service_that_knows_its_secret() {
     // The service's port is chosen first: the store must know where to send.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let store_dir = tempfile::tempdir().unwrap();
-    let target = hoist_store::NotifyTarget::new("serve", &format!("http://127.0.0.1:{port}/v1/events/s3"), "ext-secret").unwrap();
+    let target =
+        hoist_store::NotifyTarget::new("serve", &format!("http://127.0.0.1:{port}/v1/events/s3"), "ext-secret")
+            .unwrap();
     let store = hoist_store::Store::builder(store_dir.path()).notify(target).build().unwrap();
     let creds = store.credentials().clone();
     let handle = store.start("127.0.0.1:0").await.unwrap();
@@ -629,7 +748,14 @@ async fn an_external_hoist_store_notifies_a_service_that_knows_its_secret() {
         c.s3_events_secret = Some("ext-secret".into());
     })
     .await;
-    s3.put_object().bucket("hoist").key("bob/ext.mp4").content_type("video/mp4").body(vec![1u8; 10].into()).send().await.unwrap();
+    s3.put_object()
+        .bucket("hoist")
+        .key("bob/ext.mp4")
+        .content_type("video/mp4")
+        .body(vec![1u8; 10].into())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wait_jobs(&svc, 1).await, [("bob/ext.mp4".to_owned(), "bob".to_owned(), None)]);
     svc.stop().await;
     handle.shutdown().await;

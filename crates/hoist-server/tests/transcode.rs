@@ -52,17 +52,22 @@ fn clip(dir: &Path, name: &str, size: &str, secs: u32, audio: bool) -> PathBuf {
 /// 20 s of 1280x720 with sound, made once for the tests that need ffmpeg busy for a while.
 fn long_clip() -> &'static Path {
     static CLIP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &CLIP.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = clip(dir.path(), "long.mp4", "1280x720", 20, true);
-        (dir, path)
-    })
-    .1
+    &CLIP
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = clip(dir.path(), "long.mp4", "1280x720", 20, true);
+            (dir, path)
+        })
+        .1
 }
 
 /// An independent `ffprobe` of a file.
 fn probe(path: &Path) -> Value {
-    let out = Command::new("ffprobe").args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]).arg(path).output().unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -118,7 +123,8 @@ fn assert_permanent(result: Result<RunOutput, JobError>, want: &str) -> String {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -153,7 +159,10 @@ async fn mp4_720p_is_h264_aac_faststart_playable_with_a_jpeg_poster() {
     assert!(pos("moov") < pos("mdat"), "not faststart: {boxes:?}");
 
     let poster = &result.outputs[1];
-    assert_eq!((poster.content_type.as_str(), poster.width, poster.height, poster.duration), ("image/jpeg", Some(1280), Some(720), None));
+    assert_eq!(
+        (poster.content_type.as_str(), poster.width, poster.height, poster.duration),
+        ("image/jpeg", Some(1280), Some(720), None)
+    );
     let jpeg = std::fs::read(&poster.path).unwrap();
     assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) && jpeg.ends_with(&[0xFF, 0xD9]), "not a JPEG");
 
@@ -170,13 +179,19 @@ async fn mp4_720p_scales_1080p_down_and_never_up() {
     let Some(tools) = tools() else { return };
     let src = tempfile::tempdir().unwrap();
     let runner = runner(tools, VideoPreset::Mp4);
-    for (size, audio, want) in [("1920x1080", true, (1280, 720)), ("320x240", false, (320, 240)), ("1080x1920", false, (720, 1280))] {
+    for (size, audio, want) in
+        [("1920x1080", true, (1280, 720)), ("320x240", false, (320, 240)), ("1080x1920", false, (720, 1280))]
+    {
         let input = clip(src.path(), &format!("{size}.mp4"), size, 2, audio);
         let (_out, result, _) = run(&runner, &input).await;
         let result = result.unwrap_or_else(|e| panic!("{size}: {e}"));
         let p = probe(&result.outputs[0].path);
         let v = stream(&p, "video").unwrap();
-        assert_eq!((v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()), (u64::from(want.0), u64::from(want.1)), "{size}");
+        assert_eq!(
+            (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+            (u64::from(want.0), u64::from(want.1)),
+            "{size}"
+        );
         assert_eq!(stream(&p, "audio").is_some(), audio, "{size}");
         assert_eq!((result.outputs[0].width, result.outputs[0].height), (Some(want.0), Some(want.1)));
     }
@@ -187,7 +202,9 @@ async fn hls_writes_a_master_playlist_naming_its_variants_never_upscaled() {
     let Some(tools) = tools() else { return };
     let src = tempfile::tempdir().unwrap();
     let runner = runner(tools, VideoPreset::Hls);
-    for (size, variants) in [("1280x720", vec![("360p", 640, 360), ("720p", 1280, 720)]), ("320x240", vec![("240p", 320, 240)])] {
+    for (size, variants) in
+        [("1280x720", vec![("360p", 640, 360), ("720p", 1280, 720)]), ("320x240", vec![("240p", 320, 240)])]
+    {
         let input = clip(src.path(), &format!("{size}.mp4"), size, 3, true);
         let (out, result, progress) = run(&runner, &input).await;
         let result = result.unwrap_or_else(|e| panic!("{size}: {e}"));
@@ -204,14 +221,25 @@ async fn hls_writes_a_master_playlist_naming_its_variants_never_upscaled() {
             for seg in segments {
                 let p = probe(&out.path().join("hls").join(seg));
                 let v = stream(&p, "video").unwrap();
-                assert_eq!((v["codec_name"].as_str(), v["width"].as_u64(), v["height"].as_u64()), (Some("h264"), Some(u64::from(*w)), Some(u64::from(*h))));
-                assert!(result.outputs.iter().any(|o| o.name == format!("hls/{seg}") && o.content_type == "video/mp2t"), "{seg} not listed");
+                assert_eq!(
+                    (v["codec_name"].as_str(), v["width"].as_u64(), v["height"].as_u64()),
+                    (Some("h264"), Some(u64::from(*w)), Some(u64::from(*h)))
+                );
+                assert!(
+                    result.outputs.iter().any(|o| o.name == format!("hls/{seg}") && o.content_type == "video/mp2t"),
+                    "{seg} not listed"
+                );
             }
             let listed = result.outputs.iter().find(|o| o.name == format!("hls/{name}.m3u8")).unwrap();
             assert_eq!((listed.width, listed.height), (Some(*w), Some(*h)));
             assert!((listed.duration.unwrap() - 3.0).abs() < 0.3, "{listed:?}");
         }
-        assert!(result.outputs.iter().any(|o| o.name == "hls/master.m3u8" && o.content_type == "application/vnd.apple.mpegurl"));
+        assert!(
+            result
+                .outputs
+                .iter()
+                .any(|o| o.name == "hls/master.m3u8" && o.content_type == "application/vnd.apple.mpegurl")
+        );
         assert!(result.outputs.iter().any(|o| o.name == "poster.jpg"));
         assert_eq!(result.outputs.len(), files_in(&out.path().join("hls")).len() + 1, "every file written is listed");
     }
@@ -282,13 +310,25 @@ async fn over_the_caps_fails_as_too_long_or_too_large() {
     let Some(tools) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
     let input = clip(dir.path(), "in.mp4", "1280x720", 3, true);
-    let short = VideoRunner { tools: tools.clone(), preset: VideoPreset::Mp4, caps: MediaCaps { max_duration: Duration::from_secs(2), ..MediaCaps::default() } };
+    let short = VideoRunner {
+        tools: tools.clone(),
+        preset: VideoPreset::Mp4,
+        caps: MediaCaps { max_duration: Duration::from_secs(2), ..MediaCaps::default() },
+    };
     let message = assert_permanent(run(&short, &input).await.1, "too_long");
     assert!(message.contains("3.0 s") && message.contains("2.0 s"), "{message}");
-    let small = VideoRunner { tools: tools.clone(), preset: VideoPreset::Mp4, caps: MediaCaps { max_pixels: 1280 * 720 - 1, ..MediaCaps::default() } };
+    let small = VideoRunner {
+        tools: tools.clone(),
+        preset: VideoPreset::Mp4,
+        caps: MediaCaps { max_pixels: 1280 * 720 - 1, ..MediaCaps::default() },
+    };
     let message = assert_permanent(run(&small, &input).await.1, "too_large");
     assert!(message.contains("1280×720"), "{message}");
-    let exact = VideoRunner { tools, preset: VideoPreset::Mp4, caps: MediaCaps { max_duration: Duration::from_secs(3), max_pixels: 1280 * 720 } };
+    let exact = VideoRunner {
+        tools,
+        preset: VideoPreset::Mp4,
+        caps: MediaCaps { max_duration: Duration::from_secs(3), max_pixels: 1280 * 720 },
+    };
     run(&exact, &input).await.1.expect("at the caps is accepted");
 }
 
@@ -310,7 +350,8 @@ fn ffmpeg_child(marker: &Path) -> Option<u32> {
 /// Whether `pid` is still a running process (a zombie awaiting its reaper is not running).
 #[cfg(target_os = "linux")]
 fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
 }
 
 #[cfg(target_os = "linux")]
@@ -328,7 +369,9 @@ async fn cancel_kills_ffmpeg_at_once_and_returns_cancelled() {
             cancel.cancel();
         }
     };
-    let result = VideoRunner { tools, preset: VideoPreset::Mp4, caps: MediaCaps::default() }.run(long_clip(), out.path(), &report, &cancel).await;
+    let result = VideoRunner { tools, preset: VideoPreset::Mp4, caps: MediaCaps::default() }
+        .run(long_clip(), out.path(), &report, &cancel)
+        .await;
     let (pid, cancelled_at) = seen.into_inner().unwrap().expect("a progress report before the end");
     assert_eq!(result, Err(JobError::Cancelled));
     assert!(cancelled_at.elapsed() < Duration::from_secs(2), "took {:?}", cancelled_at.elapsed());

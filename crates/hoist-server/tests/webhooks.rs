@@ -17,7 +17,11 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCBhdCBhbGw=";
 
 fn endpoint(rx: &Receiver, events: &[&str]) -> WebhookEndpoint {
-    WebhookEndpoint { url: rx.url.clone(), secret: SECRET.into(), events: events.iter().map(ToString::to_string).collect() }
+    WebhookEndpoint {
+        url: rx.url.clone(),
+        secret: SECRET.into(),
+        events: events.iter().map(ToString::to_string).collect(),
+    }
 }
 
 fn id(hit: &Hit) -> &str {
@@ -66,7 +70,12 @@ async fn raise(pool: &sqlx::AnyPool, hooks: &Webhooks, e: &Event) {
 
 /// The delivery of `event_id` to the receiver at `url_target`.
 async fn delivery(db: &Db, event_id: &str) -> webhooks::Delivery {
-    webhooks::list(db, false, 10_000).await.unwrap().into_iter().find(|d| d.event_id == event_id).expect("a delivery row")
+    webhooks::list(db, false, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.event_id == event_id)
+        .expect("a delivery row")
 }
 
 /// Waits until the delivery of `event_id` leaves `pending`.
@@ -131,7 +140,11 @@ async fn gone_disables_the_endpoint_until_enabled() {
         let (db, pool) = open(&url).await;
         let rx = Receiver::start(vec![Reply::Status(503), Reply::Status(410)]).await;
         let retry = Duration::from_secs(2);
-        let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(Schedule::new(vec![Duration::ZERO, retry, retry])));
+        let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(Schedule::new(vec![
+            Duration::ZERO,
+            retry,
+            retry,
+        ])));
         let run = spawn_loop(&hooks, &db);
         // `a` gets a 503 and waits for its retry; then `b` gets 410 Gone.
         let (a, b) = (event(UPLOAD_COMPLETED), event(JOB_SUCCEEDED));
@@ -146,10 +159,16 @@ async fn gone_disables_the_endpoint_until_enabled() {
         raise(&pool, &hooks, &c).await;
         tokio::time::sleep(retry + Duration::from_millis(500)).await;
         assert_eq!(rx.hits().len(), 2, "nothing more is sent to a disabled endpoint");
-        assert!(webhooks::list(&db, false, 10_000).await.unwrap().iter().all(|d| d.event_id != c.id), "no row for a disabled endpoint");
+        assert!(
+            webhooks::list(&db, false, 10_000).await.unwrap().iter().all(|d| d.event_id != c.id),
+            "no row for a disabled endpoint"
+        );
         let disabled = webhooks::disabled_endpoints(&db).await.unwrap();
         assert!(disabled.iter().any(|d| rx.url.ends_with(&d.endpoint)), "{disabled:?}");
-        assert_eq!(webhooks::redeliver(&db, &delivery(&db, &b.id).await.id).await.unwrap(), webhooks::Redelivery::EndpointDisabled);
+        assert_eq!(
+            webhooks::redeliver(&db, &delivery(&db, &b.id).await.id).await.unwrap(),
+            webhooks::Redelivery::EndpointDisabled
+        );
         // An operator enables it: both stopped deliveries go out (the receiver now answers 200).
         assert_eq!(webhooks::enable(&db, &rx.url).await.unwrap(), Some(2));
         assert_eq!(webhooks::enable(&db, &rx.url).await.unwrap(), None, "enabling twice is a no-op");
@@ -228,7 +247,8 @@ async fn an_attempt_cut_off_by_a_stop_is_sent_after_a_restart() {
         let timeout = Duration::from_millis(500);
         {
             let (db, pool) = open(&url).await;
-            let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(fast(8)).with_timeout(timeout));
+            let hooks =
+                Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(fast(8)).with_timeout(timeout));
             let run = spawn_loop(&hooks, &db);
             raise(&pool, &hooks, &e).await;
             assert_eq!(rx.wait_for(1, Duration::from_secs(5)).await.len(), 1);
@@ -240,7 +260,8 @@ async fn an_attempt_cut_off_by_a_stop_is_sent_after_a_restart() {
         }
         // A new process on the same database sends it once the lease (2 × timeout + 1 s) is over.
         let (db, _pool) = open(&url).await;
-        let hooks = Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(fast(8)).with_timeout(timeout));
+        let hooks =
+            Arc::new(Webhooks::new(&[endpoint(&rx, &[])]).unwrap().with_schedule(fast(8)).with_timeout(timeout));
         let run = spawn_loop(&hooks, &db);
         let d = settled(&db, &e.id, Duration::from_secs(10)).await;
         assert_eq!((d.state, d.attempts), (DeliveryState::Delivered, 2), "{d:?}");
@@ -336,7 +357,11 @@ async fn event_to_receiver_latency() {
         lat.sort();
         let (p50, p99) = (lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
         let backend = url.split(':').next().unwrap();
-        eprintln!("event → receiver on {backend}: p50 {p50:?}, p99 {p99:?}, max {:?} over {} deliveries", lat[lat.len() - 1], lat.len());
+        eprintln!(
+            "event → receiver on {backend}: p50 {p50:?}, p99 {p99:?}, max {:?} over {} deliveries",
+            lat[lat.len() - 1],
+            lat.len()
+        );
         assert!(p50 <= Duration::from_secs(1), "target: ≤ 1 s p50, got {p50:?}");
         run.abort();
     }
@@ -349,7 +374,8 @@ async fn https_goes_through_tls_and_failures_are_recorded_not_panicked() {
     let (db, pool) = open(url).await;
     // A plain-HTTP receiver behind an https:// URL: the TLS handshake fails, the body never leaves.
     let rx = Receiver::start(vec![]).await;
-    let https = WebhookEndpoint { url: rx.url.replace("http://", "https://"), secret: SECRET.into(), events: Vec::new() };
+    let https =
+        WebhookEndpoint { url: rx.url.replace("http://", "https://"), secret: SECRET.into(), events: Vec::new() };
     // And a port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let refused = WebhookEndpoint { url: format!("http://{closed}/hooks"), secret: SECRET.into(), events: Vec::new() };
@@ -358,7 +384,8 @@ async fn https_goes_through_tls_and_failures_are_recorded_not_panicked() {
     let e = event(JOB_SUCCEEDED);
     raise(&pool, &hooks, &e).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rows: Vec<_> = webhooks::list(&db, true, 10_000).await.unwrap().into_iter().filter(|d| d.event_id == e.id).collect();
+    let rows: Vec<_> =
+        webhooks::list(&db, true, 10_000).await.unwrap().into_iter().filter(|d| d.event_id == e.id).collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
     for d in &rows {
         assert_eq!((d.state, d.attempts, d.last_status), (DeliveryState::Failed, 1, None), "{d:?}");

@@ -58,7 +58,9 @@ fn unsigned_amz_headers(uri: &http::Uri, headers: &http::HeaderMap) -> Vec<Strin
 /// from the `Authorization` header.
 fn signed_headers(uri: &http::Uri, headers: &http::HeaderMap) -> Option<Vec<String>> {
     let list = if let Some(q) = uri.query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders=")).map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
+            .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
     }) {
         q
     } else {
@@ -79,9 +81,10 @@ mod tests {
 
     #[test]
     fn presigned_urls_cover_only_the_headers_they_list() {
-        let uri: http::Uri = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host%3Bx-amz-checksum-crc32c&X-Amz-Signature=ab"
-            .parse()
-            .unwrap();
+        let uri: http::Uri =
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host%3Bx-amz-checksum-crc32c&X-Amz-Signature=ab"
+                .parse()
+                .unwrap();
         let h = headers(&[("host", "h"), ("x-amz-checksum-crc32c", "x"), ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")]);
         assert!(unsigned_amz_headers(&uri, &h).is_empty());
         let h = headers(&[("host", "h"), ("x-amz-meta-a", "1"), ("X-Amz-Copy-Source", "/b/o"), ("content-type", "t")]);

@@ -44,8 +44,12 @@ pub const MAX_HEADERS: usize = hoist_core::config::MAX_HEADER_SECTION / 8;
 /// Serves HTTP/1.1 on `listener` with `service` until `shutdown` resolves (then stops as the
 /// module doc says), closing connections whose request header, or next request when idle, does
 /// not arrive within `header_read_timeout` ([`HEADER_READ_TIMEOUT`] unless a test needs it short).
-pub async fn serve<S, B>(listener: TcpListener, service: S, header_read_timeout: Duration, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

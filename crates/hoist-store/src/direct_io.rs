@@ -174,7 +174,9 @@ mod tests {
     #[test]
     fn appends_land_in_order_whatever_the_alignment() {
         let dir = tempfile::tempdir().unwrap();
-        for (i, lens) in [vec![2 * ALIGN, 2 * ALIGN, 100], vec![ALIGN, 0, 3 * ALIGN], vec![5], vec![]].iter().enumerate() {
+        for (i, lens) in
+            [vec![2 * ALIGN, 2 * ALIGN, 100], vec![ALIGN, 0, 3 * ALIGN], vec![5], vec![]].iter().enumerate()
+        {
             let path = dir.path().join(format!("f{i}"));
             let mut f = DirectFile::create(&path).unwrap();
             let mut expected = Vec::new();

@@ -178,7 +178,9 @@ impl From<Error> for S3Error {
             Error::InvalidPartOrder => s3_error!(InvalidPartOrder, "{msg}"),
             Error::EntityTooSmall(_) => s3_error!(EntityTooSmall, "{msg}"),
             Error::MalformedXml(_) => s3_error!(MalformedXML, "{msg}"),
-            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } | Error::NotifyTarget(_) => s3_error!(InvalidArgument, "{msg}"),
+            Error::InvalidArgument(_) | Error::KeyControlCharacter { .. } | Error::NotifyTarget(_) => {
+                s3_error!(InvalidArgument, "{msg}")
+            }
             Error::InvalidRequest(_) => s3_error!(InvalidRequest, "{msg}"),
             Error::InvalidRange => s3_error!(InvalidRange, "{msg}"),
             Error::PreconditionFailed(_) => s3_error!(PreconditionFailed, "{msg}"),

@@ -386,8 +386,11 @@ impl Hub {
             Msg::Open { lane, file, algorithms, credit } => {
                 // CRC32C goes with the MD5 (`md5_lanes`); the others are computed on their own.
                 let crc32c = algorithms.contains(&ChecksumAlgorithm::Crc32c);
-                let checksums =
-                    algorithms.iter().filter(|a| **a != ChecksumAlgorithm::Crc32c).map(|a| Checksummer::new(*a)).collect();
+                let checksums = algorithms
+                    .iter()
+                    .filter(|a| **a != ChecksumAlgorithm::Crc32c)
+                    .map(|a| Checksummer::new(*a))
+                    .collect();
                 self.lanes.insert(
                     lane,
                     Lane {
@@ -496,7 +499,9 @@ impl Hub {
                 (Some(file), None) => {
                     let (md5, crc32c) = l.md5.finish();
                     let mut checksums: Vec<Checksum> = l.checksums.into_iter().map(Checksummer::finish).collect();
-                    checksums.extend(crc32c.and_then(|c| Checksum::from_digest(ChecksumAlgorithm::Crc32c, c.to_be_bytes().to_vec())));
+                    checksums.extend(
+                        crc32c.and_then(|c| Checksum::from_digest(ChecksumAlgorithm::Crc32c, c.to_be_bytes().to_vec())),
+                    );
                     Ok((file.into_file(), l.len, md5, checksums))
                 }
                 (None, None) => Err(std::io::Error::other("no file")),
@@ -539,10 +544,14 @@ mod tests {
         let lens = [0, 1, 63, 64, BUFFER - 1, BUFFER, BUFFER + 65, 3 * BUFFER + 7, 5 * BUFFER];
         let inputs: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, n)| data(i as u8, *n)).collect();
         // Lanes with CRC32C (computed with the MD5), with CRC32C and SHA-256, and with none.
-        let algs = [vec![ChecksumAlgorithm::Crc32c], vec![ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Crc32c], vec![]];
-        let results = futures::future::join_all(inputs.iter().enumerate().map(|(i, d)| {
-            ing.ingest(&layout, Some(body(d, 1000 + 4093 * i)), Some(d.len() as u64), &algs[i % 3])
-        }))
+        let algs =
+            [vec![ChecksumAlgorithm::Crc32c], vec![ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Crc32c], vec![]];
+        let results = futures::future::join_all(
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| ing.ingest(&layout, Some(body(d, 1000 + 4093 * i)), Some(d.len() as u64), &algs[i % 3])),
+        )
         .await;
         for (i, (got, want)) in results.into_iter().zip(&inputs).enumerate() {
             let got = got.unwrap();

@@ -40,8 +40,8 @@ pub mod notify;
 mod access;
 mod backend;
 mod cors;
-mod fs;
 mod direct_io;
+mod fs;
 mod ingest;
 mod md5_lanes;
 mod multipart;
@@ -180,7 +180,8 @@ impl StoreBuilder {
         };
         let backend = Arc::new(backend::Backend::open(&self.data_dir, self.min_part_size)?);
         let notifier = Arc::new(notify::Notifier::open(&backend.layout, self.notify, self.notify_options)?);
-        let mut b = S3ServiceBuilder::new(s3::HoistS3 { backend: Arc::clone(&backend), notifier: Arc::clone(&notifier) });
+        let mut b =
+            S3ServiceBuilder::new(s3::HoistS3 { backend: Arc::clone(&backend), notifier: Arc::clone(&notifier) });
         b.set_auth(s3s::auth::SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
         b.set_access(access::SignedRequestsOnly);
         b.set_config(refusals::s3s_config());

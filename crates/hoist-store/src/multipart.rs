@@ -439,9 +439,7 @@ fn check_whole_checksum(alg: ChecksumAlgorithm, sent: &str, made: Option<&Stored
     };
     let sent = sent.trim();
     let matches = match made.kind {
-        ChecksumKind::FullObject => {
-            Checksum::from_base64(alg, sent).is_some_and(|c| c.to_base64() == made.value)
-        }
+        ChecksumKind::FullObject => Checksum::from_base64(alg, sent).is_some_and(|c| c.to_base64() == made.value),
         ChecksumKind::Composite => sent == made.value || made.value.split_once('-').is_some_and(|(v, _)| v == sent),
     };
     if matches { Ok(()) } else { Err(Error::BadDigest(header.to_owned())) }

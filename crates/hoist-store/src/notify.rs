@@ -219,7 +219,9 @@ pub fn verify(secret: &str, body: &[u8], header: &str) -> bool {
 
 fn mac(secret: &str, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length; the error branch cannot happen.
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { unreachable!("HMAC accepts any key length") };
+    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        unreachable!("HMAC accepts any key length")
+    };
     m.update(body);
     m
 }
@@ -238,7 +240,8 @@ pub fn full_jitter(failures: u32, base: Duration, cap: Duration, unit: f64) -> D
 /// builds already), http/1.1, no redirects followed.
 #[must_use]
 pub fn http_client() -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()).https_or_http().enable_http1().build();
+    let https =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()).https_or_http().enable_http1().build();
     Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
 }
 
@@ -253,7 +256,9 @@ fn tls_config() -> rustls::ClientConfig {
     match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
         Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
         // The default provider supports the default versions; kept total all the same.
-        Err(_) => rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth(),
+        Err(_) => {
+            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+        }
     }
 }
 
@@ -361,7 +366,14 @@ pub(crate) fn rules_from_dto(
                 return Err(invalid("a filter may have at most one prefix rule and one suffix rule"));
             }
         }
-        rules.push(NotificationRule { id: q.id, arn: q.queue_arn.clone(), target: name.to_owned(), events, prefix, suffix });
+        rules.push(NotificationRule {
+            id: q.id,
+            arn: q.queue_arn.clone(),
+            target: name.to_owned(),
+            events,
+            prefix,
+            suffix,
+        });
     }
     Ok(rules)
 }
@@ -663,7 +675,8 @@ async fn deliver(
                 } else {
                     tracing::debug!(target = %q.target.name, failures, error = %why, "notification delivery failed again");
                 }
-                let delay = full_jitter(failures, options.backoff_base, options.backoff_cap, rand::rng().random::<f64>());
+                let delay =
+                    full_jitter(failures, options.backoff_base, options.backoff_cap, rand::rng().random::<f64>());
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stop.cancelled() => return,
@@ -729,7 +742,13 @@ mod tests {
     #[test]
     fn targets_are_checked() {
         assert!(NotifyTarget::new("hook-1", "http://127.0.0.1:1/x", "s").is_ok());
-        for (name, url, secret) in [("Hook", "http://h/", "s"), ("", "http://h/", "s"), ("h", "ftp://h/", "s"), ("h", "/x", "s"), ("h", "http://h/", "")] {
+        for (name, url, secret) in [
+            ("Hook", "http://h/", "s"),
+            ("", "http://h/", "s"),
+            ("h", "ftp://h/", "s"),
+            ("h", "/x", "s"),
+            ("h", "http://h/", ""),
+        ] {
             let e = NotifyTarget::new(name, url, secret).unwrap_err().to_string();
             assert!(e.contains("name") || e.contains("URL") || e.contains("secret"), "{e}");
         }
@@ -756,7 +775,9 @@ mod tests {
         assert!(!r.matches(EventName::Put, "out/a.mp4"));
         assert!(!r.matches(EventName::Put, "in/a.mov"));
         let d = rule(&["s3:ObjectRemoved:Delete", "s3:ObjectCreated:Post"], None, None);
-        assert!(d.matches(EventName::Delete, "x") && d.matches(EventName::Post, "x") && !d.matches(EventName::Put, "x"));
+        assert!(
+            d.matches(EventName::Delete, "x") && d.matches(EventName::Post, "x") && !d.matches(EventName::Put, "x")
+        );
     }
 
     #[test]
@@ -783,8 +804,18 @@ mod tests {
             }]),
             ..Default::default()
         };
-        let ok = rules_from_dto(queue("arn:hoist:sqs:::a", &["s3:ObjectCreated:*"], vec![("Prefix", "in/"), ("suffix", ".mp4")]), &targets).unwrap();
-        assert_eq!(ok, vec![NotificationRule { id: Some("r1".into()), ..rule(&["s3:ObjectCreated:*"], Some("in/"), Some(".mp4")) }]);
+        let ok = rules_from_dto(
+            queue("arn:hoist:sqs:::a", &["s3:ObjectCreated:*"], vec![("Prefix", "in/"), ("suffix", ".mp4")]),
+            &targets,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            vec![NotificationRule {
+                id: Some("r1".into()),
+                ..rule(&["s3:ObjectCreated:*"], Some("in/"), Some(".mp4"))
+            }]
+        );
         let back = rules_to_dto(&ok);
         assert_eq!(back.queue_configurations.unwrap()[0].queue_arn, "arn:hoist:sqs:::a");
         for (cfg, says) in [
@@ -793,7 +824,10 @@ mod tests {
             (queue("arn:hoist:sqs:::a", &["s3:ObjectRestore:*"], vec![]), "not supported"),
             (queue("arn:hoist:sqs:::a", &[], vec![]), "no events"),
             (queue("arn:hoist:sqs:::a", &["s3:ObjectCreated:*"], vec![("middle", "x")]), "prefix or suffix"),
-            (queue("arn:hoist:sqs:::a", &["s3:ObjectCreated:*"], vec![("prefix", "x"), ("prefix", "y")]), "at most one"),
+            (
+                queue("arn:hoist:sqs:::a", &["s3:ObjectCreated:*"], vec![("prefix", "x"), ("prefix", "y")]),
+                "at most one",
+            ),
         ] {
             let e = rules_from_dto(cfg, &targets).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");

@@ -160,8 +160,11 @@ pub(crate) struct XmlBodyWatch {
 impl XmlBodyWatch {
     /// A watch for requests whose body is an XML document (none for object bytes and forms).
     pub(crate) fn for_request(parts: &http::request::Parts) -> Option<Self> {
-        let has_key = parts.uri.path().strip_prefix('/').and_then(|p| p.split_once('/')).is_some_and(|(_, key)| !key.is_empty());
-        if !(parts.method == http::Method::POST || parts.method == http::Method::PUT) || carries_object_bytes(parts, has_key) {
+        let has_key =
+            parts.uri.path().strip_prefix('/').and_then(|p| p.split_once('/')).is_some_and(|(_, key)| !key.is_empty());
+        if !(parts.method == http::Method::POST || parts.method == http::Method::PUT)
+            || carries_object_bytes(parts, has_key)
+        {
             return None;
         }
         let declared_sha256 = parts.headers.get("x-amz-content-sha256").and_then(|v| {
@@ -169,7 +172,8 @@ impl XmlBodyWatch {
             hex::decode_to_slice(v.as_bytes(), &mut out).ok().map(|()| out)
         });
         let complete = parts.method == http::Method::POST && query_value(&parts.uri, "uploadId").is_some();
-        let seen = Seen { sha256: declared_sha256.map(|_| Sha256::new()), kept: complete.then(Vec::new), ..Seen::default() };
+        let seen =
+            Seen { sha256: declared_sha256.map(|_| Sha256::new()), kept: complete.then(Vec::new), ..Seen::default() };
         Some(Self {
             seen: Arc::new(Mutex::new(seen)),
             declared_len: header_u64(&parts.headers, http::header::CONTENT_LENGTH.as_str()),
@@ -306,17 +310,19 @@ fn message_for(code: &str) -> Option<String> {
         "SignatureDoesNotMatch" => "The request signature we calculated does not match the signature you provided. \
                                     Check your key and signing method."
             .to_owned(),
-        "MalformedXML" => "The XML you provided was not well-formed or did not validate against the published schema."
-            .to_owned(),
-        "MaxMessageLengthExceeded" => format!(
-            "Your request was too big: XML request bodies are at most {} MiB.",
-            MAX_XML_BODY / (1024 * 1024)
-        ),
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against the published schema.".to_owned()
+        }
+        "MaxMessageLengthExceeded" => {
+            format!("Your request was too big: XML request bodies are at most {} MiB.", MAX_XML_BODY / (1024 * 1024))
+        }
         "MissingContentLength" => "You must provide the Content-Length HTTP header.".to_owned(),
-        "IncompleteBody" => "You did not provide the number of bytes specified by the Content-Length HTTP header."
-            .to_owned(),
-        "InvalidURI" => "Couldn't parse the specified URI: its path or query is not valid percent-encoded UTF-8."
-            .to_owned(),
+        "IncompleteBody" => {
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.".to_owned()
+        }
+        "InvalidURI" => {
+            "Couldn't parse the specified URI: its path or query is not valid percent-encoded UTF-8.".to_owned()
+        }
         "MethodNotAllowed" => "The specified method is not allowed against this resource.".to_owned(),
         "MalformedPOSTRequest" => "The body of your POST request is not well-formed multipart/form-data.".to_owned(),
         "InvalidPolicyDocument" => "The content of the form does not meet the conditions specified in the policy \
@@ -428,7 +434,10 @@ mod tests {
         let big = (MAX_XML_BODY + 1).to_string();
         let cl = [("content-length", big.as_str())];
         for (method, uri) in [("POST", "/bkt/k?uploadId=u"), ("POST", "/bkt?delete"), ("PUT", "/bkt?cors")] {
-            assert!(matches!(before_routing(&request(method, uri, &cl)), Some(Error::XmlBodyTooLarge { .. })), "{method} {uri}");
+            assert!(
+                matches!(before_routing(&request(method, uri, &cl)), Some(Error::XmlBodyTooLarge { .. })),
+                "{method} {uri}"
+            );
         }
         assert!(before_routing(&request("PUT", "/bkt/k?partNumber=1&uploadId=u", &cl)).is_none());
         assert!(before_routing(&request("PUT", "/bkt/k", &cl)).is_none());
@@ -443,7 +452,10 @@ mod tests {
         let under = "a".repeat(MAX_HEADER_SECTION - "x-pad".len());
         assert!(before_routing(&parts("/bkt", &[("x-pad", &under)])).is_none());
         let over = "a".repeat(MAX_HEADER_SECTION);
-        assert!(matches!(before_routing(&parts("/bkt", &[("x-pad", &over)])), Some(Error::HeaderSectionTooLarge { .. })));
+        assert!(matches!(
+            before_routing(&parts("/bkt", &[("x-pad", &over)])),
+            Some(Error::HeaderSectionTooLarge { .. })
+        ));
     }
 
     fn bare(code: S3ErrorCode) -> Response<s3s::Body> {

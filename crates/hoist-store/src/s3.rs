@@ -6,21 +6,19 @@ use std::sync::Arc;
 
 use hoist_core::checksum::ChecksumAlgorithm;
 use s3s::dto::{
-    AbortMultipartUploadInput, AbortMultipartUploadOutput, Bucket, CORSRule, CommonPrefix, CompleteMultipartUploadInput,
-    CompleteMultipartUploadOutput, CreateBucketInput, CreateBucketOutput, CreateMultipartUploadInput,
-    CreateMultipartUploadOutput, DeleteBucketCorsInput, DeleteBucketCorsOutput, DeleteBucketInput, DeleteBucketOutput,
-    DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, GetBucketCorsInput,
-    GetBucketCorsOutput, ListObjectVersionsInput, ListObjectVersionsOutput,
-    ObjectVersion,
-    ETag, ETagCondition, GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts, GetObjectInput,
-    GetObjectOutput, ObjectPart, HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput,
-    ListBucketsInput, ListBucketsOutput, ListMultipartUploadsInput, ListMultipartUploadsOutput,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, Bucket, CORSRule, CommonPrefix,
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CreateBucketInput, CreateBucketOutput,
+    CreateMultipartUploadInput, CreateMultipartUploadOutput, DeleteBucketCorsInput, DeleteBucketCorsOutput,
+    DeleteBucketInput, DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput,
+    DeleteObjectsOutput, DeletedObject, ETag, ETagCondition, GetBucketCorsInput, GetBucketCorsOutput,
+    GetBucketNotificationConfigurationInput, GetBucketNotificationConfigurationOutput, GetObjectAttributesInput,
+    GetObjectAttributesOutput, GetObjectAttributesParts, GetObjectInput, GetObjectOutput, HeadBucketInput,
+    HeadBucketOutput, HeadObjectInput, HeadObjectOutput, ListBucketsInput, ListBucketsOutput,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectVersionsInput, ListObjectVersionsOutput,
     ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, ListPartsInput, ListPartsOutput,
-    MultipartUpload, Object, Part,
-    GetBucketNotificationConfigurationInput, GetBucketNotificationConfigurationOutput,
-    PutBucketNotificationConfigurationInput, PutBucketNotificationConfigurationOutput,
-    PutBucketCorsInput, PutBucketCorsOutput, PutObjectInput, PutObjectOutput, StreamingBlob, Timestamp,
-    UploadPartInput, UploadPartOutput,
+    MultipartUpload, Object, ObjectPart, ObjectVersion, Part, PutBucketCorsInput, PutBucketCorsOutput,
+    PutBucketNotificationConfigurationInput, PutBucketNotificationConfigurationOutput, PutObjectInput, PutObjectOutput,
+    StreamingBlob, Timestamp, UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3, S3Request, S3Response, S3Result};
 
@@ -59,11 +57,21 @@ fn etag(hex: &str) -> ETag {
 macro_rules! claimed_checksums {
     ($input:expr) => {{
         let mut v: Vec<(ChecksumAlgorithm, String)> = Vec::new();
-        if let Some(c) = &$input.checksum_crc32 { v.push((ChecksumAlgorithm::Crc32, c.clone())); }
-        if let Some(c) = &$input.checksum_crc32c { v.push((ChecksumAlgorithm::Crc32c, c.clone())); }
-        if let Some(c) = &$input.checksum_crc64nvme { v.push((ChecksumAlgorithm::Crc64Nvme, c.clone())); }
-        if let Some(c) = &$input.checksum_sha1 { v.push((ChecksumAlgorithm::Sha1, c.clone())); }
-        if let Some(c) = &$input.checksum_sha256 { v.push((ChecksumAlgorithm::Sha256, c.clone())); }
+        if let Some(c) = &$input.checksum_crc32 {
+            v.push((ChecksumAlgorithm::Crc32, c.clone()));
+        }
+        if let Some(c) = &$input.checksum_crc32c {
+            v.push((ChecksumAlgorithm::Crc32c, c.clone()));
+        }
+        if let Some(c) = &$input.checksum_crc64nvme {
+            v.push((ChecksumAlgorithm::Crc64Nvme, c.clone()));
+        }
+        if let Some(c) = &$input.checksum_sha1 {
+            v.push((ChecksumAlgorithm::Sha1, c.clone()));
+        }
+        if let Some(c) = &$input.checksum_sha256 {
+            v.push((ChecksumAlgorithm::Sha256, c.clone()));
+        }
         v
     }};
 }
@@ -308,7 +316,11 @@ impl S3 for HoistS3 {
         let trailer = trailer_algorithm(&req.headers);
         let mut algs: Vec<ChecksumAlgorithm> = claimed.iter().map(|(a, _)| *a).chain(declared).chain(trailer).collect();
         algs.dedup();
-        let body = self.backend.ingester.ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs).await?;
+        let body = self
+            .backend
+            .ingester
+            .ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs)
+            .await?;
         let mut all_claims = claimed;
         all_claims.extend(trailer_values(&req));
         let input = &req.input;
@@ -489,10 +501,7 @@ impl S3 for HoistS3 {
             deleted.push(DeletedObject { key: Some(o.key), ..Default::default() });
         }
         let quiet = input.delete.quiet.unwrap_or(false);
-        Ok(S3Response::new(DeleteObjectsOutput {
-            deleted: (!quiet).then_some(deleted),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(DeleteObjectsOutput { deleted: (!quiet).then_some(deleted), ..Default::default() }))
     }
 
     /// Buckets are unversioned: every object is its only version, with version id `null`.
@@ -503,8 +512,14 @@ impl S3 for HoistS3 {
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.map_or(MAX_PAGE, |m| usize::try_from(m).unwrap_or(0).min(MAX_PAGE));
-        let listing =
-            self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), input.key_marker.as_deref(), true, max)?;
+        let listing = self.backend.list_objects(
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            input.key_marker.as_deref(),
+            true,
+            max,
+        )?;
         let versions = listing
             .objects
             .iter()
@@ -544,7 +559,8 @@ impl S3 for HoistS3 {
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.map_or(MAX_PAGE, |m| usize::try_from(m).unwrap_or(0).min(MAX_PAGE));
         let marker = input.marker.as_deref().filter(|m| !m.is_empty());
-        let listing = self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), marker, true, max)?;
+        let listing =
+            self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), marker, true, max)?;
         let with_delimiter = input.delimiter.as_deref().is_some_and(|d| !d.is_empty());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
@@ -568,7 +584,8 @@ impl S3 for HoistS3 {
         let max = input.max_keys.map_or(MAX_PAGE, |m| usize::try_from(m).unwrap_or(0).min(MAX_PAGE));
         let after = input.continuation_token.as_deref().or(input.start_after.as_deref());
         let resume = input.continuation_token.is_some();
-        let listing = self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), after, resume, max)?;
+        let listing =
+            self.backend.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), after, resume, max)?;
         let contents: Vec<Object> = listing.objects.iter().map(object_dto).collect();
         let key_count = contents.len() + listing.common_prefixes.len();
         let out = ListObjectsV2Output {
@@ -627,7 +644,11 @@ impl S3 for HoistS3 {
             claimed.iter().map(|(a, _)| *a).chain(declared).chain(trailer).chain(upload.checksum_algorithm).collect();
         algs.sort_by_key(|a| a.cli_name());
         algs.dedup();
-        let body = self.backend.ingester.ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs).await?;
+        let body = self
+            .backend
+            .ingester
+            .ingest(&self.backend.layout, input.body.take(), content_length(input.content_length), &algs)
+            .await?;
         let mut all_claims = claimed;
         all_claims.extend(trailer_values(&req));
         let input = &req.input;
@@ -719,8 +740,19 @@ impl S3 for HoistS3 {
         }
         let done = self.backend.complete_upload(&input.bucket, &input.key, &input.upload_id, &parts, &options)?;
         // The size is the object's as it stands now (a later write of the key would have its own event).
-        let size = self.backend.head_object(&input.bucket, &input.key).ok().filter(|o| o.etag == done.etag).map_or(0, |o| o.size);
-        self.notifier.object_created(&input.bucket, &input.key, EventName::CompleteMultipartUpload, size, &done.etag)?;
+        let size = self
+            .backend
+            .head_object(&input.bucket, &input.key)
+            .ok()
+            .filter(|o| o.etag == done.etag)
+            .map_or(0, |o| o.size);
+        self.notifier.object_created(
+            &input.bucket,
+            &input.key,
+            EventName::CompleteMultipartUpload,
+            size,
+            &done.etag,
+        )?;
         let mut out = CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
@@ -764,7 +796,9 @@ impl S3 for HoistS3 {
                 key: Some(u.key),
                 upload_id: Some(u.id),
                 initiated: Some(ts(u.initiated)),
-                checksum_algorithm: u.checksum_algorithm.map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_owned())),
+                checksum_algorithm: u
+                    .checksum_algorithm
+                    .map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_owned())),
                 ..Default::default()
             })
             .collect();

@@ -50,7 +50,13 @@ async fn keys_are_opaque_and_never_leave_the_data_dir() {
     let c = store.client();
     let keys = ["..", "../../escape", "/etc/passwd", "a/b/../b/c", "a/b/c", "%2e%2e/x", "k\u{7f}ey", "ü/ñ"];
     for (i, k) in keys.iter().enumerate() {
-        c.put_object().bucket("bkt").key(*k).body(ByteStream::from(vec![u8::try_from(i).unwrap(); 3])).send().await.unwrap();
+        c.put_object()
+            .bucket("bkt")
+            .key(*k)
+            .body(ByteStream::from(vec![u8::try_from(i).unwrap(); 3]))
+            .send()
+            .await
+            .unwrap();
     }
     for (i, k) in keys.iter().enumerate() {
         let got = c.get_object().bucket("bkt").key(*k).send().await.unwrap().body.collect().await.unwrap();
@@ -135,10 +141,8 @@ async fn truncated_body_stores_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cors_preflight_allows_configured_origins_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = hoist_store::Store::builder(dir.path())
-        .cors_origins(vec!["http://app.example".into()])
-        .build()
-        .unwrap();
+    let store =
+        hoist_store::Store::builder(dir.path()).cors_origins(vec!["http://app.example".into()]).build().unwrap();
     let handle = store.start("127.0.0.1:0").await.unwrap();
     let http = reqwest::Client::new();
     let url = format!("{}/bkt/key?partNumber=1&uploadId=x", handle.endpoint_url());
@@ -157,7 +161,12 @@ async fn cors_preflight_allows_configured_origins_only() {
     assert_eq!(bad.status(), 403);
     assert!(!bad.headers().contains_key("access-control-allow-origin"));
     // Errors carry CORS headers too, so a browser can read why it failed.
-    let err = http.get(format!("{}/bkt/key", handle.endpoint_url())).header("origin", "http://app.example").send().await.unwrap();
+    let err = http
+        .get(format!("{}/bkt/key", handle.endpoint_url()))
+        .header("origin", "http://app.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(err.status(), 403);
     assert_eq!(err.headers()["access-control-allow-origin"], "http://app.example");
     handle.shutdown().await;
@@ -208,7 +217,10 @@ async fn a_presigned_put_with_unsigned_amz_headers_is_403_and_stores_nothing() {
         let text = r.text().await.unwrap();
         assert_eq!(status, 403, "{name}: {text}");
         assert!(text.contains("<Code>AccessDenied</Code>"), "{name}: {text}");
-        assert!(text.to_ascii_lowercase().contains(name.to_ascii_lowercase().as_str()), "the refusal names {name}: {text}");
+        assert!(
+            text.to_ascii_lowercase().contains(name.to_ascii_lowercase().as_str()),
+            "the refusal names {name}: {text}"
+        );
         let e = c.head_object().bucket("bkt").key("k").send().await.unwrap_err();
         assert!(e.into_service_error().is_not_found(), "{name}: something was stored");
     }
@@ -235,7 +247,10 @@ async fn a_body_longer_than_content_length_stores_nothing_past_it() {
 
     let url = presigned_put(&c, "bkt", "with-md5").await;
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&sent));
-    let head = format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-md5: {md5}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-md5: {md5}\r\ncontent-length: 1000\r\n\r\n",
+        path_and_query(&url)
+    );
     let mut conn = RawConn::connect(&addr).await.unwrap();
     conn.send(head.as_bytes()).await.unwrap();
     conn.send(&sent).await.unwrap();
@@ -253,8 +268,12 @@ async fn a_body_longer_than_content_length_stores_nothing_past_it() {
     let r = conn.read_response().await.unwrap().expect("an answer");
     assert_eq!(r.status, 200, "{}", r.text());
     let leftover = conn.read_response().await.unwrap();
-    assert!(leftover.as_ref().is_none_or(|r| r.status == 400), "the 400 leftover bytes are not a request: {leftover:?}");
-    let got = c.get_object().bucket("bkt").key("plain").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    assert!(
+        leftover.as_ref().is_none_or(|r| r.status == 400),
+        "the 400 leftover bytes are not a request: {leftover:?}"
+    );
+    let got =
+        c.get_object().bucket("bkt").key("plain").send().await.unwrap().body.collect().await.unwrap().into_bytes();
     assert_eq!(got.as_ref(), &sent[..1000], "exactly Content-Length bytes");
     let listed = c.list_objects_v2().bucket("bkt").send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -272,14 +291,22 @@ async fn a_put_without_content_length_is_411_and_stores_nothing() {
     let addr = store.endpoint_url();
     let host = addr.trim_start_matches("http://").to_owned();
     let url = presigned_put(&c, "bkt", "empty").await;
-    let r = hoist_testkit::raw_http::request(&addr, format!("PUT {} HTTP/1.1\r\nhost: {host}\r\n\r\n", path_and_query(&url)).as_bytes()).await;
+    let r = hoist_testkit::raw_http::request(
+        &addr,
+        format!("PUT {} HTTP/1.1\r\nhost: {host}\r\n\r\n", path_and_query(&url)).as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 411, "{}", r.text());
     assert!(r.text().contains("<Code>MissingContentLength</Code>"), "{}", r.text());
     assert!(r.text().contains("Content-Length"), "{}", r.text());
     let e = c.head_object().bucket("bkt").key("empty").send().await.unwrap_err();
     assert!(e.into_service_error().is_not_found(), "an empty object was stored");
     // An explicit empty body is still an empty object.
-    let r = hoist_testkit::raw_http::request(&addr, format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 0\r\n\r\n", path_and_query(&url)).as_bytes()).await;
+    let r = hoist_testkit::raw_http::request(
+        &addr,
+        format!("PUT {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 0\r\n\r\n", path_and_query(&url)).as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

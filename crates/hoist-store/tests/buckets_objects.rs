@@ -115,7 +115,12 @@ async fn checksum_mode_enabled_returns_the_stored_checksum_and_only_then() {
     let store = TestStore::start().await;
     store.create_bucket("bkt").await;
     // A client that does not ask for checksums on GetObject by itself (the SDK's default does).
-    let conf = store.client().config().to_builder().response_checksum_validation(ResponseChecksumValidation::WhenRequired).build();
+    let conf = store
+        .client()
+        .config()
+        .to_builder()
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
     let c = aws_sdk_s3::Client::from_conf(conf);
     let data = pattern(70_000, 3);
     let crc = Checksum::of(Alg::Crc32c, &data).to_base64();
@@ -140,7 +145,15 @@ async fn checksum_mode_enabled_returns_the_stored_checksum_and_only_then() {
     let get = c.get_object().bucket("bkt").key("k").send().await.unwrap();
     assert_eq!(get.checksum_crc32_c(), None, "no checksum unless asked for");
     // A range is not the object: its checksum would not match the bytes served.
-    let get = c.get_object().bucket("bkt").key("k").range("bytes=0-9").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    let get = c
+        .get_object()
+        .bucket("bkt")
+        .key("k")
+        .range("bytes=0-9")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.checksum_crc32_c(), None);
 }
 
@@ -152,7 +165,12 @@ async fn put_keys(c: &aws_sdk_s3::Client, keys: &[&str]) {
 
 /// Every page of a listing, following continuation tokens (at most 50 pages: a listing that
 /// never ends is a failure, not a hang). Each entry is `key` or `prefix/` (a common prefix).
-async fn all_pages(c: &aws_sdk_s3::Client, prefix: Option<&str>, delimiter: Option<&str>, max_keys: i32) -> Vec<Vec<String>> {
+async fn all_pages(
+    c: &aws_sdk_s3::Client,
+    prefix: Option<&str>,
+    delimiter: Option<&str>,
+    max_keys: i32,
+) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut token: Option<String> = None;
     for _ in 0..50 {
@@ -247,7 +265,15 @@ async fn delete_of_a_missing_key_is_204_and_deletes_only_that_key() {
     let url = presigned_put(&c, "bkt", "gone").await;
     assert_eq!(reqwest::Client::new().put(&url).body("x").send().await.unwrap().status(), 200);
     c.delete_object().bucket("bkt").key("gone").send().await.unwrap();
-    let keys: Vec<String> =
-        c.list_objects_v2().bucket("bkt").send().await.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+    let keys: Vec<String> = c
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
     assert_eq!(keys, ["keep"]);
 }

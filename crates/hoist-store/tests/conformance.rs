@@ -44,12 +44,15 @@ async fn part(ep: &Endpoint, key: &str, id: &str, n: i32, body: &[u8]) -> String
 
 fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
     CompletedMultipartUpload::builder()
-        .set_parts(Some(parts.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build()).collect()))
+        .set_parts(Some(
+            parts.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build()).collect(),
+        ))
         .build()
 }
 
 async fn read(ep: &Endpoint, key: &str, range: Option<&str>) -> Vec<u8> {
-    let out = ep.client().get_object().bucket(&ep.bucket).key(key).set_range(range.map(Into::into)).send().await.unwrap();
+    let out =
+        ep.client().get_object().bucket(&ep.bucket).key(key).set_range(range.map(Into::into)).send().await.unwrap();
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
@@ -77,10 +80,22 @@ async fn multipart_round_trip_with_s3_etag_and_list_parts() {
     let ea = part(&ep, &key, &id, 1, &a).await;
     let eb = part(&ep, &key, &id, 2, &b).await;
     let listed = ep.client().list_parts().bucket(&ep.bucket).key(&key).upload_id(&id).send().await.unwrap();
-    let got: Vec<(Option<i32>, Option<i64>, Option<String>)> =
-        listed.parts().iter().map(|p| (p.part_number(), p.size(), p.e_tag().map(|e| e.trim_matches('"').to_owned()))).collect();
+    let got: Vec<(Option<i32>, Option<i64>, Option<String>)> = listed
+        .parts()
+        .iter()
+        .map(|p| (p.part_number(), p.size(), p.e_tag().map(|e| e.trim_matches('"').to_owned())))
+        .collect();
     assert_eq!(got, [(Some(1), Some(5 * MIB_I64), Some(md5_hex(&a))), (Some(2), Some(1234), Some(md5_hex(&b)))]);
-    let done = ep.client().complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &ea), (2, &eb)])).send().await.unwrap();
+    let done = ep
+        .client()
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &ea), (2, &eb)]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.e_tag().unwrap().trim_matches('"'), multipart_etag(&[&a, &b]));
     assert_eq!(read(&ep, &key, None).await, [a, b].concat());
     ep.pass("multipart_round_trip_with_s3_etag_and_list_parts");
@@ -93,7 +108,15 @@ async fn a_repeated_part_replaces_the_earlier_one() {
     let id = create(&ep, &key).await;
     part(&ep, &key, &id, 1, &pattern(100, 4)).await;
     let e = part(&ep, &key, &id, 1, &pattern(200, 5)).await;
-    ep.client().complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &e)])).send().await.unwrap();
+    ep.client()
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e)]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read(&ep, &key, None).await, pattern(200, 5));
     ep.pass("a_repeated_part_replaces_the_earlier_one");
 }
@@ -106,13 +129,31 @@ async fn complete_refuses_a_wrong_etag_and_a_wrong_order() {
     let e1 = part(&ep, &key, &id, 1, &pattern(5 * MIB, 6)).await;
     let e2 = part(&ep, &key, &id, 2, &pattern(10, 7)).await;
     let c = ep.client();
-    let wrong = c.complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &e2), (2, &e2)])).send().await.unwrap_err();
+    let wrong = c
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e2), (2, &e2)]))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&wrong), "InvalidPart");
-    let order = c.complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(2, &e2), (1, &e1)])).send().await;
+    let order = c
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(2, &e2), (1, &e1)]))
+        .send()
+        .await;
     if let Err(e) = order {
         assert_eq!(error_code(&e), "InvalidPartOrder");
     } else {
-        ep.skip("complete_refuses_a_wrong_etag_and_a_wrong_order", "parts listed out of order are accepted (no InvalidPartOrder)");
+        ep.skip(
+            "complete_refuses_a_wrong_etag_and_a_wrong_order",
+            "parts listed out of order are accepted (no InvalidPartOrder)",
+        );
         return;
     }
     ep.pass("complete_refuses_a_wrong_etag_and_a_wrong_order");
@@ -125,13 +166,24 @@ async fn complete_refuses_a_small_part_that_is_not_last() {
     let id = create(&ep, &key).await;
     let e1 = part(&ep, &key, &id, 1, &pattern(1024, 8)).await;
     let e2 = part(&ep, &key, &id, 2, &pattern(1024, 9)).await;
-    let r = ep.client().complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &e1), (2, &e2)])).send().await;
+    let r = ep
+        .client()
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e1), (2, &e2)]))
+        .send()
+        .await;
     match r {
         Err(e) => {
             assert_eq!(error_code(&e), "EntityTooSmall");
             ep.pass("complete_refuses_a_small_part_that_is_not_last");
         }
-        Ok(_) => ep.skip("complete_refuses_a_small_part_that_is_not_last", "no EntityTooSmall: a 1 KiB first part was accepted"),
+        Ok(_) => ep.skip(
+            "complete_refuses_a_small_part_that_is_not_last",
+            "no EntityTooSmall: a 1 KiB first part was accepted",
+        ),
     }
 }
 
@@ -169,7 +221,11 @@ async fn a_wrong_part_checksum_is_refused() {
         .await;
     match r {
         Err(e) => {
-            assert!(["BadDigest", "InvalidDigest", "InvalidRequest", "XAmzContentChecksumMismatch"].contains(&error_code(&e).as_str()), "{e:?}");
+            assert!(
+                ["BadDigest", "InvalidDigest", "InvalidRequest", "XAmzContentChecksumMismatch"]
+                    .contains(&error_code(&e).as_str()),
+                "{e:?}"
+            );
             ep.pass("a_wrong_part_checksum_is_refused");
         }
         Ok(_) => ep.skip("a_wrong_part_checksum_is_refused", "a part with a wrong x-amz-checksum-crc32c was stored"),
@@ -197,12 +253,29 @@ async fn a_presigned_part_put_is_stored() {
     let key = ep.key("presigned.bin");
     let id = create(&ep, &key).await;
     let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_mins(5)).unwrap();
-    let url = ep.client().upload_part().bucket(&ep.bucket).key(&key).upload_id(&id).part_number(1).presigned(cfg).await.unwrap();
+    let url = ep
+        .client()
+        .upload_part()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .part_number(1)
+        .presigned(cfg)
+        .await
+        .unwrap();
     let resp = reqwest::Client::new().put(url.uri()).body(pattern(777, 11)).send().await.unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(etag.trim_matches('"'), md5_hex(&pattern(777, 11)));
-    ep.client().complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &etag)])).send().await.unwrap();
+    ep.client()
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &etag)]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read(&ep, &key, None).await, pattern(777, 11));
     ep.pass("a_presigned_part_put_is_stored");
 }
@@ -214,15 +287,34 @@ async fn a_repeated_complete_is_answered_again() {
     let id = create(&ep, &key).await;
     let e = part(&ep, &key, &id, 1, b"once").await;
     let c = ep.client();
-    let first = c.complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &e)])).send().await.unwrap();
-    match c.complete_multipart_upload().bucket(&ep.bucket).key(&key).upload_id(&id).multipart_upload(completed(&[(1, &e)])).send().await {
+    let first = c
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e)]))
+        .send()
+        .await
+        .unwrap();
+    match c
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e)]))
+        .send()
+        .await
+    {
         Ok(again) => {
             assert_eq!(again.e_tag(), first.e_tag());
             ep.pass("a_repeated_complete_is_answered_again");
         }
         Err(err) => {
             assert_eq!(error_code(&err), "NoSuchUpload", "{err:?}");
-            ep.skip("a_repeated_complete_is_answered_again", "a repeated Complete gets NoSuchUpload (clients must HEAD the object)");
+            ep.skip(
+                "a_repeated_complete_is_answered_again",
+                "a repeated Complete gets NoSuchUpload (clients must HEAD the object)",
+            );
         }
     }
 }

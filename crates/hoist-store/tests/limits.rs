@@ -34,11 +34,7 @@ async fn start_with_upload() -> (TestStore, aws_sdk_s3::Client, String, Complete
 }
 
 /// Sends CompleteMultipartUpload with `body` in place of the XML the SDK would write.
-async fn complete_with_body(
-    c: &aws_sdk_s3::Client,
-    id: &str,
-    body: Vec<u8>,
-) -> Result<(), (String, String, Duration)> {
+async fn complete_with_body(c: &aws_sdk_s3::Client, id: &str, body: Vec<u8>) -> Result<(), (String, String, Duration)> {
     let started = Instant::now();
     c.complete_multipart_upload()
         .bucket("bkt")
@@ -78,7 +74,8 @@ async fn malformed_xml_bodies_are_malformed_xml_with_a_message() {
 
     c.put_object().bucket("bkt").key("kept").body(ByteStream::from_static(b"v")).send().await.unwrap();
     let delete = Delete::builder().objects(ObjectIdentifier::builder().key("kept").build().unwrap()).build().unwrap();
-    for body in [&b"<Delete><Object><Key>kept</Key></Object>"[..], b"<Delete><Object><Key>kept</Key></Wrong></Delete>"] {
+    for body in [&b"<Delete><Object><Key>kept</Key></Object>"[..], b"<Delete><Object><Key>kept</Key></Wrong></Delete>"]
+    {
         let e = c
             .delete_objects()
             .bucket("bkt")
@@ -133,7 +130,9 @@ async fn a_complete_body_over_the_cap_is_refused_quickly() {
     let etag = done.e_tag().unwrap();
     let mut body = b"<CompleteMultipartUpload>".to_vec();
     body.resize(body.len() + 21 * 1024 * 1024, b' ');
-    body.extend_from_slice(format!("<Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>").as_bytes());
+    body.extend_from_slice(
+        format!("<Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>").as_bytes(),
+    );
     let (code, message, took) = complete_with_body(&c, &id, body).await.unwrap_err();
     assert_eq!(code, "MaxMessageLengthExceeded");
     assert!(message.contains("MiB"), "the refusal names the limit: {message:?}");
@@ -169,7 +168,11 @@ async fn huge_headers_are_refused_and_the_store_keeps_answering() {
     let path = path_and_query(&url);
     let addr = store.endpoint_url();
     for size in [100 * 1024, 1024 * 1024] {
-        let request = format!("GET {path} HTTP/1.1\r\nhost: {}\r\nx-padding: {}\r\n\r\n", addr.trim_start_matches("http://"), "a".repeat(size));
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nx-padding: {}\r\n\r\n",
+            addr.trim_start_matches("http://"),
+            "a".repeat(size)
+        );
         let mut conn = RawConn::connect(&addr).await.unwrap();
         conn.send(request.as_bytes()).await.unwrap();
         let r = conn.read_response().await.unwrap().expect("an answer, not a dropped connection");
@@ -182,7 +185,12 @@ async fn huge_headers_are_refused_and_the_store_keeps_answering() {
     // A header section just under the limit still works.
     let ok = raw_http::request(
         &addr,
-        format!("GET {path} HTTP/1.1\r\nhost: {}\r\nx-padding: {}\r\nconnection: close\r\n\r\n", addr.trim_start_matches("http://"), "a".repeat(4000)).as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nx-padding: {}\r\nconnection: close\r\n\r\n",
+            addr.trim_start_matches("http://"),
+            "a".repeat(4000)
+        )
+        .as_bytes(),
     )
     .await;
     assert_eq!(ok.status, 200, "{}", ok.text());
@@ -234,13 +242,17 @@ async fn complete_part_numbers_that_are_not_plain_integers_are_malformed_xml() {
     let (_store, c, id, done) = start_with_upload().await;
     let etag = done.e_tag().unwrap();
     for n in ["1abc", "1.0", "1e3", "+1", "-1x", "1 2"] {
-        let body = format!("<CompleteMultipartUpload><Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>");
+        let body = format!(
+            "<CompleteMultipartUpload><Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+        );
         let (code, message, _) = complete_with_body(&c, &id, body.into_bytes()).await.unwrap_err();
         assert_eq!(code, "MalformedXML", "{n:?}: {message}");
         assert!(message.contains("PartNumber"), "{n:?}: the refusal names the field: {message}");
     }
     assert_upload_untouched(&c, &id).await;
-    let body = format!("<CompleteMultipartUpload>\n <Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>\n</CompleteMultipartUpload>");
+    let body = format!(
+        "<CompleteMultipartUpload>\n <Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>\n</CompleteMultipartUpload>"
+    );
     complete_with_body(&c, &id, body.into_bytes()).await.expect("a plain number is fine");
 }
 
@@ -270,16 +282,40 @@ async fn xml_bodies_that_break_off_or_mismatch_their_sha256_are_400() {
         .unwrap_err();
     check("Complete", &e, e.raw_response().map(|r| r.status().as_u16()));
     let delete = Delete::builder().objects(ObjectIdentifier::builder().key("kept").build().unwrap()).build().unwrap();
-    let e = c.delete_objects().bucket("bkt").delete(delete).customize().interceptor(CorruptBodyAfterSigning).send().await.unwrap_err();
+    let e = c
+        .delete_objects()
+        .bucket("bkt")
+        .delete(delete)
+        .customize()
+        .interceptor(CorruptBodyAfterSigning)
+        .send()
+        .await
+        .unwrap_err();
     check("DeleteObjects", &e, e.raw_response().map(|r| r.status().as_u16()));
     let rules = CorsConfiguration::builder()
         .cors_rules(CorsRule::builder().allowed_origins("*").allowed_methods("GET").build().unwrap())
         .build()
         .unwrap();
-    let e = c.put_bucket_cors().bucket("bkt").cors_configuration(rules).customize().interceptor(CorruptBodyAfterSigning).send().await.unwrap_err();
+    let e = c
+        .put_bucket_cors()
+        .bucket("bkt")
+        .cors_configuration(rules)
+        .customize()
+        .interceptor(CorruptBodyAfterSigning)
+        .send()
+        .await
+        .unwrap_err();
     check("PutBucketCors", &e, e.raw_response().map(|r| r.status().as_u16()));
     let config = CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::EuWest1).build();
-    let e = c.create_bucket().bucket("new-bkt").create_bucket_configuration(config).customize().interceptor(CorruptBodyAfterSigning).send().await.unwrap_err();
+    let e = c
+        .create_bucket()
+        .bucket("new-bkt")
+        .create_bucket_configuration(config)
+        .customize()
+        .interceptor(CorruptBodyAfterSigning)
+        .send()
+        .await
+        .unwrap_err();
     check("CreateBucket", &e, e.raw_response().map(|r| r.status().as_u16()));
     assert_upload_untouched(&c, &id).await;
     c.head_object().bucket("bkt").key("kept").send().await.expect("nothing was deleted");
@@ -289,12 +325,14 @@ async fn xml_bodies_that_break_off_or_mismatch_their_sha256_are_400() {
     // Bodies that end before Content-Length (the client closes its side): IncompleteBody.
     let addr = store.endpoint_url();
     let host = addr.trim_start_matches("http://").to_owned();
-    let presign = |url: String| hoist_testkit::sdk::presign_for("POST", &url, &store.credentials(), Duration::from_mins(1));
+    let presign =
+        |url: String| hoist_testkit::sdk::presign_for("POST", &url, &store.credentials(), Duration::from_mins(1));
     let complete_url = presign(format!("{addr}/bkt/k?uploadId={id}"));
     let delete_url = presign(format!("{addr}/bkt?delete"));
     for (method, url) in [("POST", complete_url), ("POST", delete_url)] {
         let mut conn = RawConn::connect(&addr).await.unwrap();
-        let head = format!("{method} {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
+        let head =
+            format!("{method} {} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 1000\r\n\r\n", path_and_query(&url));
         conn.send(head.as_bytes()).await.unwrap();
         conn.send(b"<CompleteMultipartUpload><Part>").await.unwrap();
         conn.shutdown_write().await.unwrap();

@@ -165,7 +165,10 @@ async fn wrong_checksums_and_md5_are_refused_and_nothing_is_stored() {
     assert_eq!(code(&e), "BadDigest");
     let parts = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap();
     assert!(parts.parts().is_empty());
-    assert_eq!(code(&c.head_object().bucket("bkt").key("o").send().await.unwrap_err().into_service_error()), "NotFound");
+    assert_eq!(
+        code(&c.head_object().bucket("bkt").key("o").send().await.unwrap_err().into_service_error()),
+        "NotFound"
+    );
 
     // The right checksum is stored and listed.
     let right = hoist_core::checksum::Checksum::of(hoist_core::checksum::ChecksumAlgorithm::Crc32c, &body);
@@ -241,7 +244,16 @@ fn md5_etag(bytes: &[u8]) -> String {
 }
 
 async fn put_part(c: &aws_sdk_s3::Client, key: &str, id: &str, n: i32, body: Vec<u8>) -> String {
-    let r = c.upload_part().bucket("bkt").key(key).upload_id(id).part_number(n).body(ByteStream::from(body)).send().await.unwrap();
+    let r = c
+        .upload_part()
+        .bucket("bkt")
+        .key(key)
+        .upload_id(id)
+        .part_number(n)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
     r.e_tag.unwrap()
 }
 
@@ -349,7 +361,9 @@ async fn list_multipart_uploads_prefix_and_pages() {
                 .await
                 .unwrap();
             assert!(page.uploads().len() <= usize::try_from(max).unwrap());
-            seen.extend(page.uploads().iter().map(|u| (u.key().unwrap().to_owned(), u.upload_id().unwrap().to_owned())));
+            seen.extend(
+                page.uploads().iter().map(|u| (u.key().unwrap().to_owned(), u.upload_id().unwrap().to_owned())),
+            );
             if page.is_truncated() == Some(true) {
                 key_marker = page.next_key_marker().map(str::to_owned);
                 id_marker = page.next_upload_id_marker().map(str::to_owned);
@@ -437,7 +451,16 @@ async fn after_complete_the_upload_is_gone_but_the_same_complete_is_answered_aga
     let e = complete(vec![done[1].clone(), done[0].clone()]).await.unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
 
-    let e = c.upload_part().bucket("bkt").key("k").upload_id(&id).part_number(3).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let e = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number(3)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
     let e = c.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");

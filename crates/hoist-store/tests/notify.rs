@@ -76,15 +76,36 @@ async fn put_post_multipart_and_delete_send_signed_aws_shaped_records() {
     let put_etag = put(&c, "in/my clip+1é.mp4", b"hello").await;
     // A browser POST form.
     let creds = hoist_store::Credentials::load_or_generate(dir.path()).unwrap().0;
-    let form = PostForm::new().condition(r#"{"bucket": "bkt"}"#).condition(r#"["eq", "$key", "in/posted.txt"]"#).field("key", "in/posted.txt").sign(&creds);
+    let form = PostForm::new()
+        .condition(r#"{"bucket": "bkt"}"#)
+        .condition(r#"["eq", "$key", "in/posted.txt"]"#)
+        .field("key", "in/posted.txt")
+        .sign(&creds);
     let (ct, body) = multipart_body(&form, "posted.txt", b"posted");
-    let r = reqwest::Client::new().post(format!("{}/bkt", handle.endpoint_url())).header("content-type", ct).body(body).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/bkt", handle.endpoint_url()))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     // Multipart: two parts.
     let id = c.create_multipart_upload().bucket("bkt").key("in/big.bin").send().await.unwrap().upload_id.unwrap();
     let mut parts = Vec::new();
     for (n, len) in [(1, 2048usize), (2, 10)] {
-        let e = c.upload_part().bucket("bkt").key("in/big.bin").upload_id(&id).part_number(n).body(ByteStream::from(vec![7u8; len])).send().await.unwrap().e_tag.unwrap();
+        let e = c
+            .upload_part()
+            .bucket("bkt")
+            .key("in/big.bin")
+            .upload_id(&id)
+            .part_number(n)
+            .body(ByteStream::from(vec![7u8; len]))
+            .send()
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap();
         parts.push(CompletedPart::builder().part_number(n).e_tag(e).build());
     }
     let done = c
@@ -102,7 +123,10 @@ async fn put_post_multipart_and_delete_send_signed_aws_shaped_records() {
     assert_eq!(hits.len(), 4, "{hits:?}");
     let recs: Vec<Value> = hits.iter().map(record).collect();
     let names: Vec<&str> = recs.iter().map(|r| r["eventName"].as_str().unwrap()).collect();
-    assert_eq!(names, ["ObjectCreated:Put", "ObjectCreated:Post", "ObjectCreated:CompleteMultipartUpload", "ObjectRemoved:Delete"]);
+    assert_eq!(
+        names,
+        ["ObjectCreated:Put", "ObjectCreated:Post", "ObjectCreated:CompleteMultipartUpload", "ObjectRemoved:Delete"]
+    );
     let put_rec = &recs[0];
     assert_eq!(put_rec["eventVersion"], "2.1");
     assert_eq!(put_rec["eventSource"], "aws:s3");
@@ -130,7 +154,13 @@ async fn bucket_configurations_route_filter_and_round_trip() {
     c.create_bucket().bucket("bkt").send().await.unwrap();
     let filter = |rules: &[(FilterRuleName, &str)]| {
         NotificationConfigurationFilter::builder()
-            .key(S3KeyFilter::builder().set_filter_rules(Some(rules.iter().map(|(n, v)| FilterRule::builder().name(n.clone()).value(*v).build()).collect())).build())
+            .key(
+                S3KeyFilter::builder()
+                    .set_filter_rules(Some(
+                        rules.iter().map(|(n, v)| FilterRule::builder().name(n.clone()).value(*v).build()).collect(),
+                    ))
+                    .build(),
+            )
             .build()
     };
     let config = NotificationConfiguration::builder()
@@ -143,7 +173,13 @@ async fn bucket_configurations_route_filter_and_round_trip() {
                 .build()
                 .unwrap(),
         )
-        .queue_configurations(QueueConfiguration::builder().queue_arn("arn:hoist:sqs:::removed").events(Event::S3ObjectRemoved).build().unwrap())
+        .queue_configurations(
+            QueueConfiguration::builder()
+                .queue_arn("arn:hoist:sqs:::removed")
+                .events(Event::S3ObjectRemoved)
+                .build()
+                .unwrap(),
+        )
         .build();
     c.put_bucket_notification_configuration().bucket("bkt").notification_configuration(config).send().await.unwrap();
     let got = c.get_bucket_notification_configuration().bucket("bkt").send().await.unwrap();
@@ -155,9 +191,21 @@ async fn bucket_configurations_route_filter_and_round_trip() {
 
     // Refused: an ARN that names no target, and a topic configuration.
     let bad = NotificationConfiguration::builder()
-        .queue_configurations(QueueConfiguration::builder().queue_arn("arn:aws:sqs:us-east-1:1:elsewhere").events(Event::S3ObjectCreated).build().unwrap())
+        .queue_configurations(
+            QueueConfiguration::builder()
+                .queue_arn("arn:aws:sqs:us-east-1:1:elsewhere")
+                .events(Event::S3ObjectCreated)
+                .build()
+                .unwrap(),
+        )
         .build();
-    let e = c.put_bucket_notification_configuration().bucket("bkt").notification_configuration(bad).send().await.unwrap_err();
+    let e = c
+        .put_bucket_notification_configuration()
+        .bucket("bkt")
+        .notification_configuration(bad)
+        .send()
+        .await
+        .unwrap_err();
     let e = e.into_service_error();
     assert_eq!(e.meta().code(), Some("InvalidArgument"), "{e:?}");
     assert!(e.meta().message().unwrap().contains("arn:hoist:sqs:::created"), "the message names the targets: {e:?}");
@@ -171,13 +219,20 @@ async fn bucket_configurations_route_filter_and_round_trip() {
     let hits = created.wait_for(1, Duration::from_secs(10)).await;
     let gone = removed.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let keys = |r: &Receiver| r.hits().iter().map(|h| record(h)["s3"]["object"]["key"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let keys = |r: &Receiver| {
+        r.hits().iter().map(|h| record(h)["s3"]["object"]["key"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
     assert_eq!(keys(&created), ["in/a.mp4"], "only the prefix and suffix match: {hits:?}");
     assert_eq!(record(&hits[0])["s3"]["configurationId"], "videos");
     assert_eq!(keys(&removed), ["in/a.mp4"], "{gone:?}");
 
     // An empty configuration turns the bucket's notifications off.
-    c.put_bucket_notification_configuration().bucket("bkt").notification_configuration(NotificationConfiguration::builder().build()).send().await.unwrap();
+    c.put_bucket_notification_configuration()
+        .bucket("bkt")
+        .notification_configuration(NotificationConfiguration::builder().build())
+        .send()
+        .await
+        .unwrap();
     put(&c, "in/b.mp4", b"x").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(created.hits().len(), 1);
@@ -204,9 +259,14 @@ async fn a_receiver_that_is_down_then_failing_then_up_gets_every_event_with_its_
     let recs: Vec<Value> = hits.iter().map(record).collect();
     let seq = |r: &Value| r["s3"]["object"]["sequencer"].as_str().unwrap().to_owned();
     assert!(hits[..3].iter().all(|h| h.body == hits[0].body), "the refused event is sent again unchanged");
-    let delivered: Vec<(String, String)> = recs[2..].iter().map(|r| (r["s3"]["object"]["key"].as_str().unwrap().to_owned(), seq(r))).collect();
+    let delivered: Vec<(String, String)> =
+        recs[2..].iter().map(|r| (r["s3"]["object"]["key"].as_str().unwrap().to_owned(), seq(r))).collect();
     assert_eq!(delivered.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
-    assert_eq!(delivered.iter().map(|d| d.1.clone()).collect::<Vec<_>>(), waiting, "the sequencers are the queued ones");
+    assert_eq!(
+        delivered.iter().map(|d| d.1.clone()).collect::<Vec<_>>(),
+        waiting,
+        "the sequencers are the queued ones"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(queued(dir.path(), "hook").is_empty());
     handle.shutdown().await;
@@ -230,7 +290,12 @@ async fn events_pending_at_a_restart_are_delivered_by_the_next_run() {
     let got: Vec<(String, String)> = hits
         .iter()
         .map(record)
-        .map(|r| (r["s3"]["object"]["key"].as_str().unwrap().to_owned(), r["s3"]["object"]["sequencer"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["s3"]["object"]["key"].as_str().unwrap().to_owned(),
+                r["s3"]["object"]["sequencer"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(got, [("one".to_owned(), waiting[0].clone()), ("two".to_owned(), waiting[1].clone())]);
     handle.shutdown().await;
@@ -240,7 +305,8 @@ async fn events_pending_at_a_restart_are_delivered_by_the_next_run() {
 async fn a_full_queue_drops_new_events_but_not_the_writes() {
     let addr = dead_addr().await;
     let dir = tempfile::tempdir().unwrap();
-    let (handle, c) = start(dir.path(), &[("hook", &format!("http://{addr}/hook"))], NotifyOptions { max_queued: 2, ..FAST }).await;
+    let (handle, c) =
+        start(dir.path(), &[("hook", &format!("http://{addr}/hook"))], NotifyOptions { max_queued: 2, ..FAST }).await;
     c.create_bucket().bucket("bkt").send().await.unwrap();
     for k in ["a", "b", "c", "d"] {
         put(&c, k, b"x").await;

@@ -124,7 +124,14 @@ async fn filename_in_the_key_is_the_file_name() {
     let form = usual().field("key", "user/${filename}").field("Content-Type", "text/plain").sign(&store.credentials());
     let (status, body) = post(&store, "bkt", &form, b"named").await;
     assert_eq!(status, 204, "{body}");
-    let got = store.client().get_object().bucket("bkt").key("user/photo.bin").send().await.expect("stored under the file's name");
+    let got = store
+        .client()
+        .get_object()
+        .bucket("bkt")
+        .key("user/photo.bin")
+        .send()
+        .await
+        .expect("stored under the file's name");
     assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"named");
     let listed = store.client().list_objects_v2().bucket("bkt").send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -158,7 +165,11 @@ async fn filename_in_the_key_is_the_file_name() {
 async fn an_expired_policy_is_refused() {
     let store = start().await;
     let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    let form = usual().expires_at(past).field("key", "user/a.txt").field("Content-Type", "text/plain").sign(&store.credentials());
+    let form = usual()
+        .expires_at(past)
+        .field("key", "user/a.txt")
+        .field("Content-Type", "text/plain")
+        .sign(&store.credentials());
     let (status, body) = post(&store, "bkt", &form, b"data").await;
     assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "{body}");
     assert!(message_of(&body).contains("expired"), "{body}");
@@ -283,7 +294,11 @@ async fn a_form_without_signature_or_policy_or_with_unlisted_fields_is_refused()
     assert!((400..500).contains(&status), "{status} {body}");
     assert!(!message_of(&body).is_empty(), "{body}");
     // A field the policy does not mention (metadata the signer did not allow).
-    let extra = usual().field("key", "user/a.txt").field("Content-Type", "text/plain").field("x-amz-meta-owner", "mallory").sign(&creds);
+    let extra = usual()
+        .field("key", "user/a.txt")
+        .field("Content-Type", "text/plain")
+        .field("x-amz-meta-owner", "mallory")
+        .sign(&creds);
     let (status, body) = post(&store, "bkt", &extra, b"data").await;
     assert_eq!((status, code_of(&body)), (403, "AccessDenied"), "{body}");
     assert!(message_of(&body).contains("x-amz-meta-owner"), "{body}");
@@ -338,7 +353,8 @@ async fn a_post_file_over_the_store_cap_is_refused_whatever_the_policy_allows() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_form_key_with_a_control_character_is_refused() {
     let store = start().await;
-    let form = usual().field("key", "user/line\nbreak.txt").field("Content-Type", "text/plain").sign(&store.credentials());
+    let form =
+        usual().field("key", "user/line\nbreak.txt").field("Content-Type", "text/plain").sign(&store.credentials());
     let (status, body) = post(&store, "bkt", &form, b"hello").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(code_of(&body), "InvalidArgument", "{body}");

@@ -238,8 +238,7 @@ pub async fn check_checksum_type_defaults_and_refusals(c: &Client, bucket: &str)
     let lp = c.list_parts().bucket(bucket).key("composite").upload_id(&id).send().await.unwrap();
     assert_eq!(lp.checksum_type(), Some(&ChecksumType::Composite));
     let out = complete(c, bucket, "composite", &id, done).await;
-    let part_sums: Vec<Checksum> =
-        parts.iter().map(|p| Checksum::of(checksum::ChecksumAlgorithm::Crc32c, p)).collect();
+    let part_sums: Vec<Checksum> = parts.iter().map(|p| Checksum::of(checksum::ChecksumAlgorithm::Crc32c, p)).collect();
     assert_eq!(out.checksum_crc32_c(), checksum::composite(&part_sums).as_deref());
     assert_eq!(out.checksum_type(), Some(&ChecksumType::Composite));
 

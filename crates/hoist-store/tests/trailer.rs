@@ -68,7 +68,12 @@ async fn start() -> (TestStore, aws_sdk_s3::Client, String) {
     let store = TestStore::start().await;
     store.create_bucket("bkt").await;
     // No checksum of the SDK's own: it would hash the encoded body.
-    let conf = store.client().config().to_builder().request_checksum_calculation(RequestChecksumCalculation::WhenRequired).build();
+    let conf = store
+        .client()
+        .config()
+        .to_builder()
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .build();
     let c = aws_sdk_s3::Client::from_conf(conf);
     let id = c.create_multipart_upload().bucket("bkt").key("k").send().await.unwrap().upload_id.unwrap();
     (store, c, id)

@@ -58,7 +58,8 @@ impl Endpoint {
         }) + "/";
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(url) = var("HOIST_CONFORMANCE_ENDPOINT") {
-            let need = |name: &str| var(name).unwrap_or_else(|| panic!("HOIST_CONFORMANCE_ENDPOINT is set: set {name} too"));
+            let need =
+                |name: &str| var(name).unwrap_or_else(|| panic!("HOIST_CONFORMANCE_ENDPOINT is set: set {name} too"));
             return Self {
                 url,
                 access_key: need("HOIST_CONFORMANCE_ACCESS_KEY_ID"),

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hoist_core::checksum::{Checksum, ChecksumAlgorithm};
-use hoist_core::client::{CompletedPartSpec, ListedObject, ObjectInfo, PartChecksum, PartInfo, UploadChecksum, UploadInfo};
+use hoist_core::client::{
+    CompletedPartSpec, ListedObject, ObjectInfo, PartChecksum, PartInfo, UploadChecksum, UploadInfo,
+};
 use hoist_core::{Error, ObjectClient, ObjectMeta, Result, UploadRef};
 
 /// The calls of [`ObjectClient`], for choosing which to fail and counting them.
@@ -89,12 +91,24 @@ impl std::fmt::Debug for FailingClient {
 impl FailingClient {
     /// Passes every call to `inner` until rules are added.
     pub fn new(inner: impl ObjectClient + 'static) -> Self {
-        Self { inner: Arc::new(inner), rules: Vec::new(), calls: Mutex::new(BTreeMap::new()), in_flight: Mutex::new(BTreeMap::new()) }
+        Self {
+            inner: Arc::new(inner),
+            rules: Vec::new(),
+            calls: Mutex::new(BTreeMap::new()),
+            in_flight: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Fails calls `first..first+times` (1-based) of `op`, `when` said, with what `error` makes.
     #[must_use]
-    pub fn fail(mut self, op: Op, first: u32, times: u32, when: When, error: impl Fn(Op) -> Error + Send + Sync + 'static) -> Self {
+    pub fn fail(
+        mut self,
+        op: Op,
+        first: u32,
+        times: u32,
+        when: When,
+        error: impl Fn(Op) -> Error + Send + Sync + 'static,
+    ) -> Self {
         self.rules.push(Rule { op, first, times, when, error: Arc::new(error) });
         self
     }
@@ -136,10 +150,7 @@ impl FailingClient {
             *n += 1;
             *n
         };
-        self.rules
-            .iter()
-            .find(|r| r.op == op && n >= r.first && n - r.first < r.times)
-            .map(|r| (r.when, (r.error)(op)))
+        self.rules.iter().find(|r| r.op == op && n >= r.first && n - r.first < r.times).map(|r| (r.when, (r.error)(op)))
     }
 
     /// Runs `call` unless a rule fails it before; replaces its answer when a rule fails it after.
@@ -189,7 +200,12 @@ pub fn operation(op: Op) -> &'static str {
 
 /// An S3 error answer, as the real client maps it: `status` and `code`.
 pub fn service(status: u16, code: &'static str) -> impl Fn(Op) -> Error + Send + Sync + 'static {
-    move |op| Error::Service { operation: operation(op), status, code: code.into(), message: "injected by FailingClient".into() }
+    move |op| Error::Service {
+        operation: operation(op),
+        status,
+        code: code.into(),
+        message: "injected by FailingClient".into(),
+    }
 }
 
 /// A connection reset, as the real client maps it.
@@ -208,7 +224,13 @@ impl ObjectClient for FailingClient {
         self.run(Op::CreateBucket, self.inner.create_bucket(bucket)).await
     }
 
-    async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta<'_>, checksum: Option<UploadChecksum>) -> Result<UploadRef> {
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta<'_>,
+        checksum: Option<UploadChecksum>,
+    ) -> Result<UploadRef> {
         self.run(Op::Create, self.inner.create_upload(bucket, key, meta, checksum)).await
     }
 
@@ -224,11 +246,22 @@ impl ObjectClient for FailingClient {
         self.run(Op::UploadPart, self.inner.upload_part_from_file(upload, number, path, offset, len, checksum)).await
     }
 
-    async fn upload_part_bytes(&self, upload: &UploadRef, number: u32, data: Bytes, checksum: Option<&Checksum>) -> Result<String> {
+    async fn upload_part_bytes(
+        &self,
+        upload: &UploadRef,
+        number: u32,
+        data: Bytes,
+        checksum: Option<&Checksum>,
+    ) -> Result<String> {
         self.run(Op::UploadPart, self.inner.upload_part_bytes(upload, number, data, checksum)).await
     }
 
-    async fn complete(&self, upload: &UploadRef, parts: &[CompletedPartSpec], whole: Option<&Checksum>) -> Result<String> {
+    async fn complete(
+        &self,
+        upload: &UploadRef,
+        parts: &[CompletedPartSpec],
+        whole: Option<&Checksum>,
+    ) -> Result<String> {
         self.run(Op::Complete, self.inner.complete(upload, parts, whole)).await
     }
 
@@ -267,7 +300,12 @@ impl ObjectClient for FailingClient {
         self.run(Op::Put, self.inner.put_bytes(bucket, key, data, meta, checksum)).await
     }
 
-    async fn list_objects(&self, bucket: &str, prefix: &str, each: &mut (dyn FnMut(ListedObject) + Send)) -> Result<()> {
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        each: &mut (dyn FnMut(ListedObject) + Send),
+    ) -> Result<()> {
         self.run(Op::ListObjects, self.inner.list_objects(bucket, prefix, each)).await
     }
 

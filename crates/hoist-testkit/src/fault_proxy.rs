@@ -382,7 +382,9 @@ fn roll(shared: &Shared, op: Op) -> Option<Fault> {
 }
 
 fn error_response(status: &str, code: &str) -> Vec<u8> {
-    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the fault proxy</Message></Error>");
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the fault proxy</Message></Error>"
+    );
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -504,7 +506,13 @@ async fn send_body(
 
 /// Passes the request (head in `buf`, the rest of the body still on `client`) to the store and
 /// returns its whole response (the store closes after it: `Connection: close`).
-async fn exchange(client: &mut TcpStream, shared: &Shared, op: Op, buf: &[u8], head_end: usize) -> std::io::Result<Vec<u8>> {
+async fn exchange(
+    client: &mut TcpStream,
+    shared: &Shared,
+    op: Op,
+    buf: &[u8],
+    head_end: usize,
+) -> std::io::Result<Vec<u8>> {
     let mut upstream = TcpStream::connect(shared.upstream).await?;
     upstream.write_all(&with_close(buf, head_end)).await?;
     shared.count_body(op, buf.len() - head_end);
@@ -527,12 +535,15 @@ async fn exchange(client: &mut TcpStream, shared: &Shared, op: Op, buf: &[u8], h
 /// [`DRAIN_LIMIT`]; skipped when the client waits for `100-continue` before sending it.
 async fn drain_body(client: &mut TcpStream, head: &str, have: usize) {
     let header = |name: &str| {
-        head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+        })
     };
     if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         return;
     }
-    let Some(mut left) = header("content-length").and_then(|v| v.parse::<usize>().ok()).map(|n| n.saturating_sub(have)) else {
+    let Some(mut left) = header("content-length").and_then(|v| v.parse::<usize>().ok()).map(|n| n.saturating_sub(have))
+    else {
         return;
     };
     let drain = async {

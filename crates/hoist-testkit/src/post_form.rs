@@ -36,7 +36,12 @@ impl PostForm {
     #[must_use]
     pub fn new() -> Self {
         let now = OffsetDateTime::now_utc();
-        Self { expiration: now + time::Duration::minutes(10), signed_at: now, conditions: Vec::new(), fields: Vec::new() }
+        Self {
+            expiration: now + time::Duration::minutes(10),
+            signed_at: now,
+            conditions: Vec::new(),
+            fields: Vec::new(),
+        }
     }
 
     /// Sets when the policy expires.
@@ -89,7 +94,10 @@ impl PostForm {
 
     fn sigv4_fields(&self, credentials: &Credentials) -> Vec<(String, String)> {
         let day = self.signed_at.format(format_description!("[year][month][day]")).unwrap_or_default();
-        let date = self.signed_at.format(format_description!("[year][month][day]T[hour][minute][second]Z")).unwrap_or_default();
+        let date = self
+            .signed_at
+            .format(format_description!("[year][month][day]T[hour][minute][second]Z"))
+            .unwrap_or_default();
         vec![
             ("x-amz-algorithm".into(), "AWS4-HMAC-SHA256".into()),
             ("x-amz-credential".into(), format!("{}/{day}/{REGION}/s3/aws4_request", credentials.access_key)),

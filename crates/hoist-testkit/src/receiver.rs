@@ -73,10 +73,14 @@ impl Receiver {
     pub async fn start_on(addr: &str, replies: Vec<Reply>) -> Self {
         let script = Arc::new(Mutex::new(Script { replies: replies.into(), hits: Vec::new() }));
         let s = Arc::clone(&script);
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
-            let s = Arc::clone(&s);
-            async move { answer(&s, Hit { path: uri.path().to_owned(), headers, body: body.to_vec(), at: Instant::now() }).await }
-        });
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
+                let s = Arc::clone(&s);
+                async move {
+                    answer(&s, Hit { path: uri.path().to_owned(), headers, body: body.to_vec(), at: Instant::now() })
+                        .await
+                }
+            });
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the receiver's address");
         let url = format!("http://{}/hooks/hoist", listener.local_addr().expect("local address"));
         let task = tokio::spawn(async move {

@@ -148,7 +148,8 @@ impl Intercept for CorruptBodyAfterSigning {
 pub fn presign_for(method: &str, url: &str, credentials: &hoist_store::Credentials, expires: Duration) -> String {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
     let identity: aws_smithy_runtime_api::client::identity::Identity =
-        aws_credential_types::Credentials::new(&credentials.access_key, &credentials.secret_key, None, None, "test").into();
+        aws_credential_types::Credentials::new(&credentials.access_key, &credentials.secret_key, None, None, "test")
+            .into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(expires);
@@ -161,7 +162,8 @@ pub fn presign_for(method: &str, url: &str, credentials: &hoist_store::Credentia
         .build()
         .expect("signing params")
         .into();
-    let request = SignableRequest::new(method, url, std::iter::empty(), SignableBody::UnsignedPayload).expect("signable request");
+    let request =
+        SignableRequest::new(method, url, std::iter::empty(), SignableBody::UnsignedPayload).expect("signable request");
     let (instructions, _) = sign(request, &params).expect("sign").into_parts();
     let mut signed = url.to_owned();
     for (name, value) in instructions.params() {

@@ -45,7 +45,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         ..Default::default()
     })
     .await?;
-    client.create_bucket("demo").await.map_err(|e| CliError::new(Exit::Failure, format!("cannot create the demo bucket: {e}")))?;
+    client
+        .create_bucket("demo")
+        .await
+        .map_err(|e| CliError::new(Exit::Failure, format!("cannot create the demo bucket: {e}")))?;
     let dest = S3Url { bucket: "demo".into(), key: "demo.bin".into() };
     let req = UploadRequest {
         source: Source::File(path.clone()),
@@ -56,9 +59,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     };
     let started = Instant::now();
     let uploader = Uploader::new(client.clone(), UploadConfig::default());
-    let outcome = super::put::upload(&uploader, &req, Mode::from_flags(false, false, false), hoist_core::OnFailure::Abort)
-        .await
-        .map_err(|f| f.error)?;
+    let outcome =
+        super::put::upload(&uploader, &req, Mode::from_flags(false, false, false), hoist_core::OnFailure::Abort)
+            .await
+            .map_err(|f| f.error)?;
     let secs = started.elapsed().as_secs_f64();
     crate::render::say(&super::put::summary(&path.display().to_string(), &dest, &outcome).clone());
 
@@ -75,7 +79,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     #[allow(clippy::cast_precision_loss)] // display only
     let rate = args.size as f64 / MIB as f64 / secs;
-    crate::render::say(&format!("read back {} and compared: identical. Upload took {secs:.2} s ({rate:.0} MiB/s).", super::put::human(len)));
+    crate::render::say(&format!(
+        "read back {} and compared: identical. Upload took {secs:.2} s ({rate:.0} MiB/s).",
+        super::put::human(len)
+    ));
     Ok(())
 }
 

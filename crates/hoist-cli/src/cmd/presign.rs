@@ -63,7 +63,9 @@ fn parse_checksum(s: &str) -> Result<Checksum, CliError> {
 pub(crate) async fn run(args: PresignArgs) -> Result<(), CliError> {
     let put = args.method == Method::Put;
     if !put && (args.content_length.is_some() || args.checksum.is_some()) {
-        return Err(CliError::usage("--content-length and --checksum bind an upload's body: use them with --method put"));
+        return Err(CliError::usage(
+            "--content-length and --checksum bind an upload's body: use them with --method put",
+        ));
     }
     let checksum = args.checksum.as_deref().map(parse_checksum).transpose()?;
     let client = args.connect.client().await?;
@@ -83,13 +85,15 @@ pub(crate) async fn run(args: PresignArgs) -> Result<(), CliError> {
     let method = if put { "PUT" } else { "GET" };
     let signed = presign(&creds, &region, method, &url, &bound, SystemTime::now(), args.expires)
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let expires_at =
-        time::OffsetDateTime::from(signed.expires_at).format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let expires_at = time::OffsetDateTime::from(signed.expires_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if args.json {
         let headers: serde_json::Map<String, serde_json::Value> =
             bound.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
-        let v = serde_json::json!({ "url": signed.url, "method": method, "expires_at": expires_at, "headers": headers });
+        let v =
+            serde_json::json!({ "url": signed.url, "method": method, "expires_at": expires_at, "headers": headers });
         let _ = writeln!(out, "{v}");
     } else {
         let _ = writeln!(out, "{}", signed.url);

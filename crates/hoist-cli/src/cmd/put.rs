@@ -9,13 +9,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::builder::PossibleValue;
-use hoist_core::checksum::ChecksumAlgorithm;
 use hoist_core::batch::{DEFAULT_MAX_BYTES, DEFAULT_MAX_REQUESTS};
+use hoist_core::checksum::ChecksumAlgorithm;
 use hoist_core::config::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, DEFAULT_SINGLE_PUT_THRESHOLD, Provider};
 use hoist_core::tree::{Filter, TreeOptions};
 use hoist_core::{
-    BatchConfig, BatchRequest, BatchSummary, BatchUploader, CancellationToken, ChecksumMode, ChecksumTransport, ClientOptions,
-    Compare, Events, OnFailure, S3Client, Source, UploadConfig, UploadOutcome, UploadRequest, Uploader,
+    BatchConfig, BatchRequest, BatchSummary, BatchUploader, CancellationToken, ChecksumMode, ChecksumTransport,
+    ClientOptions, Compare, Events, OnFailure, S3Client, Source, UploadConfig, UploadOutcome, UploadRequest, Uploader,
 };
 
 use crate::exit::{CliError, Exit};
@@ -49,7 +49,9 @@ impl ConnectArgs {
     /// Builds the S3 client.
     pub(crate) async fn client(&self) -> Result<S3Client, CliError> {
         if self.request_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(CliError::usage("--request-timeout must be more than zero").with_hint("e.g. --request-timeout 30s"));
+            return Err(
+                CliError::usage("--request-timeout must be more than zero").with_hint("e.g. --request-timeout 30s")
+            );
         }
         let opts = ClientOptions {
             endpoint_url: self.endpoint_url.clone(),
@@ -231,7 +233,8 @@ impl UploadFlags {
     /// The engine's settings for these flags, with the limits of the provider named or told
     /// from the endpoint, and the request timeout as the stall timeout of parts.
     fn config(&self, connect: &ConnectArgs) -> Result<UploadConfig, CliError> {
-        let provider = self.provider.map_or_else(|| Provider::from_endpoint(connect.endpoint_url.as_deref()), Provider::from);
+        let provider =
+            self.provider.map_or_else(|| Provider::from_endpoint(connect.endpoint_url.as_deref()), Provider::from);
         let mut limits = provider.limits();
         if let Some(max) = self.max_object_size {
             let ceiling = limits.multipart_ceiling();
@@ -340,14 +343,17 @@ impl PutArgs {
         }
         let path = PathBuf::from(source);
         if !path.exists() {
-            return Err(CliError::usage(format!("{source} does not exist")).with_hint("check the path of the file to upload"));
+            return Err(
+                CliError::usage(format!("{source} does not exist")).with_hint("check the path of the file to upload")
+            );
         }
         if path.is_dir() || self.skip_existing {
             return Ok(None);
         }
         let key = if folder {
             let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                CliError::usage(format!("{source} has no UTF-8 file name to use as the key")).with_hint("write the destination as s3://BUCKET/KEY")
+                CliError::usage(format!("{source} has no UTF-8 file name to use as the key"))
+                    .with_hint("write the destination as s3://BUCKET/KEY")
             })?;
             format!("{}{name}", self.destination.key)
         } else {
@@ -452,7 +458,9 @@ pub(crate) async fn run_batch(
 ) -> Result<(), CliError> {
     for s in &sources {
         if std::fs::symlink_metadata(s).is_err() {
-            return Err(CliError::usage(format!("{} does not exist", s.display())).with_hint("check the paths to upload"));
+            return Err(
+                CliError::usage(format!("{} does not exist", s.display())).with_hint("check the paths to upload")
+            );
         }
     }
     let filter = Filter::new(&tree.include, &tree.exclude).map_err(|e| CliError::usage(e.to_string()))?;
@@ -493,7 +501,10 @@ pub(crate) async fn run_batch(
         render::say(&batch_summary(&dest, &summary));
     }
     if summary.interrupted {
-        return Err(CliError::new(Exit::Interrupted, "interrupted; run the same command again to go on where it stopped"));
+        return Err(CliError::new(
+            Exit::Interrupted,
+            "interrupted; run the same command again to go on where it stopped",
+        ));
     }
     if summary.files_failed > 0 {
         if mode != Mode::Json {
@@ -505,8 +516,11 @@ pub(crate) async fn run_batch(
                 eprintln!("failed: {unlisted} more not listed");
             }
         }
-        return Err(CliError::new(Exit::Partial, format!("{} of the files could not be uploaded", summary.files_failed))
-            .with_hint("fix them and run the same command again: files already uploaded are skipped"));
+        return Err(CliError::new(
+            Exit::Partial,
+            format!("{} of the files could not be uploaded", summary.files_failed),
+        )
+        .with_hint("fix them and run the same command again: files already uploaded are skipped"));
     }
     Ok(())
 }
@@ -600,7 +614,8 @@ pub(crate) fn journal_store() -> Result<hoist_core::JournalStore, CliError> {
         PathBuf::from(dir).join("journals")
     } else {
         let dirs = directories::ProjectDirs::from("", "", "hoist").ok_or_else(|| {
-            CliError::new(Exit::Failure, "cannot find a home directory for resume state").with_hint("set HOIST_STATE_DIR")
+            CliError::new(Exit::Failure, "cannot find a home directory for resume state")
+                .with_hint("set HOIST_STATE_DIR")
         })?;
         dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).join("journals")
     };
@@ -684,8 +699,11 @@ mod tests {
     #[test]
     fn checksum_values_are_core_names_and_none() {
         use clap::ValueEnum as _;
-        let names: Vec<String> =
-            ChecksumChoice::value_variants().iter().filter_map(clap::ValueEnum::to_possible_value).map(|v| v.get_name().to_owned()).collect();
+        let names: Vec<String> = ChecksumChoice::value_variants()
+            .iter()
+            .filter_map(clap::ValueEnum::to_possible_value)
+            .map(|v| v.get_name().to_owned())
+            .collect();
         assert_eq!(names, ["crc32", "crc32c", "crc64nvme", "sha1", "sha256", "none"]);
         assert_eq!(ChecksumChoice::from_str("SHA256", true), Ok(ChecksumChoice(Some(ChecksumAlgorithm::Sha256))));
     }

@@ -10,7 +10,6 @@ use crate::exit::CliError;
 use crate::parse::S3Url;
 use crate::render::say;
 
-
 /// Flags of `hoist resume`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ResumeArgs {
@@ -59,8 +58,15 @@ pub(crate) async fn run(args: ResumeArgs) -> Result<(), CliError> {
     let dest = S3Url { bucket: j.bucket.clone(), key: j.key.clone() };
     let label = j.source.display().to_string();
     if let Some(key) = label.strip_prefix(hoist_core::journal::STREAM_SOURCE_PREFIX) {
-        return Err(CliError::usage(format!("upload {} reads a stream, which only its producer can feed again", j.upload_id))
-            .with_hint(format!("feed the same stream to: hoist put - {} --resume-key {}", shell_quote(&dest.to_string()), shell_quote(key))));
+        return Err(CliError::usage(format!(
+            "upload {} reads a stream, which only its producer can feed again",
+            j.upload_id
+        ))
+        .with_hint(format!(
+            "feed the same stream to: hoist put - {} --resume-key {}",
+            shell_quote(&dest.to_string()),
+            shell_quote(key)
+        )));
     }
     let connect = ConnectArgs::endpoint((!j.endpoint.is_empty()).then(|| j.endpoint.clone()));
     let flags = UploadFlags { json: args.json, ..UploadFlags::default() };

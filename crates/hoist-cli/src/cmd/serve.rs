@@ -108,7 +108,8 @@ pub(crate) fn base_config(args: &StateArgs) -> Result<ServerConfig, CliError> {
     });
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::usage(format!("cannot read config file {}: {e}", path.display())).with_hint("pass --config with a readable TOML file")
+            CliError::usage(format!("cannot read config file {}: {e}", path.display()))
+                .with_hint("pass --config with a readable TOML file")
         })?;
         c = c.from_toml(&text).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
         if let Some(d) = &args.data {
@@ -127,7 +128,12 @@ pub(crate) fn apply_s3(c: &mut ServerConfig, args: S3Args) {
         c.bucket = v;
     }
     if args.s3_endpoint.is_some() || args.aws {
-        c.s3 = S3Target::External { endpoint: args.s3_endpoint, region: args.region, profile: args.profile, credentials: None };
+        c.s3 = S3Target::External {
+            endpoint: args.s3_endpoint,
+            region: args.region,
+            profile: args.profile,
+            credentials: None,
+        };
     }
 }
 
@@ -170,10 +176,11 @@ fn config(args: ServeArgs) -> Result<ServerConfig, CliError> {
 pub(crate) fn start_error(e: hoist_server::Error) -> CliError {
     match e {
         hoist_server::Error::Config(c) => CliError::usage(c.to_string()),
-        hoist_server::Error::Listen { .. } => {
-            CliError::usage(e.to_string()).with_hint("pick another address, e.g. --listen 127.0.0.1:0 for any free port")
+        hoist_server::Error::Listen { .. } => CliError::usage(e.to_string())
+            .with_hint("pick another address, e.g. --listen 127.0.0.1:0 for any free port"),
+        hoist_server::Error::DataDir { .. } => {
+            CliError::usage(e.to_string()).with_hint("pass --data with a directory you can write to")
         }
-        hoist_server::Error::DataDir { .. } => CliError::usage(e.to_string()).with_hint("pass --data with a directory you can write to"),
         hoist_server::Error::S3(core) => CliError::from(core),
         other => CliError::new(Exit::Failure, other.to_string()),
     }

@@ -47,8 +47,9 @@ fn notify_targets(args: &StoreArgs) -> Result<Vec<NotifyTarget>, CliError> {
         return Ok(Vec::new());
     }
     let Some(secret) = args.notify_secret.as_deref().filter(|s| !s.is_empty()) else {
-        return Err(CliError::new(Exit::Usage, "--notify needs a secret to sign notifications with")
-            .with_hint("pass --notify-secret SECRET or set HOIST_NOTIFY_SECRET; receivers check X-Hoist-Signature with it"));
+        return Err(CliError::new(Exit::Usage, "--notify needs a secret to sign notifications with").with_hint(
+            "pass --notify-secret SECRET or set HOIST_NOTIFY_SECRET; receivers check X-Hoist-Signature with it",
+        ));
     };
     args.notify
         .iter()
@@ -83,14 +84,12 @@ pub(crate) async fn run(args: StoreArgs) -> Result<(), CliError> {
     for t in &targets {
         builder = builder.notify(t.clone());
     }
-    let store = builder
-        .build()
-        .map_err(|e| match e {
-            hoist_store::Error::NotifyTarget(_) => CliError::new(Exit::Usage, format!("--notify: {e}"))
-                .with_hint("give each target its own NAME (--notify NAME=URL)"),
-            _ => CliError::new(Exit::Usage, format!("cannot open data dir {}: {e}", args.data.display()))
-                .with_hint("pass --data with a directory you can write to"),
-        })?;
+    let store = builder.build().map_err(|e| match e {
+        hoist_store::Error::NotifyTarget(_) => CliError::new(Exit::Usage, format!("--notify: {e}"))
+            .with_hint("give each target its own NAME (--notify NAME=URL)"),
+        _ => CliError::new(Exit::Usage, format!("cannot open data dir {}: {e}", args.data.display()))
+            .with_hint("pass --data with a directory you can write to"),
+    })?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| {
         CliError::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen))
             .with_hint("pick another address, e.g. --listen 127.0.0.1:0 for any free port")
@@ -98,7 +97,10 @@ pub(crate) async fn run(args: StoreArgs) -> Result<(), CliError> {
     let addr = listener.local_addr().map_err(|e| CliError::new(Exit::Failure, e.to_string()))?;
     crate::render::say(&format!("listening on http://{addr}"));
     if generated {
-        crate::render::say(&format!("generated credentials (kept in {}):", args.data.join("credentials.json").display()));
+        crate::render::say(&format!(
+            "generated credentials (kept in {}):",
+            args.data.join("credentials.json").display()
+        ));
     }
     crate::render::say(&format!("export AWS_ACCESS_KEY_ID={}", credentials.access_key));
     if generated {

@@ -68,7 +68,8 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
             let client = connect.client().await?;
             let uploads = client.list_uploads(&location.bucket, &location.key).await?;
             for u in &uploads {
-                let (parts, bytes) = if long { sizes(&client, &location.bucket, &u.key, &u.upload_id).await? } else { (0, 0) };
+                let (parts, bytes) =
+                    if long { sizes(&client, &location.bucket, &u.key, &u.upload_id).await? } else { (0, 0) };
                 if json {
                     let mut v = serde_json::json!({"key": u.key, "upload_id": u.upload_id, "initiated": u.initiated});
                     if long {
@@ -89,7 +90,13 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
         }
         Action::Abort { object, upload_id, connect } => {
             let client = connect.client().await?;
-            client.abort(&UploadRef { bucket: object.bucket.clone(), key: object.key.clone(), upload_id: upload_id.clone() }).await?;
+            client
+                .abort(&UploadRef {
+                    bucket: object.bucket.clone(),
+                    key: object.key.clone(),
+                    upload_id: upload_id.clone(),
+                })
+                .await?;
             forget_journals(std::slice::from_ref(&upload_id));
             say(&format!("aborted {upload_id} ({object})"));
             Ok(())
@@ -112,7 +119,13 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
                 let verb = if dry_run { "would abort" } else { "aborting" };
                 say(&format!("{verb} {}  {}  ({})", u.upload_id, u.key, human(bytes)));
                 if !dry_run {
-                    client.abort(&UploadRef { bucket: location.bucket.clone(), key: u.key.clone(), upload_id: u.upload_id.clone() }).await?;
+                    client
+                        .abort(&UploadRef {
+                            bucket: location.bucket.clone(),
+                            key: u.key.clone(),
+                            upload_id: u.upload_id.clone(),
+                        })
+                        .await?;
                     aborted.push(u.upload_id.clone());
                 }
             }
@@ -125,7 +138,9 @@ pub(crate) async fn run(args: UploadsArgs) -> Result<(), CliError> {
 }
 
 async fn sizes(client: &S3Client, bucket: &str, key: &str, id: &str) -> Result<(usize, u64), CliError> {
-    let parts = client.list_parts(&UploadRef { bucket: bucket.to_owned(), key: key.to_owned(), upload_id: id.to_owned() }).await?;
+    let parts = client
+        .list_parts(&UploadRef { bucket: bucket.to_owned(), key: key.to_owned(), upload_id: id.to_owned() })
+        .await?;
     Ok((parts.len(), parts.iter().map(|p| p.size).sum()))
 }
 

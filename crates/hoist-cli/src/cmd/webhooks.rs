@@ -55,7 +55,9 @@ pub(crate) async fn run(args: WebhooksArgs) -> Result<(), CliError> {
     let (Action::Ls { state, .. } | Action::Redeliver { state, .. } | Action::Enable { state, .. }) = &args.action;
     let config = base_config(state)?;
     let url = config.database_url_or_default();
-    let db = Db::connect(&url).await.map_err(|e| db_failed(&url, e).with_hint("pass the --data or --database-url that hoist serve uses"))?;
+    let db = Db::connect(&url)
+        .await
+        .map_err(|e| db_failed(&url, e).with_hint("pass the --data or --database-url that hoist serve uses"))?;
     let failed = |e| db_failed(&url, e);
     match args.action {
         Action::Ls { failed: failed_only, json, limit, .. } => {
@@ -83,7 +85,12 @@ pub(crate) async fn run(args: WebhooksArgs) -> Result<(), CliError> {
             }
             say(&format!("{} deliver{}", list.len(), if list.len() == 1 { "y" } else { "ies" }));
             for e in &disabled {
-                say(&format!("disabled since {}: {} ({}); hoist webhooks enable URL sends to it again", format_time(e.disabled_at / 1000), e.endpoint, e.reason));
+                say(&format!(
+                    "disabled since {}: {} ({}); hoist webhooks enable URL sends to it again",
+                    format_time(e.disabled_at / 1000),
+                    e.endpoint,
+                    e.reason
+                ));
             }
             Ok(())
         }
@@ -96,19 +103,27 @@ pub(crate) async fn run(args: WebhooksArgs) -> Result<(), CliError> {
                 say(&format!("{id} is still pending: its next attempt comes on schedule"));
                 Ok(())
             }
-            Redelivery::EndpointDisabled => Err(CliError::new(Exit::Conflict, format!("the endpoint of {id} is disabled after a 410 Gone"))
-                .with_hint("run hoist webhooks enable URL first (see hoist webhooks ls)")),
-            Redelivery::NotFound => {
-                Err(CliError::new(Exit::NotFound, format!("no webhook delivery {id}")).with_hint("see hoist webhooks ls for the ids"))
+            Redelivery::EndpointDisabled => {
+                Err(CliError::new(Exit::Conflict, format!("the endpoint of {id} is disabled after a 410 Gone"))
+                    .with_hint("run hoist webhooks enable URL first (see hoist webhooks ls)"))
             }
+            Redelivery::NotFound => Err(CliError::new(Exit::NotFound, format!("no webhook delivery {id}"))
+                .with_hint("see hoist webhooks ls for the ids")),
         },
         Action::Enable { url: endpoint, .. } => match webhooks::enable(&db, &endpoint).await.map_err(failed)? {
             Some(n) => {
-                say(&format!("enabled {}; {n} stopped deliver{} queued again", hoist_server::config::url_target(&endpoint), if n == 1 { "y" } else { "ies" }));
+                say(&format!(
+                    "enabled {}; {n} stopped deliver{} queued again",
+                    hoist_server::config::url_target(&endpoint),
+                    if n == 1 { "y" } else { "ies" }
+                ));
                 Ok(())
             }
-            None => Err(CliError::new(Exit::NotFound, format!("{} is not disabled", hoist_server::config::url_target(&endpoint)))
-                .with_hint("give the URL exactly as in the config file; hoist webhooks ls lists disabled endpoints")),
+            None => Err(CliError::new(
+                Exit::NotFound,
+                format!("{} is not disabled", hoist_server::config::url_target(&endpoint)),
+            )
+            .with_hint("give the URL exactly as in the config file; hoist webhooks ls lists disabled endpoints")),
         },
     }
 }

@@ -22,7 +22,8 @@ pub(crate) struct WorkerArgs {
 pub(crate) async fn run(args: WorkerArgs) -> Result<(), CliError> {
     let mut config = base_config(&args.state)?;
     apply_s3(&mut config, args.s3);
-    let workers = hoist_server::WorkerProcess::start(config, usize::from(args.concurrency)).await.map_err(start_error)?;
+    let workers =
+        hoist_server::WorkerProcess::start(config, usize::from(args.concurrency)).await.map_err(start_error)?;
     crate::render::say(&format!("worker: running up to {} job(s) at once; Ctrl-C to stop", args.concurrency));
     workers.run(super::store::shutdown_signal()).await;
     Ok(())

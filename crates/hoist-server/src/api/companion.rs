@@ -87,7 +87,11 @@ struct Created {
     bucket: String,
 }
 
-async fn create(State(st): State<Arc<AppState>>, caller: std::result::Result<Caller, ApiError>, ApiJson(body): ApiJson<CreateBody>) -> Result<Json<Created>> {
+async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: std::result::Result<Caller, ApiError>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Json<Created>> {
     let caller = auth(caller)?;
     let metadata: Vec<(String, String)> = body
         .metadata
@@ -95,7 +99,18 @@ async fn create(State(st): State<Arc<AppState>>, caller: std::result::Result<Cal
         .filter_map(|(k, v)| v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_owned())))
         .filter(|kv| policy::check_metadata(std::slice::from_ref(kv)).is_ok())
         .collect();
-    let s = uploads::create(&st, &caller, NewUpload { filename: body.filename, size: None, content_type: body.content_type, checksum_algorithm: None, metadata }).await?;
+    let s = uploads::create(
+        &st,
+        &caller,
+        NewUpload {
+            filename: body.filename,
+            size: None,
+            content_type: body.content_type,
+            checksum_algorithm: None,
+            metadata,
+        },
+    )
+    .await?;
     Ok(Json(Created { key: s.object_key, upload_id: s.upload_id, bucket: s.bucket }))
 }
 
@@ -111,7 +126,9 @@ async fn sign(
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<serde_json::Value>> {
     let n = p.get("part_number").and_then(|n| part_number(n)).ok_or_else(|| {
-        ApiError::BadRequest("the part number in the path is not a number from 1 to 10000 (written plainly: 1, not 01 or +1)".into())
+        ApiError::BadRequest(
+            "the part number in the path is not a number from 1 to 10000 (written plainly: 1, not 01 or +1)".into(),
+        )
     })?;
     let (caller, s) = session(&st, caller, &p, &q).await?;
     let signed = uploads::sign_parts(&st, &caller, &s, &[n], &HashMap::new()).await?;
@@ -135,7 +152,12 @@ async fn list_parts(
 ) -> Result<Json<Vec<serde_json::Value>>> {
     let (_, s) = session(&st, caller, &p, &q).await?;
     let parts = uploads::list_parts(&st, &s).await?;
-    Ok(Json(parts.into_iter().map(|p| json!({ "PartNumber": p.number, "ETag": format!("\"{}\"", p.etag), "Size": p.size })).collect()))
+    Ok(Json(
+        parts
+            .into_iter()
+            .map(|p| json!({ "PartNumber": p.number, "ETag": format!("\"{}\"", p.etag), "Size": p.size }))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,13 +206,24 @@ struct ParamsQuery {
 }
 
 /// A POST policy form for a small file in one request (Uppy's non-multipart path).
-async fn params(State(st): State<Arc<AppState>>, caller: std::result::Result<Caller, ApiError>, Query(q): Query<ParamsQuery>) -> Result<Json<serde_json::Value>> {
+async fn params(
+    State(st): State<Arc<AppState>>,
+    caller: std::result::Result<Caller, ApiError>,
+    Query(q): Query<ParamsQuery>,
+) -> Result<Json<serde_json::Value>> {
     let caller = auth(caller)?;
     policy::check_filename(&q.filename)?;
     let content_type = policy::normalize_content_type(q.content_type.as_deref())?;
     policy::check_object(&caller.0, None, &content_type)?;
     let key = policy::object_key(&caller.0, &uploads::new_id(), &q.filename);
     let creds = st.presigner.credentials().await?;
-    let form = st.presigner.post_form(&creds, std::time::SystemTime::now(), st.part_url_ttl, &key, &content_type, caller.0.max_size);
+    let form = st.presigner.post_form(
+        &creds,
+        std::time::SystemTime::now(),
+        st.part_url_ttl,
+        &key,
+        &content_type,
+        caller.0.max_size,
+    );
     Ok(Json(json!({ "method": "POST", "url": form.url, "fields": form.fields, "headers": {} })))
 }

@@ -31,16 +31,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::{ApiJson, MAX_BODY};
+use crate::config::KeyPolicy;
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::pipeline::events::{S3Notification, is_derived};
-use hoist_store::notify::SIGNATURE_HEADER;
 use crate::pipeline::jobs::{self, Job, JobState};
 use crate::pipeline::{jobs::NewJob, stream_token};
-use crate::config::KeyPolicy;
 use crate::policy::Caller;
 use crate::state::AppState;
 use crate::uploads::JobRef;
+use hoist_store::notify::SIGNATURE_HEADER;
 
 /// How often an event stream re-reads its job when nothing in this process said it changed.
 pub const STREAM_POLL: Duration = Duration::from_millis(250);
@@ -135,9 +135,15 @@ struct ListQuery {
     upload_id: Option<String>,
 }
 
-async fn list(State(st): State<Arc<AppState>>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<serde_json::Value>> {
+async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
     let Some(upload_id) = q.upload_id.filter(|u| !u.is_empty()) else {
-        return Err(ApiError::BadRequest("name the upload: GET /v1/jobs?upload_id=ID (the id from POST /v1/uploads)".into()));
+        return Err(ApiError::BadRequest(
+            "name the upload: GET /v1/jobs?upload_id=ID (the id from POST /v1/uploads)".into(),
+        ));
     };
     let mut views = Vec::new();
     for job in jobs::for_upload(&st.db, &caller.0.name, &upload_id).await? {
@@ -147,9 +153,15 @@ async fn list(State(st): State<Arc<AppState>>, caller: Caller, Query(q): Query<L
 }
 
 async fn cancel(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
-    let (job, cancelled) = jobs::cancel(&st.db, &st.outbox, &caller.0.name, &id).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let (job, cancelled) = jobs::cancel(&st.db, &st.outbox, &caller.0.name, &id)
+        .await?
+        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
     if !cancelled {
-        return Err(ApiError::JobWrongState { id, state: job.state.as_str(), hint: "it has finished already; only queued or running jobs can be cancelled" });
+        return Err(ApiError::JobWrongState {
+            id,
+            state: job.state.as_str(),
+            hint: "it has finished already; only queued or running jobs can be cancelled",
+        });
     }
     tracing::info!(job = %job.id, "job cancelled");
     Ok(Json(JobView::new(&st, job).await?))
@@ -158,9 +170,15 @@ async fn cancel(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<
 async fn retry(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let before = owned(&st, &caller, &id).await?;
     if !matches!(before.state, JobState::Failed | JobState::Dead | JobState::Cancelled) {
-        return Err(ApiError::JobWrongState { id, state: before.state.as_str(), hint: "only failed, dead or cancelled jobs can be retried" });
+        return Err(ApiError::JobWrongState {
+            id,
+            state: before.state.as_str(),
+            hint: "only failed, dead or cancelled jobs can be retried",
+        });
     }
-    let job = jobs::retry(&st.db, &caller.0.name, &id, st.pipeline.max_attempts).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let job = jobs::retry(&st.db, &caller.0.name, &id, st.pipeline.max_attempts)
+        .await?
+        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
     st.outbox.wake();
     tracing::info!(job = %job.id, "job queued again by hand");
     Ok(Json(JobView::new(&st, job).await?))
@@ -190,38 +208,40 @@ async fn events(
         return Err(ApiError::BadStreamToken);
     }
     let first = jobs::get_any(&st.db, &id).await?.ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
-    let seen: i64 = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(-1);
-    let stream = futures::stream::unfold((st, id, Some(first), seen, false), |(st, id, mut next, mut seen, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            if let Some(job) = next.take() {
-                if job.version > seen {
-                    seen = job.version;
-                    let terminal = job.state.is_terminal();
-                    return Some((Ok(sse_event(&job)), (st, id, None, seen, terminal)));
+    let seen: i64 =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(-1);
+    let stream =
+        futures::stream::unfold((st, id, Some(first), seen, false), |(st, id, mut next, mut seen, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(job) = next.take() {
+                    if job.version > seen {
+                        seen = job.version;
+                        let terminal = job.state.is_terminal();
+                        return Some((Ok(sse_event(&job)), (st, id, None, seen, terminal)));
+                    }
+                    if job.state.is_terminal() {
+                        // The client saw the end already (it resumed with the last event's id).
+                        return None;
+                    }
                 }
-                if job.state.is_terminal() {
-                    // The client saw the end already (it resumed with the last event's id).
-                    return None;
+                let changed = st.outbox.changed();
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep(STREAM_POLL) => {}
+                }
+                match jobs::get_any(&st.db, &id).await {
+                    Ok(Some(job)) => next = Some(job),
+                    Ok(None) => return None,
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "event stream cannot read its job; closing");
+                        return None;
+                    }
                 }
             }
-            let changed = st.outbox.changed();
-            tokio::select! {
-                () = changed => {}
-                () = tokio::time::sleep(STREAM_POLL) => {}
-            }
-            match jobs::get_any(&st.db, &id).await {
-                Ok(Some(job)) => next = Some(job),
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "event stream cannot read its job; closing");
-                    return None;
-                }
-            }
-        }
-    });
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
@@ -248,7 +268,10 @@ async fn s3_events(State(st): State<Arc<AppState>>, req: Request) -> ApiResult<J
     let (sender, body) = match signature {
         Some(sig) if !parts.headers.contains_key(AUTHORIZATION) => {
             let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::BodyTooLarge(MAX_BODY))?;
-            let signed = st.store_events_secret.as_deref().is_some_and(|secret| hoist_store::notify::verify(secret, &bytes, &sig));
+            let signed = st
+                .store_events_secret
+                .as_deref()
+                .is_some_and(|secret| hoist_store::notify::verify(secret, &bytes, &sig));
             if !signed {
                 tracing::warn!("S3 event notification with a signature that does not match the store secret: refused");
                 return Err(ApiError::Unauthorized);
@@ -262,7 +285,8 @@ async fn s3_events(State(st): State<Arc<AppState>>, req: Request) -> ApiResult<J
     let mut ignored = Vec::new();
     for record in &body.records {
         let Some(key) = record.key() else {
-            ignored.push(Ignored { key: record.s3.object.key.clone(), reason: "the key is not valid URL-encoded UTF-8" });
+            ignored
+                .push(Ignored { key: record.s3.object.key.clone(), reason: "the key is not valid URL-encoded UTF-8" });
             continue;
         };
         let owner = match &sender {
@@ -290,12 +314,14 @@ async fn s3_events(State(st): State<Arc<AppState>>, req: Request) -> ApiResult<J
         let head = match st.s3.head(&st.bucket, &key).await {
             Ok(h) => h,
             Err(hoist_core::Error::Service { status: 404, .. }) => {
-                ignored.push(Ignored { key, reason: "the object is not in the store (deleted since, or never written)" });
+                ignored
+                    .push(Ignored { key, reason: "the object is not in the store (deleted since, or never written)" });
                 continue;
             }
             Err(e) => return Err(ApiError::store("look up the object of an S3 event", e)),
         };
-        let content_type = crate::policy::normalize_content_type(head.content_type.as_deref()).unwrap_or_else(|_| "application/octet-stream".into());
+        let content_type = crate::policy::normalize_content_type(head.content_type.as_deref())
+            .unwrap_or_else(|_| "application/octet-stream".into());
         let source = NewJob {
             api_key: policy.name.clone(),
             upload_id: None,
@@ -309,7 +335,11 @@ async fn s3_events(State(st): State<Arc<AppState>>, req: Request) -> ApiResult<J
             timeout: st.pipeline.job_timeout,
         };
         let mut tx = st.db.begin_write().await?;
-        let queued: Vec<JobRef> = jobs::enqueue_matching(&mut tx, &st.pipeline.rules, &source).await?.iter().map(|j| JobRef::new(&st, j)).collect();
+        let queued: Vec<JobRef> = jobs::enqueue_matching(&mut tx, &st.pipeline.rules, &source)
+            .await?
+            .iter()
+            .map(|j| JobRef::new(&st, j))
+            .collect();
         tx.commit().await?;
         if queued.is_empty() {
             ignored.push(Ignored { key, reason: "no pipeline rule matches the object's key and content type" });

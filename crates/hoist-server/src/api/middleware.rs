@@ -24,7 +24,8 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map_or_else(|| crate::uploads::new_id()[..16].to_owned(), str::to_owned);
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
     async move {
         let mut resp = next.run(req).await;
         tracing::debug!(status = resp.status().as_u16(), "done");
@@ -62,11 +63,8 @@ pub async fn cors(State(origins): State<CorsOrigins>, req: Request, next: Next) 
     let Some(origin) = origin.filter(|o| origins.allows(o)) else {
         return next.run(req).await;
     };
-    let mut resp = if req.method() == Method::OPTIONS {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(req).await
-    };
+    let mut resp =
+        if req.method() == Method::OPTIONS { StatusCode::NO_CONTENT.into_response() } else { next.run(req).await };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -75,7 +73,9 @@ pub async fn cors(State(origins): State<CorsOrigins>, req: Request, next: Next) 
     h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type, x-request-id, uppy-auth-token, uppy-versions, uppy-credentials-params"),
+        HeaderValue::from_static(
+            "authorization, content-type, x-request-id, uppy-auth-token, uppy-versions, uppy-credentials-params",
+        ),
     );
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after, x-request-id"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));

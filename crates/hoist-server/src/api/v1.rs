@@ -61,23 +61,34 @@ struct Created {
     expires_at: String,
 }
 
-async fn create(State(st): State<Arc<AppState>>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<(StatusCode, Json<Created>)> {
-    let s = uploads::create(&st, &caller, NewUpload {
-        filename: body.filename,
-        size: Some(body.size),
-        content_type: body.content_type,
-        checksum_algorithm: body.checksum_algorithm,
-        metadata: body.metadata.unwrap_or_default().into_iter().collect(),
-    })
+async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    let s = uploads::create(
+        &st,
+        &caller,
+        NewUpload {
+            filename: body.filename,
+            size: Some(body.size),
+            content_type: body.content_type,
+            checksum_algorithm: body.checksum_algorithm,
+            metadata: body.metadata.unwrap_or_default().into_iter().collect(),
+        },
+    )
     .await?;
-    Ok((StatusCode::CREATED, Json(Created {
-        part_size: s.part_size.unwrap_or(0),
-        part_count: s.part_count.unwrap_or(0),
-        expires_at: rfc3339(s.expires_at),
-        checksum_algorithm: s.checksum_algorithm,
-        id: s.id,
-        key: s.object_key,
-    })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            part_size: s.part_size.unwrap_or(0),
+            part_count: s.part_count.unwrap_or(0),
+            expires_at: rfc3339(s.expires_at),
+            checksum_algorithm: s.checksum_algorithm,
+            id: s.id,
+            key: s.object_key,
+        }),
+    ))
 }
 
 #[derive(Debug, Serialize)]
@@ -137,7 +148,12 @@ struct Signed {
     parts: Vec<SignedPart>,
 }
 
-async fn sign(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<SignBody>) -> ApiResult<Json<Signed>> {
+async fn sign(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SignBody>,
+) -> ApiResult<Json<Signed>> {
     let s = uploads::get(&st, &caller, &id).await?;
     let parts = uploads::sign_parts(&st, &caller, &s, &body.part_numbers, &body.checksums.unwrap_or_default()).await?;
     Ok(Json(Signed { parts }))
@@ -156,13 +172,22 @@ struct Listed {
     parts: Vec<ListedPart>,
 }
 
-async fn list_parts(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Listed>> {
+async fn list_parts(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Listed>> {
     let s = uploads::get(&st, &caller, &id).await?;
     let parts = uploads::list_parts(&st, &s).await?;
     Ok(Json(Listed {
         parts: parts
             .into_iter()
-            .map(|p| ListedPart { part_number: p.number, etag: p.etag, size: p.size, checksum: p.checksum.map(|c| c.to_base64()) })
+            .map(|p| ListedPart {
+                part_number: p.number,
+                etag: p.etag,
+                size: p.size,
+                checksum: p.checksum.map(|c| c.to_base64()),
+            })
             .collect(),
     }))
 }
@@ -180,7 +205,12 @@ struct CompleteBody {
     parts: Vec<CompletePart>,
 }
 
-async fn complete(State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<CompleteBody>) -> ApiResult<Json<Completed>> {
+async fn complete(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CompleteBody>,
+) -> ApiResult<Json<Completed>> {
     let s = uploads::get(&st, &caller, &id).await?;
     let parts: Vec<(u32, String)> = body.parts.into_iter().map(|p| (p.part_number, p.etag)).collect();
     Ok(Json(uploads::complete(&st, &caller, &s, &parts).await?))

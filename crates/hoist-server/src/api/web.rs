@@ -17,7 +17,9 @@ include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
 /// `/` (the page) and `/{file}`.
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/", get(|| async { serve("index.html") })).route("/{file}", get(|Path(f): Path<String>| async move { serve(&f) }))
+    Router::new()
+        .route("/", get(|| async { serve("index.html") }))
+        .route("/{file}", get(|Path(f): Path<String>| async move { serve(&f) }))
 }
 
 fn serve(name: &str) -> Response {

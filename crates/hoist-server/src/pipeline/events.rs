@@ -84,7 +84,12 @@ impl Outbox {
     /// Records `e` on `conn` (the caller's open transaction). Answers the event, or `None` when
     /// an event with the same dedup key exists already.
     pub async fn record(&self, conn: &mut AnyConnection, e: &NewEvent<'_>) -> Result<Option<Event>, sqlx::Error> {
-        let event = Event { id: super::jobs::random_id("evt_"), kind: e.kind.to_owned(), at_ms: now_ms(), data: e.data.clone() };
+        let event = Event {
+            id: super::jobs::random_id("evt_"),
+            kind: e.kind.to_owned(),
+            at_ms: now_ms(),
+            data: e.data.clone(),
+        };
         let inserted = sqlx::query(
             "INSERT INTO events (id, kind, api_key, subject, dedup_key, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (dedup_key) DO NOTHING",

@@ -300,14 +300,21 @@ pub async fn enqueue(conn: &mut AnyConnection, j: &NewJob) -> Result<(Job, bool)
             .execute(&mut *conn)
             .await?;
     }
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE idem_key = $1")).bind(&key).fetch_one(&mut *conn).await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE idem_key = $1"))
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok((from_row(&row)?, inserted))
 }
 
 /// Queues one job per preset of the `rules` that match `source`'s key and content type, on
 /// `conn` (the caller's transaction); `source.preset` is ignored. Answers the jobs (new or
 /// already there for the same object version and preset).
-pub async fn enqueue_matching(conn: &mut AnyConnection, rules: &[crate::config::PipelineRule], source: &NewJob) -> Result<Vec<Job>, sqlx::Error> {
+pub async fn enqueue_matching(
+    conn: &mut AnyConnection,
+    rules: &[crate::config::PipelineRule],
+    source: &NewJob,
+) -> Result<Vec<Job>, sqlx::Error> {
     let mut presets = std::collections::HashSet::new();
     let mut queued = Vec::new();
     for rule in rules.iter().filter(|r| r.matches(&source.source_key, &source.content_type)) {
@@ -331,17 +338,20 @@ pub async fn get(db: &Db, api_key: &str, id: &str) -> Result<Option<Job>, sqlx::
 
 /// The job `id`, whoever owns it (for the signed SSE URL, whose token names the job).
 pub async fn get_any(db: &Db, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")).bind(id).fetch_optional(db.pool()).await?;
+    let row =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1")).bind(id).fetch_optional(db.pool()).await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// The jobs of one upload session, oldest first.
 pub async fn for_upload(db: &Db, api_key: &str, upload_id: &str) -> Result<Vec<Job>, sqlx::Error> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE api_key = $1 AND upload_id = $2 ORDER BY created_at, id"))
-        .bind(api_key)
-        .bind(upload_id)
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE api_key = $1 AND upload_id = $2 ORDER BY created_at, id"
+    ))
+    .bind(api_key)
+    .bind(upload_id)
+    .fetch_all(db.pool())
+    .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -395,7 +405,11 @@ pub async fn heartbeat(db: &Db, lease: &Lease, progress: f64, extend: Duration) 
 
 /// Backoff before the job's next attempt after `attempts` claims (full jitter, 5 s base, 5 min cap).
 fn requeue_delay(attempts: u32) -> Duration {
-    let policy = hoist_core::retry::RetryConfig { base: Duration::from_secs(5), cap: Duration::from_mins(5), max_attempts: u32::MAX };
+    let policy = hoist_core::retry::RetryConfig {
+        base: Duration::from_secs(5),
+        cap: Duration::from_mins(5),
+        max_attempts: u32::MAX,
+    };
     policy.delay(attempts.saturating_sub(1))
 }
 
@@ -414,8 +428,17 @@ pub async fn finish(db: &Db, outbox: &Outbox, lease: &Lease, outcome: Outcome) -
         Outcome::Transient(f) => (after_transient(&lease.job), Some(f), None, None),
     };
     let mut tx = db.begin_write().await?;
-    let job = transition(&mut tx, &lease.job.id, Some(&lease.token), &[JobState::Running], state, failure.as_ref(), source.as_ref(), outputs.as_ref())
-        .await?;
+    let job = transition(
+        &mut tx,
+        &lease.job.id,
+        Some(&lease.token),
+        &[JobState::Running],
+        state,
+        failure.as_ref(),
+        source.as_ref(),
+        outputs.as_ref(),
+    )
+    .await?;
     if let Some(job) = &job {
         record_terminal(&mut tx, outbox, job).await?;
     }
@@ -440,7 +463,8 @@ async fn transition(
     outputs: Option<&serde_json::Value>,
 ) -> Result<Option<Job>, sqlx::Error> {
     let now = now_ms();
-    let prior_attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1").bind(id).fetch_optional(&mut *conn).await?;
+    let prior_attempts: Option<i64> =
+        sqlx::query_scalar("SELECT attempts FROM jobs WHERE id = $1").bind(id).fetch_optional(&mut *conn).await?;
     let run_after = match (to, prior_attempts) {
         (JobState::Queued, Some(a)) => now.saturating_add(millis(requeue_delay(u32::try_from(a).unwrap_or(u32::MAX)))),
         _ => now,
@@ -498,13 +522,16 @@ async fn record_terminal(conn: &mut AnyConnection, outbox: &Outbox, job: &Job) -
         "outputs": job.outputs,
     });
     outbox
-        .record(conn, &NewEvent {
-            kind,
-            api_key: &job.api_key,
-            subject: &job.id,
-            dedup_key: format!("{kind}:{}:{}", job.id, job.attempts),
-            data,
-        })
+        .record(
+            conn,
+            &NewEvent {
+                kind,
+                api_key: &job.api_key,
+                subject: &job.id,
+                dedup_key: format!("{kind}:{}:{}", job.id, job.attempts),
+                data,
+            },
+        )
         .await?;
     Ok(())
 }
@@ -517,7 +544,9 @@ pub async fn cancel(db: &Db, outbox: &Outbox, api_key: &str, id: &str) -> Result
         return Ok(None);
     }
     let mut tx = db.begin_write().await?;
-    let changed = transition(&mut tx, id, None, &[JobState::Queued, JobState::Running], JobState::Cancelled, None, None, None).await?;
+    let changed =
+        transition(&mut tx, id, None, &[JobState::Queued, JobState::Running], JobState::Cancelled, None, None, None)
+            .await?;
     if let Some(job) = &changed {
         record_terminal(&mut tx, outbox, job).await?;
     }
@@ -561,10 +590,13 @@ pub async fn requeue_expired(db: &Db, outbox: &Outbox, limit: i64) -> Result<usi
         let to = if attempts >= max { JobState::Dead } else { JobState::Queued };
         let failure = JobFailure {
             code: "worker_lost".into(),
-            message: format!("the worker running attempt {attempts} stopped answering (killed, or stalled past its lease)"),
+            message: format!(
+                "the worker running attempt {attempts} stopped answering (killed, or stalled past its lease)"
+            ),
         };
         let mut tx = db.begin_write().await?;
-        let job = transition(&mut tx, &id, token.as_deref(), &[JobState::Running], to, Some(&failure), None, None).await?;
+        let job =
+            transition(&mut tx, &id, token.as_deref(), &[JobState::Running], to, Some(&failure), None, None).await?;
         if let Some(job) = &job {
             record_terminal(&mut tx, outbox, job).await?;
             moved += 1;
@@ -579,7 +611,12 @@ pub async fn requeue_expired(db: &Db, outbox: &Outbox, limit: i64) -> Result<usi
 }
 
 /// Cancels every open job of an upload session (it is being deleted); answers all its jobs.
-pub async fn cancel_for_upload(db: &Db, outbox: &Outbox, api_key: &str, upload_id: &str) -> Result<Vec<Job>, sqlx::Error> {
+pub async fn cancel_for_upload(
+    db: &Db,
+    outbox: &Outbox,
+    api_key: &str,
+    upload_id: &str,
+) -> Result<Vec<Job>, sqlx::Error> {
     for job in for_upload(db, api_key, upload_id).await? {
         if !job.state.is_terminal() {
             cancel(db, outbox, api_key, &job.id).await?;
@@ -635,7 +672,11 @@ mod tests {
         assert_eq!(for_upload(db, &a.api_key, a.upload_id.as_deref().unwrap()).await.unwrap().len(), 2);
         assert!(get(db, "someone-else", &a.id).await.unwrap().is_none(), "another key's job is invisible");
         // An S3 event queues a job first (no upload); the upload's Complete then claims it.
-        let made = NewJob { upload_id: Some(format!("{tag}up2")), source_key: format!("{tag}/other.mp4"), ..new_job(tag, "mp4-720p") };
+        let made = NewJob {
+            upload_id: Some(format!("{tag}up2")),
+            source_key: format!("{tag}/other.mp4"),
+            ..new_job(tag, "mp4-720p")
+        };
         let event = NewJob { upload_id: None, api_key: format!("{tag}other"), ..made.clone() };
         let (from_event, _) = queue(db, &event).await;
         assert_eq!(from_event.upload_id, None);
@@ -652,7 +693,11 @@ mod tests {
         assert_eq!(heartbeat(db, &first, 0.25, Duration::from_mins(1)).await.unwrap(), Heartbeat::Held);
         let j = get(db, &a.api_key, &a.id).await.unwrap().unwrap();
         assert!((j.progress - 0.5).abs() < 1e-9, "progress never goes down: {}", j.progress);
-        sqlx::query("UPDATE jobs SET lease_until = 0, run_after = 0 WHERE id = $1").bind(&a.id).execute(db.pool()).await.unwrap();
+        sqlx::query("UPDATE jobs SET lease_until = 0, run_after = 0 WHERE id = $1")
+            .bind(&a.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
         assert!(requeue_expired(db, &outbox, 1000).await.unwrap() >= 1);
         let j = get(db, &a.api_key, &a.id).await.unwrap().unwrap();
         assert_eq!((j.state, j.error.as_ref().map(|e| e.code.as_str())), (JobState::Queued, Some("worker_lost")));
@@ -660,20 +705,34 @@ mod tests {
         sqlx::query("UPDATE jobs SET run_after = 0 WHERE id = $1").bind(&a.id).execute(db.pool()).await.unwrap();
         let second = claim_job(db, &a.id).await;
         assert_eq!(second.job.attempts, 2);
-        let zombie = finish(db, &outbox, &first, Outcome::Succeeded { source: serde_json::json!({}), outputs: serde_json::json!(["zombie"]) })
-            .await
-            .unwrap();
+        let zombie = finish(
+            db,
+            &outbox,
+            &first,
+            Outcome::Succeeded { source: serde_json::json!({}), outputs: serde_json::json!(["zombie"]) },
+        )
+        .await
+        .unwrap();
         assert!(zombie.is_none(), "a worker whose lease was taken writes nothing");
-        let done = finish(db, &outbox, &second, Outcome::Succeeded { source: serde_json::json!({"w": 1}), outputs: serde_json::json!(["winner"]) })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((done.state, done.progress, done.outputs.clone()), (JobState::Succeeded, 1.0, Some(serde_json::json!(["winner"]))));
-        let succeeded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE subject = $1 AND kind = 'job.succeeded'")
-            .bind(&a.id)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+        let done = finish(
+            db,
+            &outbox,
+            &second,
+            Outcome::Succeeded { source: serde_json::json!({"w": 1}), outputs: serde_json::json!(["winner"]) },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (done.state, done.progress, done.outputs.clone()),
+            (JobState::Succeeded, 1.0, Some(serde_json::json!(["winner"])))
+        );
+        let succeeded: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE subject = $1 AND kind = 'job.succeeded'")
+                .bind(&a.id)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
         assert_eq!(succeeded, 1);
 
         // Transient failures until out of attempts: dead, with one job.failed.

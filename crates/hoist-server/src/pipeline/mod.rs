@@ -40,7 +40,8 @@ pub fn video_runners(tools: &Ffmpeg) -> HashMap<String, Arc<dyn JobRunner>> {
     VideoPreset::ALL
         .iter()
         .map(|&preset| {
-            let runner: Arc<dyn JobRunner> = Arc::new(transcode::VideoRunner { tools: tools.clone(), preset, caps: MediaCaps::default() });
+            let runner: Arc<dyn JobRunner> =
+                Arc::new(transcode::VideoRunner { tools: tools.clone(), preset, caps: MediaCaps::default() });
             (preset.name().to_owned(), runner)
         })
         .collect()
@@ -54,7 +55,11 @@ pub fn setup(config: &mut PipelineConfig, dev: bool) -> Result<(Option<Ffmpeg>, 
     if dev && config.rules.is_empty() {
         return Ok(match found {
             Ok(tools) => {
-                config.rules.push(PipelineRule { content_types: vec!["video/*".into()], prefix: String::new(), preset: VideoPreset::Mp4.name().into() });
+                config.rules.push(PipelineRule {
+                    content_types: vec!["video/*".into()],
+                    prefix: String::new(),
+                    preset: VideoPreset::Mp4.name().into(),
+                });
                 config.workers = config.workers.max(1);
                 let note = format!(
                     "pipeline: video/* uploads are transcoded to {} by {} worker(s) in this process ({})",
@@ -72,6 +77,9 @@ pub fn setup(config: &mut PipelineConfig, dev: bool) -> Result<(Option<Ffmpeg>, 
     }
     match found {
         Ok(tools) => Ok((Some(tools), None)),
-        Err(why) => Err(ConfigError(format!("pipeline.workers = {} needs ffmpeg: {why}; or set workers = 0 and run `hoist worker` elsewhere", config.workers))),
+        Err(why) => Err(ConfigError(format!(
+            "pipeline.workers = {} needs ffmpeg: {why}; or set workers = 0 and run `hoist worker` elsewhere",
+            config.workers
+        ))),
     }
 }

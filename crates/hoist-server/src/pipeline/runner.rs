@@ -16,7 +16,13 @@ pub type Progress<'a> = &'a (dyn Fn(f64) + Send + Sync);
 #[async_trait::async_trait]
 pub trait JobRunner: Send + Sync + std::fmt::Debug {
     /// Runs the job on `input`, writing outputs into `out_dir` (empty, owned by the worker).
-    async fn run(&self, input: &Path, out_dir: &Path, progress: Progress<'_>, cancel: &CancellationToken) -> Result<RunOutput, JobError>;
+    async fn run(
+        &self,
+        input: &Path,
+        out_dir: &Path,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutput, JobError>;
 }
 
 /// What a finished run produced.

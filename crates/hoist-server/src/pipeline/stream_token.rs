@@ -54,7 +54,8 @@ pub async fn load_key(db: &Db) -> Result<[u8; 32], sqlx::Error> {
         .bind(hex::encode(fresh))
         .execute(db.pool())
         .await?;
-    let stored: String = sqlx::query_scalar("SELECT value FROM service_secrets WHERE name = 'stream_key'").fetch_one(db.pool()).await?;
+    let stored: String =
+        sqlx::query_scalar("SELECT value FROM service_secrets WHERE name = 'stream_key'").fetch_one(db.pool()).await?;
     let mut key = [0u8; 32];
     hex::decode_to_slice(stored.trim(), &mut key).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     Ok(key)

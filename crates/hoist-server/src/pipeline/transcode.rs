@@ -258,7 +258,13 @@ pub struct VideoRunner {
 
 #[async_trait::async_trait]
 impl JobRunner for VideoRunner {
-    async fn run(&self, input: &Path, out_dir: &Path, progress: Progress<'_>, cancel: &CancellationToken) -> Result<RunOutput, JobError> {
+    async fn run(
+        &self,
+        input: &Path,
+        out_dir: &Path,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutput, JobError> {
         let result = self.transcode(input, out_dir, progress, cancel).await;
         if result.is_err() {
             remove_outputs(out_dir).await;
@@ -271,17 +277,30 @@ impl VideoRunner {
     /// Probes `input` and returns the `ffmpeg` arguments (without the executable) this runner
     /// would run on it, writing into `out_dir`; for inspection and for measuring the runner
     /// against bare `ffmpeg`.
-    pub async fn ffmpeg_args(&self, input: &Path, out_dir: &Path, cancel: &CancellationToken) -> Result<Vec<OsString>, JobError> {
+    pub async fn ffmpeg_args(
+        &self,
+        input: &Path,
+        out_dir: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<OsString>, JobError> {
         let input = absolute(input)?;
         let source = self.check(&input, cancel).await?;
         Ok(self.args(&source, &input, &absolute(out_dir)?))
     }
 
-    async fn transcode(&self, input: &Path, out_dir: &Path, progress: Progress<'_>, cancel: &CancellationToken) -> Result<RunOutput, JobError> {
+    async fn transcode(
+        &self,
+        input: &Path,
+        out_dir: &Path,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutput, JobError> {
         let (input, out_dir) = (absolute(input)?, absolute(out_dir)?);
         let source = self.check(&input, cancel).await?;
         if self.preset == VideoPreset::Hls {
-            tokio::fs::create_dir_all(out_dir.join("hls")).await.map_err(|e| JobError::Transient(format!("cannot create {}/hls: {e}", out_dir.display())))?;
+            tokio::fs::create_dir_all(out_dir.join("hls"))
+                .await
+                .map_err(|e| JobError::Transient(format!("cannot create {}/hls: {e}", out_dir.display())))?;
         }
         let args = self.args(&source, &input, &out_dir);
         tracing::debug!(preset = self.preset.name(), ?args, "running ffmpeg");
@@ -291,7 +310,11 @@ impl VideoRunner {
         let total_us = source.duration.map(|d| d.min(self.caps.max_duration.as_secs_f64()) * 1e6);
         let mut reported = 0.0_f64;
         let on_line = |line: &str| {
-            let (Some(total), Some(us)) = (total_us, line.strip_prefix("out_time_us=").and_then(|v| v.trim().parse::<f64>().ok())) else { return };
+            let (Some(total), Some(us)) =
+                (total_us, line.strip_prefix("out_time_us=").and_then(|v| v.trim().parse::<f64>().ok()))
+            else {
+                return;
+            };
             let p = (us / total).clamp(0.0, 0.99);
             if p > reported {
                 reported = p;
@@ -305,7 +328,12 @@ impl VideoRunner {
         if !done.status.success() {
             let tail = last_lines(&done.stderr_tail, 3);
             return Err(if stderr_says_broken {
-                JobError::Permanent { code: "invalid_input", message: format!("ffmpeg cannot read the file ({tail}): it is damaged or truncated; upload it again") }
+                JobError::Permanent {
+                    code: "invalid_input",
+                    message: format!(
+                        "ffmpeg cannot read the file ({tail}): it is damaged or truncated; upload it again"
+                    ),
+                }
             } else {
                 JobError::Transient(format!("ffmpeg failed ({}): {tail}", done.status))
             });
@@ -328,7 +356,10 @@ impl VideoRunner {
             }
         }
         if done.stderr_tail.contains("partial file") {
-            return Err(JobError::Permanent { code: "invalid_input", message: "the file is truncated (ffmpeg read a partial file); upload it again".into() });
+            return Err(JobError::Permanent {
+                code: "invalid_input",
+                message: "the file is truncated (ffmpeg read a partial file); upload it again".into(),
+            });
         }
         progress(1.0);
         Ok(RunOutput { source: source.to_json(), outputs })
@@ -342,24 +373,37 @@ impl VideoRunner {
             Err(why) => {
                 return Err(JobError::Permanent {
                     code: "invalid_input",
-                    message: format!("the file is not a video ffmpeg can read ({why}); upload a video such as MP4, MOV, MKV or WebM"),
+                    message: format!(
+                        "the file is not a video ffmpeg can read ({why}); upload a video such as MP4, MOV, MKV or WebM"
+                    ),
                 });
             }
         };
         let format = probe.format.unwrap_or_default();
-        let video = probe.streams.iter().find(|s| s.codec_type.as_deref() == Some("video") && s.disposition.attached_pic == 0);
+        let video =
+            probe.streams.iter().find(|s| s.codec_type.as_deref() == Some("video") && s.disposition.attached_pic == 0);
         let Some(video) = video else {
-            let what = if probe.streams.iter().any(|s| s.codec_type.as_deref() == Some("audio")) { "it is audio only" } else { "it has no streams ffmpeg can use" };
+            let what = if probe.streams.iter().any(|s| s.codec_type.as_deref() == Some("audio")) {
+                "it is audio only"
+            } else {
+                "it has no streams ffmpeg can use"
+            };
             return Err(JobError::Permanent {
                 code: "invalid_input",
-                message: format!("the file has no video stream ({what}, {}); upload a video file", format.long_name.as_deref().unwrap_or(&format.name)),
+                message: format!(
+                    "the file has no video stream ({what}, {}); upload a video file",
+                    format.long_name.as_deref().unwrap_or(&format.name)
+                ),
             });
         };
         let demuxer = format.name.split(',').find(|n| VIDEO_FORMATS.contains(n));
         let Some(demuxer) = demuxer else {
             return Err(JobError::Permanent {
                 code: "invalid_input",
-                message: format!("the container {} is not accepted; re-mux the video into MP4, MKV or WebM", format.name),
+                message: format!(
+                    "the container {} is not accepted; re-mux the video into MP4, MKV or WebM",
+                    format.name
+                ),
             });
         };
         let audio = probe.streams.iter().find(|s| s.codec_type.as_deref() == Some("audio"));
@@ -369,12 +413,17 @@ impl VideoRunner {
             if !self.tools.can_decode(codec) {
                 return Err(JobError::Permanent {
                     code: "unsupported_codec",
-                    message: format!("this server cannot decode the {kind} codec {codec}; re-encode the file to H.264 video and AAC audio"),
+                    message: format!(
+                        "this server cannot decode the {kind} codec {codec}; re-encode the file to H.264 video and AAC audio"
+                    ),
                 });
             }
         }
         let (Some(width), Some(height)) = (video.width.filter(|w| *w > 0), video.height.filter(|h| *h > 0)) else {
-            return Err(JobError::Permanent { code: "invalid_input", message: "the video stream has no picture size; the file is damaged, upload it again".into() });
+            return Err(JobError::Permanent {
+                code: "invalid_input",
+                message: "the video stream has no picture size; the file is damaged, upload it again".into(),
+            });
         };
         let pixels = u64::from(width) * u64::from(height);
         if pixels > self.caps.max_pixels {
@@ -387,13 +436,22 @@ impl VideoRunner {
                 ),
             });
         }
-        let duration = format.duration.as_deref().or(video.duration.as_deref()).and_then(|d| d.parse::<f64>().ok()).filter(|d| d.is_finite() && *d > 0.0);
+        let duration = format
+            .duration
+            .as_deref()
+            .or(video.duration.as_deref())
+            .and_then(|d| d.parse::<f64>().ok())
+            .filter(|d| d.is_finite() && *d > 0.0);
         if let Some(d) = duration
             && d > self.caps.max_duration.as_secs_f64()
         {
             return Err(JobError::Permanent {
                 code: "too_long",
-                message: format!("the video is {} long; the limit is {}: trim or split it", human(d), human(self.caps.max_duration.as_secs_f64())),
+                message: format!(
+                    "the video is {} long; the limit is {}: trim or split it",
+                    human(d),
+                    human(self.caps.max_duration.as_secs_f64())
+                ),
             });
         }
         let (display_width, display_height) = display_size(video, width, height);
@@ -454,7 +512,23 @@ impl VideoRunner {
         }
         let limit = self.caps.max_duration.as_secs().to_string();
         push(&mut a, &["-map_metadata", "-1", "-map_chapters", "-1", "-t", &limit]);
-        push(&mut a, &["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-profile:v", "high", "-pix_fmt", "yuv420p", "-fpsmax", "60"]);
+        push(
+            &mut a,
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "23",
+                "-profile:v",
+                "high",
+                "-pix_fmt",
+                "yuv420p",
+                "-fpsmax",
+                "60",
+            ],
+        );
         if audio.is_some() {
             push(&mut a, &["-c:a", "aac", "-b:a", "128k", "-ac", "2"]);
         }
@@ -466,20 +540,56 @@ impl VideoRunner {
             VideoPreset::Hls => {
                 let mut map = Vec::new();
                 for (i, (r, (w, h))) in rungs.iter().zip(&sizes).enumerate() {
-                    push(&mut a, &[&format!("-maxrate:v:{i}"), &format!("{}k", r.maxrate_k), &format!("-bufsize:v:{i}"), &format!("{}k", 2 * r.maxrate_k)]);
+                    push(
+                        &mut a,
+                        &[
+                            &format!("-maxrate:v:{i}"),
+                            &format!("{}k", r.maxrate_k),
+                            &format!("-bufsize:v:{i}"),
+                            &format!("{}k", 2 * r.maxrate_k),
+                        ],
+                    );
                     let name = format!("{}p", w.min(h));
-                    map.push(if audio.is_some() { format!("v:{i},a:{i},name:{name}") } else { format!("v:{i},name:{name}") });
+                    map.push(if audio.is_some() {
+                        format!("v:{i},a:{i},name:{name}")
+                    } else {
+                        format!("v:{i},name:{name}")
+                    });
                 }
                 push(&mut a, &["-force_key_frames", "expr:gte(t,n_forced*4)", "-sc_threshold", "0"]);
-                push(&mut a, &["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment_type", "mpegts"]);
-                push(&mut a, &["-master_pl_name", "master.m3u8", "-var_stream_map", &map.join(" "), "-hls_segment_filename"]);
+                push(
+                    &mut a,
+                    &["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment_type", "mpegts"],
+                );
+                push(
+                    &mut a,
+                    &["-master_pl_name", "master.m3u8", "-var_stream_map", &map.join(" "), "-hls_segment_filename"],
+                );
                 a.push(out_dir.join("hls/%v_%03d.ts").into());
                 a.push(out_dir.join("hls/%v.m3u8").into());
             }
         }
         // The poster: a tenth into the video (past a fade-in), at most 10 s in.
         let at = source.duration.map_or(0.0, |d| (d * 0.1).min(10.0));
-        push(&mut a, &["-map", "[poster]", "-ss", &format!("{at:.3}"), "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1"]);
+        push(
+            &mut a,
+            &[
+                "-map",
+                "[poster]",
+                "-ss",
+                &format!("{at:.3}"),
+                "-frames:v",
+                "1",
+                "-c:v",
+                "mjpeg",
+                "-q:v",
+                "3",
+                "-f",
+                "image2",
+                "-update",
+                "1",
+            ],
+        );
         a.push(out_dir.join("poster.jpg").into());
         a
     }
@@ -491,9 +601,15 @@ impl VideoRunner {
             VideoPreset::Mp4 => names.insert(0, "video.mp4".to_owned()),
             VideoPreset::Hls => {
                 let hls = out_dir.join("hls");
-                let mut dir = tokio::fs::read_dir(&hls).await.map_err(|e| JobError::Transient(format!("cannot list {}: {e}", hls.display())))?;
+                let mut dir = tokio::fs::read_dir(&hls)
+                    .await
+                    .map_err(|e| JobError::Transient(format!("cannot list {}: {e}", hls.display())))?;
                 let mut files = Vec::new();
-                while let Some(entry) = dir.next_entry().await.map_err(|e| JobError::Transient(format!("cannot list {}: {e}", hls.display())))? {
+                while let Some(entry) = dir
+                    .next_entry()
+                    .await
+                    .map_err(|e| JobError::Transient(format!("cannot list {}: {e}", hls.display())))?
+                {
                     files.push(format!("hls/{}", entry.file_name().to_string_lossy()));
                 }
                 files.sort();
@@ -505,12 +621,14 @@ impl VideoRunner {
             let path = out_dir.join(&name);
             let content_type = content_type(&name);
             // Probed: the video, each HLS variant playlist (not the master, not each segment), the poster.
-            let probed = name == "video.mp4" || name == "poster.jpg" || (content_type == "application/vnd.apple.mpegurl" && name != "hls/master.m3u8");
+            let probed = name == "video.mp4"
+                || name == "poster.jpg"
+                || (content_type == "application/vnd.apple.mpegurl" && name != "hls/master.m3u8");
             let (mut width, mut height, mut duration) = (None, None, None);
             if probed {
-                let p = probe(&self.tools, &path, "mov,hls,mpegts,image2,jpeg_pipe", cancel)
-                    .await?
-                    .map_err(|why| JobError::Transient(format!("ffmpeg wrote {name} but ffprobe cannot read it: {why}")))?;
+                let p = probe(&self.tools, &path, "mov,hls,mpegts,image2,jpeg_pipe", cancel).await?.map_err(|why| {
+                    JobError::Transient(format!("ffmpeg wrote {name} but ffprobe cannot read it: {why}"))
+                })?;
                 if let Some(v) = p.streams.iter().find(|s| s.codec_type.as_deref() == Some("video")) {
                     (width, height) = (v.width, v.height);
                 }
@@ -635,7 +753,12 @@ struct Disposition {
 
 /// Runs `ffprobe` on a local file with only `formats` allowed. The outer error is a job error
 /// (cancelled, cannot run); the inner one says why the file is not readable media.
-async fn probe(tools: &Ffmpeg, file: &Path, formats: &str, cancel: &CancellationToken) -> Result<Result<Probe, String>, JobError> {
+async fn probe(
+    tools: &Ffmpeg,
+    file: &Path,
+    formats: &str,
+    cancel: &CancellationToken,
+) -> Result<Result<Probe, String>, JobError> {
     let mut cmd = Command::new(&tools.probe_exe);
     cmd.args(["-v", "error", "-protocol_whitelist", "file", "-format_whitelist", formats]);
     cmd.args(["-print_format", "json", "-show_format", "-show_streams", "-i"]).arg(file);
@@ -661,7 +784,12 @@ struct Finished {
 
 /// Runs `cmd` (stdin closed, killed on drop) feeding each stdout line to `on_line` until
 /// `max_stdout` bytes; kills and reaps it and returns [`JobError::Cancelled`] when `cancel` fires.
-async fn run_child(mut cmd: Command, cancel: &CancellationToken, max_stdout: usize, on_line: impl FnMut(&str)) -> Result<Finished, JobError> {
+async fn run_child(
+    mut cmd: Command,
+    cancel: &CancellationToken,
+    max_stdout: usize,
+    on_line: impl FnMut(&str),
+) -> Result<Finished, JobError> {
     let exe = PathBuf::from(cmd.as_std().get_program());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     if cancel.is_cancelled() {
@@ -686,7 +814,10 @@ async fn run_child(mut cmd: Command, cancel: &CancellationToken, max_stdout: usi
     };
     let status = status.map_err(|e| JobError::Transient(format!("waiting for {}: {e}", exe.display())))?;
     if !stdout_ok {
-        return Err(JobError::Permanent { code: "invalid_input", message: format!("{} reported more than {max_stdout} bytes; the file is not a usable video", exe.display()) });
+        return Err(JobError::Permanent {
+            code: "invalid_input",
+            message: format!("{} reported more than {max_stdout} bytes; the file is not a usable video", exe.display()),
+        });
     }
     Ok(Finished { status, stderr_tail })
 }
@@ -756,7 +887,8 @@ fn display_size(video: &Stream, width: u32, height: u32) -> (u32, u32) {
 fn fit((w, h): (u32, u32), short: u32, long: u32) -> (u32, u32) {
     let (s, l) = (u64::from(w.min(h)), u64::from(w.max(h)));
     // The smaller of short/s and long/l, as a fraction num/den; no scaling when it is ≥ 1.
-    let (num, den) = if u64::from(short) * l <= u64::from(long) * s { (u64::from(short), s) } else { (u64::from(long), l) };
+    let (num, den) =
+        if u64::from(short) * l <= u64::from(long) * s { (u64::from(short), s) } else { (u64::from(long), l) };
     let (num, den) = if num >= den { (1, 1) } else { (num, den) };
     let even = |x: u32| u32::try_from((u64::from(x) * num / den) / 2 * 2).unwrap_or(u32::MAX).max(2);
     (even(w), even(h))

@@ -264,7 +264,11 @@ pub struct Webhooks {
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
-        f.debug_struct("Webhooks").field("endpoints", &names).field("schedule", &self.schedule).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Webhooks")
+            .field("endpoints", &names)
+            .field("schedule", &self.schedule)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -398,7 +402,8 @@ impl Webhooks {
         let lease = i64::try_from((self.timeout * 2 + Duration::from_secs(1)).as_millis()).unwrap_or(i64::MAX);
         let mut claimed = Vec::new();
         for r in rows {
-            let (id, attempts, lease_until): (String, i64, i64) = (r.try_get("id")?, r.try_get("attempts")?, r.try_get("lease_until")?);
+            let (id, attempts, lease_until): (String, i64, i64) =
+                (r.try_get("id")?, r.try_get("attempts")?, r.try_get("lease_until")?);
             let token = random_id("");
             let won = sqlx::query(
                 "UPDATE webhook_deliveries SET lease_until = $1, lease_token = $2, attempts = attempts + 1, updated_at = $3 \
@@ -464,10 +469,20 @@ impl Webhooks {
             .body(Full::new(Bytes::from(c.body.clone())));
         let request = match request {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry { status: None, error: format!("cannot build the request: {e}"), retry_after: None },
+            Err(e) => {
+                return Outcome::Retry {
+                    status: None,
+                    error: format!("cannot build the request: {e}"),
+                    retry_after: None,
+                };
+            }
         };
         match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Err(_) => Outcome::Retry { status: None, error: format!("no answer within {:?}", self.timeout), retry_after: None },
+            Err(_) => Outcome::Retry {
+                status: None,
+                error: format!("no answer within {:?}", self.timeout),
+                retry_after: None,
+            },
             Ok(Err(e)) => Outcome::Retry { status: None, error: causes(&e), retry_after: None },
             Ok(Ok(r)) if r.status().is_success() => Outcome::Delivered(r.status().as_u16()),
             Ok(Ok(r)) if r.status() == http::StatusCode::GONE => Outcome::Gone,
@@ -478,7 +493,11 @@ impl Webhooks {
                 } else {
                     format!("HTTP {status}")
                 };
-                let retry_after = r.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                let retry_after = r
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
                 Outcome::Retry { status: Some(status.as_u16()), error, retry_after }
             }
         }
@@ -566,7 +585,8 @@ impl Webhooks {
 /// The body every attempt sends: `{"type", "timestamp" (RFC 3339), "data"}`.
 fn body(event: &Event) -> String {
     use time::format_description::well_known::Rfc3339;
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.at_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.at_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let timestamp = at.format(&Rfc3339).unwrap_or_default();
     serde_json::json!({ "type": event.kind, "timestamp": timestamp, "data": event.data }).to_string()
 }
@@ -631,9 +651,10 @@ pub async fn list(db: &Db, failed_only: bool, limit: i64) -> Result<Vec<Delivery
 
 /// Endpoints disabled after a 410 Gone.
 pub async fn disabled_endpoints(db: &Db) -> Result<Vec<DisabledEndpoint>, sqlx::Error> {
-    let rows = sqlx::query("SELECT endpoint_url, disabled_at, reason FROM webhook_endpoints_disabled ORDER BY disabled_at")
-        .fetch_all(db.pool())
-        .await?;
+    let rows =
+        sqlx::query("SELECT endpoint_url, disabled_at, reason FROM webhook_endpoints_disabled ORDER BY disabled_at")
+            .fetch_all(db.pool())
+            .await?;
     rows.iter()
         .map(|r| {
             Ok(DisabledEndpoint {
@@ -681,7 +702,10 @@ pub async fn redeliver(db: &Db, id: &str) -> Result<Redelivery, sqlx::Error> {
 /// deliveries were queued again.
 pub async fn enable(db: &Db, url: &str) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
-    let removed = sqlx::query("DELETE FROM webhook_endpoints_disabled WHERE endpoint_url = $1").bind(url).execute(&mut *tx).await?;
+    let removed = sqlx::query("DELETE FROM webhook_endpoints_disabled WHERE endpoint_url = $1")
+        .bind(url)
+        .execute(&mut *tx)
+        .await?;
     if removed.rows_affected() == 0 {
         return Ok(None);
     }
@@ -744,8 +768,16 @@ mod tests {
 
     #[test]
     fn body_is_type_timestamp_data() {
-        let e = Event { id: "evt_1".into(), kind: "job.succeeded".into(), at_ms: 1_700_000_000_123, data: serde_json::json!({"job": "j1"}) };
+        let e = Event {
+            id: "evt_1".into(),
+            kind: "job.succeeded".into(),
+            at_ms: 1_700_000_000_123,
+            data: serde_json::json!({"job": "j1"}),
+        };
         let v: serde_json::Value = serde_json::from_str(&body(&e)).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "job.succeeded", "timestamp": "2023-11-14T22:13:20.123Z", "data": {"job": "j1"}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "job.succeeded", "timestamp": "2023-11-14T22:13:20.123Z", "data": {"job": "j1"}})
+        );
     }
 }

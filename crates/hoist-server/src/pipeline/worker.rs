@@ -59,7 +59,12 @@ pub struct Worker {
 /// The prefix of an attempt's outputs (see the module doc).
 #[must_use]
 pub fn output_prefix(job: &jobs::Job) -> String {
-    format!("{}{}-a{}/", derived_prefix(&job.source_key, job.upload_id.as_deref().unwrap_or(&job.id)), job.preset, job.attempts)
+    format!(
+        "{}{}-a{}/",
+        derived_prefix(&job.source_key, job.upload_id.as_deref().unwrap_or(&job.id)),
+        job.preset,
+        job.attempts
+    )
 }
 
 /// Where every output derived from `source_key` for `owner` (an upload session or a job) lives.
@@ -127,14 +132,26 @@ impl Worker {
         let cancel = shutdown.child_token();
         let progress = Arc::new(Progress::default());
         let lost = CancellationToken::new();
-        let beat = tokio::spawn(heartbeat(self.db.clone(), lease.clone(), Arc::clone(&progress), self.heartbeat, self.lease, cancel.clone(), lost.clone()));
+        let beat = tokio::spawn(heartbeat(
+            self.db.clone(),
+            lease.clone(),
+            Arc::clone(&progress),
+            self.heartbeat,
+            self.lease,
+            cancel.clone(),
+            lost.clone(),
+        ));
         let uploaded = Mutex::new(Vec::new());
         let dir = self.scratch.join(format!("{}-a{}", job.id, job.attempts));
         let result = tokio::time::timeout(job.timeout, self.attempt(&lease, &dir, &progress, &cancel, &uploaded)).await;
         let outcome = match result {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(JobError::Permanent { code, message })) => Outcome::Failed(JobFailure { code: code.into(), message }),
-            Ok(Err(JobError::Transient(message))) => Outcome::Transient(JobFailure { code: "transient".into(), message }),
+            Ok(Err(JobError::Permanent { code, message })) => {
+                Outcome::Failed(JobFailure { code: code.into(), message })
+            }
+            Ok(Err(JobError::Transient(message))) => {
+                Outcome::Transient(JobFailure { code: "transient".into(), message })
+            }
             Ok(Err(JobError::Cancelled)) => Outcome::Transient(JobFailure {
                 code: "worker_stopped".into(),
                 message: "the worker stopped during the job; it will run again".into(),
@@ -180,14 +197,26 @@ impl Worker {
 
     /// Download → run → upload; the uploaded keys are pushed to `uploaded` as they land, so
     /// the caller can delete them whatever happens next.
-    async fn attempt(&self, lease: &Lease, dir: &Path, progress: &Arc<Progress>, cancel: &CancellationToken, uploaded: &Mutex<Vec<String>>) -> Result<Outcome, JobError> {
+    async fn attempt(
+        &self,
+        lease: &Lease,
+        dir: &Path,
+        progress: &Arc<Progress>,
+        cancel: &CancellationToken,
+        uploaded: &Mutex<Vec<String>>,
+    ) -> Result<Outcome, JobError> {
         let job = &lease.job;
         let runner = self.runners.get(&job.preset).ok_or_else(|| JobError::Permanent {
             code: "unknown_preset",
-            message: format!("no worker here knows preset {:?}: run workers that have it, then retry the job", job.preset),
+            message: format!(
+                "no worker here knows preset {:?}: run workers that have it, then retry the job",
+                job.preset
+            ),
         })?;
         let out_dir = dir.join("out");
-        tokio::fs::create_dir_all(&out_dir).await.map_err(|e| JobError::Transient(format!("cannot make scratch directory {}: {e}", out_dir.display())))?;
+        tokio::fs::create_dir_all(&out_dir)
+            .await
+            .map_err(|e| JobError::Transient(format!("cannot make scratch directory {}: {e}", out_dir.display())))?;
         let input = dir.join("source");
         let download = self.uploader.client().download(&job.bucket, &job.source_key, &job.source_etag, &input);
         tokio::select! {
@@ -219,7 +248,13 @@ impl Worker {
     }
 
     /// Uploads one output with the engine (checksums, multipart for big files); answers its size.
-    async fn upload(&self, job: &jobs::Job, key: &str, out: &OutputFile, cancel: &CancellationToken) -> Result<u64, JobError> {
+    async fn upload(
+        &self,
+        job: &jobs::Job,
+        key: &str,
+        out: &OutputFile,
+        cancel: &CancellationToken,
+    ) -> Result<u64, JobError> {
         let req = UploadRequest {
             source: Source::File(out.path.clone()),
             bucket: job.bucket.clone(),
@@ -261,7 +296,15 @@ fn source_error(e: &hoist_core::Error) -> JobError {
 
 /// Renews the lease every `every` with the current progress; when the lease is gone, cancels
 /// the attempt and marks it `lost`.
-async fn heartbeat(db: Db, lease: Lease, progress: Arc<Progress>, every: Duration, extend: Duration, cancel: CancellationToken, lost: CancellationToken) {
+async fn heartbeat(
+    db: Db,
+    lease: Lease,
+    progress: Arc<Progress>,
+    every: Duration,
+    extend: Duration,
+    cancel: CancellationToken,
+    lost: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -275,7 +318,9 @@ async fn heartbeat(db: Db, lease: Lease, progress: Arc<Progress>, every: Duratio
                 cancel.cancel();
                 return;
             }
-            Err(e) => tracing::warn!(job = %lease.job.id, error = %e, "heartbeat failed; the lease runs on until it expires"),
+            Err(e) => {
+                tracing::warn!(job = %lease.job.id, error = %e, "heartbeat failed; the lease runs on until it expires")
+            }
         }
     }
 }

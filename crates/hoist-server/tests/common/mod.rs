@@ -56,7 +56,14 @@ impl Service {
         c.dev = true;
         c.part_size = 5 * MIB as u64;
         c.keys = vec![
-            key("alice", ALICE, 64 * MIB as u64, &["image/*", "application/octet-stream"], 100_000, Some(200 * MIB as u64)),
+            key(
+                "alice",
+                ALICE,
+                64 * MIB as u64,
+                &["image/*", "application/octet-stream"],
+                100_000,
+                Some(200 * MIB as u64),
+            ),
             key("bob", BOB, 64 * MIB as u64, &["*/*"], 100_000, None),
             key("tiny", TINY, 64 * MIB as u64, &["*/*"], 3, None),
         ];
@@ -76,7 +83,12 @@ impl Service {
         let state = server.state();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server.run(async { let _ = rx.await; }).await.unwrap();
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
         });
         Self { url, store_url, dev_token, state, data, db_path, stop: Some(stop), task: Some(task) }
     }
