@@ -441,13 +441,8 @@ impl BatchUploader {
             return Err(e);
         }
         summary.interrupted = cancel.is_cancelled();
-        match journal {
-            // Every file done: the record has served, unless it serves the next sync.
-            Some(j) if summary.files_failed == 0 && !summary.interrupted && req.skip_existing.is_none() => {
-                j.remove()?
-            }
-            Some(mut j) => j.sync()?,
-            None => {}
+        if let Some(j) = journal {
+            close_journal(j, &summary, req)?;
         }
         summary.seconds = started.elapsed().as_secs_f64();
         events.emit(BatchEvent::Summary(summary.clone()));
@@ -528,6 +523,12 @@ async fn take(
 /// Whether an error would meet every file of the batch: stop instead of failing them one by one.
 fn dooms_the_batch(e: &Error) -> bool {
     e.category() == Category::Auth || e.code() == Some("NoSuchBucket")
+}
+
+/// Every file done: the record has served, unless it serves the next sync; else it is kept for
+/// the re-run.
+fn close_journal(mut j: BatchJournal, summary: &BatchSummary, req: &BatchRequest) -> Result<()> {
+    if summary.files_failed == 0 && !summary.interrupted && req.skip_existing.is_none() { j.remove() } else { j.sync() }
 }
 
 /// Accounts for one finished file task: journal first, then the event.

@@ -173,7 +173,7 @@ impl ApiError {
     pub(crate) fn respond(self, body: serde_json::Value) -> Response {
         match &self {
             Self::Store { source, .. } => {
-                tracing::error!(error = %source, code = self.code(), "object store call failed")
+                tracing::error!(error = %source, code = self.code(), "object store call failed");
             }
             Self::Database(e) => tracing::error!(error = %e, "database call failed"),
             Self::Internal(cause) => tracing::error!(cause = %cause, "internal failure"),

@@ -319,7 +319,7 @@ async fn heartbeat(
                 return;
             }
             Err(e) => {
-                tracing::warn!(job = %lease.job.id, error = %e, "heartbeat failed; the lease runs on until it expires")
+                tracing::warn!(job = %lease.job.id, error = %e, "heartbeat failed; the lease runs on until it expires");
             }
         }
     }
