@@ -13,7 +13,9 @@
 //!   `grace` to finish (and be recorded), then are stopped.
 //! - The first failed part ends the dispatch at once (the parts still in flight are dropped): the
 //!   caller decides whether to keep or abort the upload.
-//! - A confirmed part is recorded in the journal (when there is one) before it is reported.
+//! - A confirmed part is recorded in the journal (when there is one) before it is reported, and as
+//!   soon as it finishes (also while the loop waits for a permit), so a crash re-sends only the
+//!   parts still in flight.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -335,11 +337,18 @@ pub(crate) async fn schedule(
             n = feed.next(ledger) => n?,
         };
         let Some(job) = next else { break };
-        let permit = tokio::select! {
-            // The semaphore is never closed.
-            p = sem.clone().acquire_owned() => p.map_err(|_| Error::Cancelled)?,
-            () = cancel.cancelled() => break,
+        // While waiting for a permit, parts that finish are recorded at once: a part the store
+        // confirmed but the journal does not hold would be sent again after a crash.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break None,
+                Some(r) = set.join_next(), if !set.is_empty() => ledger.confirm(r)?,
+                // The semaphore is never closed.
+                p = sem.clone().acquire_owned() => break Some(p.map_err(|_| Error::Cancelled)?),
+            }
         };
+        let Some(permit) = permit else { break };
         let (cx, hard) = (cx.clone(), hard.clone());
         set.spawn(async move {
             let _permit = permit;
