@@ -3,6 +3,8 @@
 //! `hoist_testkit::conformance`). Against an external store, a behaviour it does not implement
 //! is skipped with a printed reason; the embedded store must pass every case.
 
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::complete_multipart_upload::{CompleteMultipartUploadError, CompleteMultipartUploadOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use hoist_testkit::conformance::Endpoint;
@@ -42,12 +44,23 @@ async fn part(ep: &Endpoint, key: &str, id: &str, n: i32, body: &[u8]) -> String
         .unwrap()
 }
 
-fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
-    CompletedMultipartUpload::builder()
-        .set_parts(Some(
-            parts.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build()).collect(),
-        ))
-        .build()
+/// CompleteMultipartUpload of `id` with `parts` (number, `ETag`), in the order given.
+async fn complete(
+    ep: &Endpoint,
+    key: &str,
+    id: &str,
+    parts: &[(i32, &str)],
+) -> Result<CompleteMultipartUploadOutput, SdkError<CompleteMultipartUploadError>> {
+    let parts = parts.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build()).collect();
+    let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+    ep.client()
+        .complete_multipart_upload()
+        .bucket(&ep.bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(upload)
+        .send()
+        .await
 }
 
 async fn read(ep: &Endpoint, key: &str, range: Option<&str>) -> Vec<u8> {
@@ -86,16 +99,7 @@ async fn multipart_round_trip_with_s3_etag_and_list_parts() {
         .map(|p| (p.part_number(), p.size(), p.e_tag().map(|e| e.trim_matches('"').to_owned())))
         .collect();
     assert_eq!(got, [(Some(1), Some(5 * MIB_I64), Some(md5_hex(&a))), (Some(2), Some(1234), Some(md5_hex(&b)))]);
-    let done = ep
-        .client()
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &ea), (2, &eb)]))
-        .send()
-        .await
-        .unwrap();
+    let done = complete(&ep, &key, &id, &[(1, &ea), (2, &eb)]).await.unwrap();
     assert_eq!(done.e_tag().unwrap().trim_matches('"'), multipart_etag(&[&a, &b]));
     assert_eq!(read(&ep, &key, None).await, [a, b].concat());
     ep.pass("multipart_round_trip_with_s3_etag_and_list_parts");
@@ -108,15 +112,7 @@ async fn a_repeated_part_replaces_the_earlier_one() {
     let id = create(&ep, &key).await;
     part(&ep, &key, &id, 1, &pattern(100, 4)).await;
     let e = part(&ep, &key, &id, 1, &pattern(200, 5)).await;
-    ep.client()
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await
-        .unwrap();
+    complete(&ep, &key, &id, &[(1, &e)]).await.unwrap();
     assert_eq!(read(&ep, &key, None).await, pattern(200, 5));
     ep.pass("a_repeated_part_replaces_the_earlier_one");
 }
@@ -129,24 +125,9 @@ async fn complete_refuses_a_wrong_etag_and_a_wrong_order() {
     let e1 = part(&ep, &key, &id, 1, &pattern(5 * MIB, 6)).await;
     let e2 = part(&ep, &key, &id, 2, &pattern(10, 7)).await;
     let c = ep.client();
-    let wrong = c
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &e2), (2, &e2)]))
-        .send()
-        .await
-        .unwrap_err();
+    let wrong = complete(&ep, &key, &id, &[(1, &e2), (2, &e2)]).await.unwrap_err();
     assert_eq!(error_code(&wrong), "InvalidPart");
-    let order = c
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(2, &e2), (1, &e1)]))
-        .send()
-        .await;
+    let order = complete(&ep, &key, &id, &[(2, &e2), (1, &e1)]).await;
     if let Err(e) = order {
         assert_eq!(error_code(&e), "InvalidPartOrder");
     } else {
@@ -166,15 +147,7 @@ async fn complete_refuses_a_small_part_that_is_not_last() {
     let id = create(&ep, &key).await;
     let e1 = part(&ep, &key, &id, 1, &pattern(1024, 8)).await;
     let e2 = part(&ep, &key, &id, 2, &pattern(1024, 9)).await;
-    let r = ep
-        .client()
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &e1), (2, &e2)]))
-        .send()
-        .await;
+    let r = complete(&ep, &key, &id, &[(1, &e1), (2, &e2)]).await;
     match r {
         Err(e) => {
             assert_eq!(error_code(&e), "EntityTooSmall");
@@ -267,15 +240,7 @@ async fn a_presigned_part_put_is_stored() {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(etag.trim_matches('"'), md5_hex(&pattern(777, 11)));
-    ep.client()
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &etag)]))
-        .send()
-        .await
-        .unwrap();
+    complete(&ep, &key, &id, &[(1, &etag)]).await.unwrap();
     assert_eq!(read(&ep, &key, None).await, pattern(777, 11));
     ep.pass("a_presigned_part_put_is_stored");
 }
@@ -287,24 +252,8 @@ async fn a_repeated_complete_is_answered_again() {
     let id = create(&ep, &key).await;
     let e = part(&ep, &key, &id, 1, b"once").await;
     let c = ep.client();
-    let first = c
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await
-        .unwrap();
-    match c
-        .complete_multipart_upload()
-        .bucket(&ep.bucket)
-        .key(&key)
-        .upload_id(&id)
-        .multipart_upload(completed(&[(1, &e)]))
-        .send()
-        .await
-    {
+    let first = complete(&ep, &key, &id, &[(1, &e)]).await.unwrap();
+    match complete(&ep, &key, &id, &[(1, &e)]).await {
         Ok(again) => {
             assert_eq!(again.e_tag(), first.e_tag());
             ep.pass("a_repeated_complete_is_answered_again");
