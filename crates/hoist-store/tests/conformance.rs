@@ -124,7 +124,6 @@ async fn complete_refuses_a_wrong_etag_and_a_wrong_order() {
     let id = create(&ep, &key).await;
     let e1 = part(&ep, &key, &id, 1, &pattern(5 * MIB, 6)).await;
     let e2 = part(&ep, &key, &id, 2, &pattern(10, 7)).await;
-    let c = ep.client();
     let wrong = complete(&ep, &key, &id, &[(1, &e2), (2, &e2)]).await.unwrap_err();
     assert_eq!(error_code(&wrong), "InvalidPart");
     let order = complete(&ep, &key, &id, &[(2, &e2), (1, &e1)]).await;
@@ -251,7 +250,6 @@ async fn a_repeated_complete_is_answered_again() {
     let key = ep.key("again.bin");
     let id = create(&ep, &key).await;
     let e = part(&ep, &key, &id, 1, b"once").await;
-    let c = ep.client();
     let first = complete(&ep, &key, &id, &[(1, &e)]).await.unwrap();
     match complete(&ep, &key, &id, &[(1, &e)]).await {
         Ok(again) => {
